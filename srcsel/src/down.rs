@@ -1,0 +1,32 @@
+//! `srcsel down`: removes what srcsel added in this network namespace.
+use tracing::warn;
+
+use crate::{cgroup, ebpf, privileges, routing};
+
+pub fn down() -> anyhow::Result<()> {
+    privileges::require()?;
+    let removed = crate::block_on(async {
+        let handle = crate::netlink()?;
+        anyhow::Ok(routing::remove_all(&handle).await?)
+    })?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    // Without a bpffs there are no pins to remove; do not mount one for that.
+    let pins = match cgroup::mount_of(&info, "bpf") {
+        Some(bpffs) => ebpf::remove_namespace(&bpffs, ebpf::netns_cookie()?)?,
+        None => false,
+    };
+    let mut cgroups = 0;
+    if let Ok(root) = cgroup::cgroup2_mount() {
+        let stale = cgroup::stale_runs(&root);
+        cgroups = stale.len();
+        for (path, err) in cgroup::remove_stale(&root) {
+            warn!("could not remove cgroup {}: {err}", path.display());
+        }
+        let _ = std::fs::remove_dir(root.join(cgroup::SUBTREE));
+    }
+    eprintln!(
+        "srcsel: removed {removed} rules and routes, {} and {cgroups} stale cgroups",
+        if pins { "this namespace's pinned programs and maps" } else { "no pins (none here)" }
+    );
+    Ok(())
+}

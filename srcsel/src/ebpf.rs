@@ -1,0 +1,318 @@
+//! The eBPF loader: bpffs, srcsel's pins, the shared maps, and attaching an
+//! uplink's program set to a cgroup.
+//!
+//! Layout, per network namespace (by its cookie, never reused while the
+//! machine runs):
+//! `<bpffs>/srcsel/net-<cookie>/maps/{SRCSEL_UPLINKS,SRCSEL_EXEMPT4}` and
+//! `<bpffs>/srcsel/net-<cookie>/<uplink>/<strict|fallback>/{sock_create,connect4,sendmsg4}`.
+use std::{
+    collections::BTreeSet,
+    fs, io,
+    os::fd::{AsFd, AsRawFd},
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, LpmTrie, Map, MapData, lpm_trie::Key},
+    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, CgroupSockAddrAttachType, CgroupSockAttachType},
+};
+use srcsel_common::{MAX_UPLINKS, STRICT_GLOBAL, UPLINK_ID_GLOBAL, UplinkState, maps, programs};
+
+use crate::{cgroup, uplink::Ipv4Net};
+
+/// The eBPF object, built by build.rs (empty when built without the toolchain).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/srcsel"));
+
+const DEFAULT_BPFFS: &str = "/sys/fs/bpf";
+const TOP: &str = "srcsel";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error(
+        "this srcsel binary was built without its eBPF programs (no bpf-linker or nightly rust-src at build time); \
+         rebuild it after `cargo xtask setup`"
+    )]
+    NoObject,
+    #[error("no bpffs mounted and mounting one at {path} failed: {source} — mount it with `mount -t bpf bpf {path}`")]
+    Bpffs {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("all {max} uplink slots of this network namespace are taken; `srcsel down` frees them", max = MAX_UPLINKS - 1)]
+    NoSlot,
+    #[error("loading srcsel's eBPF programs: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("eBPF program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("pinning {path}: {source}")]
+    Pin {
+        path: PathBuf,
+        #[source]
+        source: aya::pin::PinError,
+    },
+    #[error("srcsel map {path}: {source}")]
+    Map {
+        path: PathBuf,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("reading this network namespace's cookie (SO_NETNS_COOKIE needs Linux 5.14): {0}")]
+    Cookie(#[source] io::Error),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> EbpfError + '_ {
+    move |source| EbpfError::Io { path: path.to_owned(), source }
+}
+
+/// The bpffs mount point; mounts one at /sys/fs/bpf when there is none.
+pub fn bpffs() -> Result<PathBuf, EbpfError> {
+    let info = fs::read_to_string("/proc/self/mountinfo").map_err(io_err(Path::new("/proc/self/mountinfo")))?;
+    if let Some(p) = cgroup::mount_of(&info, "bpf") {
+        return Ok(p);
+    }
+    let path = PathBuf::from(DEFAULT_BPFFS);
+    let err = |source| EbpfError::Bpffs { path: path.clone(), source };
+    fs::create_dir_all(&path).map_err(err)?;
+    let target = std::ffi::CString::new(DEFAULT_BPFFS).expect("no NUL");
+    // SAFETY: plain mount(2) with valid C strings.
+    let rc = unsafe { libc::mount(c"bpf".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    Ok(path)
+}
+
+/// The cookie of the calling thread's network namespace.
+pub fn netns_cookie() -> Result<u64, EbpfError> {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0")
+        .or_else(|_| std::net::UdpSocket::bind("[::1]:0"))
+        .map_err(EbpfError::Cookie)?;
+    let mut cookie = 0u64;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: the buffer and its length match.
+    let rc = unsafe {
+        libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_NETNS_COOKIE, (&raw mut cookie).cast(), &mut len)
+    };
+    if rc != 0 {
+        return Err(EbpfError::Cookie(io::Error::last_os_error()));
+    }
+    Ok(cookie)
+}
+
+/// The folder of this namespace's pins.
+pub fn ns_dir(bpffs: &Path, cookie: u64) -> PathBuf {
+    bpffs.join(TOP).join(format!("net-{cookie}"))
+}
+
+/// srcsel's pinned state in one network namespace, locked for the caller.
+pub struct Namespace {
+    dir: PathBuf,
+    cookie: u64,
+    uplinks: Array<MapData, UplinkState>,
+    exempt: LpmTrie<MapData, [u8; 4], [u32; 2]>,
+    _lock: fs::File,
+}
+
+impl Namespace {
+    /// Opens (creating if needed) the namespace's folder and maps, and takes
+    /// its lock so concurrent `srcsel run`s do not race on slots and pins.
+    pub fn open(bpffs: &Path, cookie: u64) -> Result<Self, EbpfError> {
+        if OBJECT.is_empty() {
+            return Err(EbpfError::NoObject);
+        }
+        let dir = ns_dir(bpffs, cookie);
+        fs::create_dir_all(dir.join("maps")).map_err(io_err(&dir))?;
+        let lock = fs::File::open(&dir).map_err(io_err(&dir))?;
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io_err(&dir)(io::Error::last_os_error()));
+        }
+        let maps_dir = dir.join("maps");
+        if !maps_dir.join(maps::UPLINKS).exists() || !maps_dir.join(maps::EXEMPT4).exists() {
+            // Parsing the object creates and pins its by-name maps.
+            loader(&maps_dir).load(OBJECT)?;
+        }
+        let uplinks = open_map(&maps_dir.join(maps::UPLINKS), Map::Array)?;
+        let exempt = open_map(&maps_dir.join(maps::EXEMPT4), Map::LpmTrie)?;
+        Ok(Self { dir, cookie, uplinks, exempt, _lock: lock })
+    }
+
+    /// The slot of uplink `name`, taking a free one the first time.
+    pub fn slot(&mut self, name: &str) -> Result<u32, EbpfError> {
+        let key = name_key(name);
+        let mut free = None;
+        for id in 1..MAX_UPLINKS {
+            let s = self.uplinks.get(&id, 0).map_err(|source| self.map_err(maps::UPLINKS, source))?;
+            if s.mark != 0 && s.name == key {
+                return Ok(id);
+            }
+            if s.mark == 0 && free.is_none() {
+                free = Some(id);
+            }
+        }
+        free.ok_or(EbpfError::NoSlot)
+    }
+
+    /// Publishes an uplink's live state to the programs.
+    pub fn publish(&mut self, id: u32, name: &str, ifindex: u32, addr4: Option<std::net::Ipv4Addr>, up: bool) -> Result<(), EbpfError> {
+        use srcsel_common::flags;
+        let mut f = 0;
+        if up {
+            f |= flags::UP;
+        }
+        if addr4.is_some() {
+            f |= flags::HAS_ADDR4;
+        }
+        let state = UplinkState {
+            netns_cookie: self.cookie,
+            name: name_key(name),
+            mark: srcsel_common::mark_for(id),
+            ifindex,
+            addr4: addr4.map_or(0, |a| u32::from_ne_bytes(a.octets())),
+            flags: f,
+        };
+        self.uplinks.set(id, state, 0).map_err(|source| self.map_err(maps::UPLINKS, source))
+    }
+
+    /// Makes the exempt-destination trie hold exactly `prefixes`.
+    pub fn sync_exempt(&mut self, prefixes: &BTreeSet<Ipv4Net>) -> Result<(), EbpfError> {
+        let value = |n: &Ipv4Net| [u32::from_ne_bytes(n.addr.octets()), u32::from(n.len)];
+        let current: Vec<[u32; 2]> = self.exempt.iter().filter_map(Result::ok).map(|(_, v)| v).collect();
+        let wanted: Vec<[u32; 2]> = prefixes.iter().map(value).collect();
+        let (remove, add) = crate::routing::diff(&current, &wanted);
+        let key = |v: &[u32; 2]| Key::new(v[1], v[0].to_ne_bytes());
+        for v in &remove {
+            self.exempt.remove(&key(v)).map_err(|source| self.map_err(maps::EXEMPT4, source))?;
+        }
+        for v in &add {
+            self.exempt.insert(&key(v), v, 0).map_err(|source| self.map_err(maps::EXEMPT4, source))?;
+        }
+        Ok(())
+    }
+
+    fn map_err(&self, name: &str, source: aya::maps::MapError) -> EbpfError {
+        EbpfError::Map { path: self.dir.join("maps").join(name), source }
+    }
+
+    /// Loads and pins the program set of uplink slot `id` unless it is pinned.
+    pub fn ensure_programs(&self, name: &str, id: u32, strict: bool) -> Result<ProgramSet, EbpfError> {
+        let set = ProgramSet { dir: self.dir.join(name).join(if strict { "strict" } else { "fallback" }) };
+        if set.complete() {
+            return Ok(set);
+        }
+        // A set half-pinned by a crashed run is replaced whole.
+        let _ = remove_tree(&set.dir);
+        fs::create_dir_all(&set.dir).map_err(io_err(&set.dir))?;
+        let strict = u32::from(strict);
+        let mut ebpf: Ebpf = loader(&self.dir.join("maps"))
+            .override_global(UPLINK_ID_GLOBAL, &id, true)
+            .override_global(STRICT_GLOBAL, &strict, true)
+            .load(OBJECT)?;
+        for name in PROGRAMS {
+            let prog = ebpf.program_mut(name).ok_or(EbpfError::Program {
+                name,
+                source: aya::programs::ProgramError::UnexpectedProgramType,
+            })?;
+            let err = |source| EbpfError::Program { name, source };
+            match prog {
+                aya::programs::Program::CgroupSock(p) => p.load().map_err(err)?,
+                aya::programs::Program::CgroupSockAddr(p) => p.load().map_err(err)?,
+                _ => return Err(err(aya::programs::ProgramError::UnexpectedProgramType)),
+            }
+            let path = set.dir.join(name);
+            prog.pin(&path).map_err(|source| EbpfError::Pin { path, source })?;
+        }
+        Ok(set)
+    }
+}
+
+const PROGRAMS: [&str; 3] = [programs::SOCK_CREATE, programs::CONNECT4, programs::SENDMSG4];
+
+fn loader(maps_dir: &Path) -> EbpfLoader<'_> {
+    let mut l = EbpfLoader::new();
+    l.default_map_pin_directory(maps_dir);
+    l
+}
+
+fn open_map<T: TryFrom<Map, Error = aya::maps::MapError>>(path: &Path, kind: fn(MapData) -> Map) -> Result<T, EbpfError> {
+    let err = |source| EbpfError::Map { path: path.to_owned(), source };
+    T::try_from(kind(MapData::from_pin(path).map_err(err)?)).map_err(err)
+}
+
+fn name_key(name: &str) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    let n = name.len().min(15);
+    key[..n].copy_from_slice(&name.as_bytes()[..n]);
+    key
+}
+
+/// One uplink's pinned programs, in one mode.
+pub struct ProgramSet {
+    dir: PathBuf,
+}
+
+/// Programs attached to a cgroup; detached when dropped.
+pub struct Attached {
+    _sock: CgroupSock,
+    _addr: Vec<CgroupSockAddr>,
+}
+
+impl ProgramSet {
+    fn complete(&self) -> bool {
+        PROGRAMS.iter().all(|p| self.dir.join(p).exists())
+    }
+
+    /// Attaches the set to `cgroup` through bpf_links. Links are always
+    /// multi-attach in the kernel, so other cgroup programs keep running.
+    pub fn attach(&self, cgroup: impl AsFd) -> Result<Attached, EbpfError> {
+        let cg = cgroup.as_fd();
+        let prog_err = |name| move |source| EbpfError::Program { name, source };
+        let mut sock = CgroupSock::from_pin(self.dir.join(programs::SOCK_CREATE), CgroupSockAttachType::SockCreate)
+            .map_err(prog_err(programs::SOCK_CREATE))?;
+        sock.attach(cg, CgroupAttachMode::Single).map_err(prog_err(programs::SOCK_CREATE))?;
+        let mut addr = Vec::new();
+        for (name, kind) in [
+            (programs::CONNECT4, CgroupSockAddrAttachType::Connect4),
+            (programs::SENDMSG4, CgroupSockAddrAttachType::UDPSendMsg4),
+        ] {
+            let mut p = CgroupSockAddr::from_pin(self.dir.join(name), kind).map_err(prog_err(name))?;
+            p.attach(cg, CgroupAttachMode::Single).map_err(prog_err(name))?;
+            addr.push(p);
+        }
+        Ok(Attached { _sock: sock, _addr: addr })
+    }
+}
+
+/// Removes a pin folder and everything below it (bpffs: unlink drops the pin).
+pub fn remove_tree(dir: &Path) -> io::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    for entry in fs::read_dir(dir)? {
+        let p = entry?.path();
+        if p.is_dir() { remove_tree(&p)? } else { fs::remove_file(&p)? }
+    }
+    fs::remove_dir(dir)
+}
+
+/// Removes this namespace's pins, and srcsel's top folder if no other
+/// namespace uses it. Returns whether there was anything.
+pub fn remove_namespace(bpffs: &Path, cookie: u64) -> io::Result<bool> {
+    let dir = ns_dir(bpffs, cookie);
+    let existed = dir.exists();
+    remove_tree(&dir)?;
+    let _ = fs::remove_dir(bpffs.join(TOP));
+    Ok(existed)
+}

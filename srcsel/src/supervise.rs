@@ -1,0 +1,185 @@
+//! Runs the user's command inside a cgroup and waits for it like a shell
+//! would: same stdin/stdout/stderr and terminal, signals passed on, its exit
+//! status returned (128+N when signal N killed it).
+use std::{
+    ffi::OsString,
+    io,
+    mem::MaybeUninit,
+    os::{fd::AsRawFd, unix::process::CommandExt as _},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::cgroup::RunCgroup;
+
+/// Exit statuses for a command that could not be started, as in POSIX shells.
+pub const NOT_FOUND: u8 = 127;
+pub const NOT_EXECUTABLE: u8 = 126;
+
+/// Signals srcsel passes on to the command (SIGCHLD tells it the command ended).
+const HANDLED: [libc::c_int; 10] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+    libc::SIGALRM,
+    libc::SIGCONT,
+    libc::SIGCHLD,
+];
+
+/// A signalfd receiving [`HANDLED`], which stay blocked while it lives.
+struct Signals {
+    fd: libc::c_int,
+    old_mask: libc::sigset_t,
+}
+
+impl Signals {
+    fn block() -> io::Result<Self> {
+        // SAFETY: sigset manipulation on local, initialised sets.
+        unsafe {
+            let mut set = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
+            libc::sigemptyset(&mut set);
+            for s in HANDLED {
+                libc::sigaddset(&mut set, s);
+            }
+            let mut old_mask = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
+            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old_mask) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Self { fd, old_mask })
+        }
+    }
+
+    fn next(&self) -> io::Result<libc::signalfd_siginfo> {
+        // SAFETY: reading exactly one siginfo into a buffer of that size.
+        unsafe {
+            let mut info = MaybeUninit::<libc::signalfd_siginfo>::zeroed().assume_init();
+            loop {
+                let n = libc::read(self.fd, (&raw mut info).cast(), size_of::<libc::signalfd_siginfo>());
+                if n == size_of::<libc::signalfd_siginfo>() as isize {
+                    return Ok(info);
+                }
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        // SAFETY: restoring the mask saved in block(), closing our own fd.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.old_mask, std::ptr::null_mut());
+            libc::close(self.fd);
+        }
+    }
+}
+
+/// Starts `argv` inside `cg` and waits for it; returns its exit status.
+pub fn run_in(cg: &RunCgroup, argv: &[OsString]) -> anyhow::Result<u8> {
+    let Some((program, args)) = argv.split_first() else { bail!("no command given") };
+    let procs = cg.procs()?;
+    let procs_fd = procs.as_raw_fd();
+    let signals = Signals::block().context("blocking signals")?;
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Join the cgroup before exec, so the command's first socket is covered.
+            if libc::write(procs_fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut empty = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
+            libc::sigemptyset(&mut empty);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            eprintln!("srcsel: {}: command not found", program.to_string_lossy());
+            return Ok(NOT_FOUND);
+        }
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            eprintln!("srcsel: {}: {e}", program.to_string_lossy());
+            return Ok(NOT_EXECUTABLE);
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("starting {} in cgroup {}", program.to_string_lossy(), cg.path().display())
+            });
+        }
+    };
+    drop(procs);
+    wait_forwarding(child.id() as libc::pid_t, &signals)
+}
+
+fn wait_forwarding(pid: libc::pid_t, signals: &Signals) -> anyhow::Result<u8> {
+    loop {
+        let info = signals.next().context("reading signals")?;
+        let signo = info.ssi_signo as libc::c_int;
+        if signo == libc::SIGCHLD {
+            if let Some(code) = reap(pid)? {
+                return Ok(code);
+            }
+            continue;
+        }
+        // Signals from the terminal (Ctrl-C, Ctrl-\, resize) reach the command
+        // directly: it is in our process group. Pass on only those sent to us.
+        if info.ssi_code == libc::SI_KERNEL || info.ssi_pid as libc::pid_t == pid {
+            continue;
+        }
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(pid, signo) };
+    }
+}
+
+/// The exit status of `pid` if it has ended.
+fn reap(pid: libc::pid_t) -> anyhow::Result<Option<u8>> {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child with a valid status pointer.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    if r < 0 {
+        return Err(io::Error::last_os_error()).context("waiting for the command");
+    }
+    if r == 0 {
+        return Ok(None);
+    }
+    Ok(Some(exit_code(status)))
+}
+
+/// A wait status as a shell reports it.
+pub fn exit_code(status: libc::c_int) -> u8 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status) as u8
+    } else if libc::WIFSIGNALED(status) {
+        128u8.wrapping_add(libc::WTERMSIG(status) as u8)
+    } else {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_like_a_shell() {
+        assert_eq!(exit_code(3 << 8), 3);
+        assert_eq!(exit_code(libc::SIGKILL), 137);
+        assert_eq!(exit_code(libc::SIGINT), 130);
+    }
+}
