@@ -20,7 +20,7 @@ pub enum CgroupError {
          `nsenter --net=/run/netns/NAME` instead, or mount one (`mount -t cgroup2 none /sys/fs/cgroup`)"
     )]
     NoMount,
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -34,13 +34,13 @@ pub enum EbpfError {
          rebuild it after `cargo xtask setup`"
     )]
     NoObject,
-    #[error("no bpffs mounted and mounting one at {path} failed: {source} — mount it with `mount -t bpf bpf {path}`")]
+    #[error("no bpffs mounted, and mounting one at {path} failed (mount it with `mount -t bpf bpf {path}`)")]
     Bpffs {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -48,27 +48,27 @@ pub enum EbpfError {
     },
     #[error("all {max} uplink slots of this network namespace are taken; `srcsel down` frees them", max = MAX_UPLINKS - 1)]
     NoSlot,
-    #[error("loading srcsel's eBPF programs: {0}")]
+    #[error("loading srcsel's eBPF programs")]
     Load(#[from] aya::EbpfError),
-    #[error("eBPF program {name}: {source}")]
+    #[error("eBPF program {name}")]
     Program {
         name: &'static str,
         #[source]
         source: aya::programs::ProgramError,
     },
-    #[error("pinning {path}: {source}")]
+    #[error("pinning {path}")]
     Pin {
         path: PathBuf,
         #[source]
         source: aya::pin::PinError,
     },
-    #[error("srcsel map {path}: {source}")]
+    #[error("srcsel map {path}")]
     Map {
         path: PathBuf,
         #[source]
         source: aya::maps::MapError,
     },
-    #[error("reading this network namespace's cookie (SO_NETNS_COOKIE needs Linux 5.14): {0}")]
+    #[error("reading this network namespace's cookie (SO_NETNS_COOKIE needs Linux 5.14)")]
     Cookie(#[source] io::Error),
 }
 

@@ -58,6 +58,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("SRCSEL_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .with_target(false)
         .init();

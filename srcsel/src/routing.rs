@@ -101,17 +101,44 @@ pub fn desired_rules(id: u32, up: &Uplink) -> Vec<Rule> {
     rules
 }
 
-/// The routes of uplink `id`'s table: the link's connected route, and the
-/// default route while the uplink is up and has a gateway.
+/// The routes of uplink `id`'s table while it is up: the link's connected
+/// route and, with a gateway, the default route. A down link has none (the
+/// kernel refuses routes over it and flushes them itself).
 pub fn desired_routes(id: u32, up: &Uplink) -> Vec<Route> {
     let table = table_for(id);
     let mut routes = Vec::new();
-    let Some(addr) = up.addr else { return routes };
+    let (true, Some(addr)) = (up.up, up.addr) else { return routes };
     routes.push(Route { table, dst: addr.network(), gateway: None, oif: up.index, prefsrc: Some(addr.addr) });
-    if let (true, Some(gw)) = (up.up, up.gateway) {
+    if let Some(gw) = up.gateway {
         routes.push(Route { table, dst: Ipv4Net::DEFAULT, gateway: Some(gw), oif: up.index, prefsrc: Some(addr.addr) });
     }
     routes
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} table {} oif {}", self.dst, self.table, self.oif)?;
+        if let Some(gw) = self.gateway {
+            write!(f, " via {gw}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {:?}", self.priority, self.family)?;
+        if let Some((m, mask)) = self.fwmark {
+            write!(f, " fwmark {m:#x}/{mask:#x}")?;
+        }
+        if let Some(from) = self.from {
+            write!(f, " from {from}")?;
+        }
+        match self.action {
+            Action::Lookup(t) => write!(f, " lookup {t}"),
+            Action::Unreachable => write!(f, " unreachable"),
+        }
+    }
 }
 
 /// Destinations that the main table keeps on a local link or LAN: its
@@ -141,7 +168,7 @@ pub fn in_range(id: u32, priority: u32) -> bool {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoutingError {
-    #[error("netlink: {what}: {source}")]
+    #[error("netlink: {what}")]
     Netlink {
         what: String,
         #[source]
@@ -175,12 +202,12 @@ pub async fn apply(handle: &Handle, id: u32, up: &Uplink) -> Result<(), RoutingE
     let (remove, add) = diff(&current_specs, &desired_routes(id, up));
     for (spec, msg) in &current {
         if remove.contains(spec) {
-            handle.route().del(msg.clone()).execute().await.map_err(nl(format!("deleting {spec:?}")))?;
+            handle.route().del(msg.clone()).execute().await.map_err(nl(format!("deleting route {spec}")))?;
         }
     }
     // Connected route first: the default route's gateway must be reachable.
     for spec in &add {
-        handle.route().add(route_message(spec)).replace().execute().await.map_err(nl(format!("adding {spec:?} for {}", up.name)))?;
+        handle.route().add(route_message(spec)).replace().execute().await.map_err(nl(format!("adding route {spec} for {}", up.name)))?;
     }
 
     let owned = owned_rules(handle).await?;
@@ -189,7 +216,7 @@ pub async fn apply(handle: &Handle, id: u32, up: &Uplink) -> Result<(), RoutingE
     let (remove, add) = diff(&current_specs, &desired_rules(id, up));
     for (spec, msg) in current {
         if remove.contains(spec) {
-            handle.rule().del(msg.clone()).execute().await.map_err(nl(format!("deleting rule {spec:?}")))?;
+            handle.rule().del(msg.clone()).execute().await.map_err(nl(format!("deleting rule {spec}")))?;
         }
     }
     for spec in &add {
@@ -202,7 +229,7 @@ pub async fn apply(handle: &Handle, id: u32, up: &Uplink) -> Result<(), RoutingE
 pub async fn remove_all(handle: &Handle) -> Result<usize, RoutingError> {
     let mut removed = 0;
     for (spec, msg) in owned_rules(handle).await? {
-        handle.rule().del(msg).execute().await.map_err(nl(format!("deleting rule {spec:?}")))?;
+        handle.rule().del(msg).execute().await.map_err(nl(format!("deleting rule {spec}")))?;
         removed += 1;
     }
     for version in [IpVersion::V4, IpVersion::V6] {
@@ -350,7 +377,7 @@ async fn add_rule(handle: &Handle, r: &Rule) -> Result<(), RoutingError> {
         msg.attributes.push(RuleAttribute::SuppressPrefixLen(s));
     }
     msg.attributes.push(RuleAttribute::Protocol(RouteProtocol::Other(PROTO)));
-    req.execute().await.map_err(nl(format!("adding rule {r:?}")))
+    req.execute().await.map_err(nl(format!("adding rule {r}")))
 }
 
 #[cfg(test)]
@@ -379,9 +406,10 @@ mod tests {
     }
 
     #[test]
-    fn down_uplink_keeps_no_default_route() {
-        let routes = desired_routes(2, &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), false));
-        assert_eq!(routes.len(), 1);
+    fn down_uplink_keeps_no_routes() {
+        assert!(desired_routes(2, &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), false)).is_empty());
+        let no_gateway = desired_routes(2, &usb0(Some("10.99.0.57/24"), None, true));
+        assert_eq!(no_gateway.len(), 1);
         assert!(desired_routes(2, &usb0(None, None, true)).is_empty());
     }
 

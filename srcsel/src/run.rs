@@ -28,6 +28,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
     let cg = RunCgroup::create(&cg_root)?;
     let status = attach_and_run(&cg, &set, &args.command);
     let removed = cg.remove();
+    supervise::reap_all();
     let status = status?;
     removed?;
     Ok(status)

@@ -92,6 +92,10 @@ pub fn run_in(cg: &RunCgroup, argv: &[OsString]) -> anyhow::Result<u8> {
     let procs = cg.procs()?;
     let procs_fd = procs.as_raw_fd();
     let signals = Signals::block().context("blocking signals")?;
+    // Orphans of the command (daemons, `cmd &`) are re-parented to us rather
+    // than to PID 1, so we reap them (not every PID 1 does).
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
     let mut cmd = Command::new(program);
     cmd.args(args);
     // SAFETY: only async-signal-safe calls between fork and exec.
@@ -147,18 +151,30 @@ fn wait_forwarding(pid: libc::pid_t, signals: &Signals) -> anyhow::Result<u8> {
     }
 }
 
-/// The exit status of `pid` if it has ended.
+/// Reaps every child that has ended; the exit status of `pid` if it is one.
 fn reap(pid: libc::pid_t) -> anyhow::Result<Option<u8>> {
-    let mut status = 0;
-    // SAFETY: waitpid on our own child with a valid status pointer.
-    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    if r < 0 {
-        return Err(io::Error::last_os_error()).context("waiting for the command");
+    let mut main = None;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid status pointer.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if r == pid {
+            main = Some(exit_code(status));
+        } else if r <= 0 {
+            let err = io::Error::last_os_error();
+            if r < 0 && err.raw_os_error() != Some(libc::ECHILD) {
+                return Err(err).context("waiting for the command");
+            }
+            return Ok(main);
+        }
     }
-    if r == 0 {
-        return Ok(None);
-    }
-    Ok(Some(exit_code(status)))
+}
+
+/// Waits for every remaining child (orphans of the command that were killed
+/// with its cgroup), so none is left a zombie.
+pub fn reap_all() {
+    // SAFETY: waitpid with a null status pointer; ECHILD ends the loop.
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), 0) } > 0 {}
 }
 
 /// A wait status as a shell reports it.

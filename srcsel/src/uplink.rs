@@ -78,7 +78,7 @@ pub enum UplinkError {
          let its DHCP client install one (dhcpcd: `metric 3000`, not `nogateway`)"
     )]
     NoGateway(String),
-    #[error("netlink: reading {what}: {source}")]
+    #[error("netlink: reading {what}")]
     Netlink {
         what: &'static str,
         #[source]
