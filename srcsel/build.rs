@@ -14,14 +14,21 @@ fn main() -> anyhow::Result<()> {
     let out = PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| anyhow!("OUT_DIR not set"))?);
     let object = out.join("srcsel");
     if let Some(missing) = missing_toolchain() {
-        println!("cargo:warning=building srcsel without its eBPF object ({missing}); run `cargo xtask setup`");
-        return fs::write(&object, []).with_context(|| format!("writing stub {}", object.display()));
+        println!(
+            "cargo:warning=building srcsel without its eBPF object ({missing}); run `cargo xtask setup`"
+        );
+        return fs::write(&object, [])
+            .with_context(|| format!("writing stub {}", object.display()));
     }
     let root = env::var("CARGO_MANIFEST_DIR")?;
     let ebpf_dir = PathBuf::from(root).join("../srcsel-ebpf");
     let ebpf_dir = ebpf_dir.to_str().ok_or_else(|| anyhow!("non-UTF-8 path"))?;
     aya_build::build_ebpf(
-        [Package { name: "srcsel-ebpf", root_dir: ebpf_dir, ..Default::default() }],
+        [Package {
+            name: "srcsel-ebpf",
+            root_dir: ebpf_dir,
+            ..Default::default()
+        }],
         Toolchain::Nightly,
     )
 }
@@ -35,7 +42,9 @@ fn missing_toolchain() -> Option<&'static str> {
     if !works(Command::new("bpf-linker").arg("--version")) {
         return Some("bpf-linker not found or broken");
     }
-    let sysroot = Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]).output();
+    let sysroot = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--print", "sysroot"])
+        .output();
     match sysroot {
         Ok(o) if o.status.success() => {
             let root = String::from_utf8_lossy(&o.stdout).trim().to_owned();

@@ -17,13 +17,20 @@ fn lab() -> Lab {
 }
 
 fn out(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
 }
 
 /// Runs `cmd`, asserts it succeeded, returns its stdout.
 fn ok(cmd: &mut Command) -> String {
     let o = out(cmd);
-    assert!(o.status.success(), "{cmd:?} failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed ({}): {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -72,10 +79,14 @@ fn every_client_leaves_through_usb0_under_srcsel_and_through_eth0_without() {
     for (name, template) in CLIENTS {
         let steered = unique("via");
         ok(&mut lab.run_via_usb0(&line(template, &steered)));
-        assert_eq!(lab.source_of(&steered), usb0, "{name} under srcsel run --via usb0");
+        assert_eq!(
+            lab.source_of(&steered),
+            usb0,
+            "{name} under srcsel run --via usb0"
+        );
 
         let plain = unique("plain");
-        ok(&mut lab.client("sh").args(["-c", &line(template, &plain)]));
+        ok(lab.client("sh").args(["-c", &line(template, &plain)]));
         assert_eq!(lab.source_of(&plain), ETH0_ADDR, "{name} without srcsel");
     }
 }
@@ -92,7 +103,10 @@ fn grandchildren_ping_and_a_client_without_libc_are_steered() {
 
     let raw = lab.dir.join("rawclient");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/lab/rawclient.c");
-    ok(Command::new("gcc").args(["-nostdlib", "-static", "-O2", "-fno-stack-protector", "-o"]).arg(&raw).arg(&src));
+    ok(Command::new("gcc")
+        .args(["-nostdlib", "-static", "-O2", "-fno-stack-protector", "-o"])
+        .arg(&raw)
+        .arg(&src));
     let t = unique("raw");
     let reply = ok(lab.srcsel(["run", "--via", "usb0", "--"]).arg(&raw).arg(&t));
     assert_eq!(lab.source_of(&t), usb0, "static client without libc");
@@ -103,7 +117,9 @@ fn grandchildren_ping_and_a_client_without_libc_are_steered() {
 
     // ping's payload pattern is the token (hex).
     let hex = format!("{:08x}", std::process::id() ^ 0x5eed);
-    ok(&mut lab.srcsel(["run", "--via", "usb0", "--", "ping", "-c1", "-W2", "-p", &hex, SERVER]));
+    ok(&mut lab.srcsel([
+        "run", "--via", "usb0", "--", "ping", "-c1", "-W2", "-p", &hex, SERVER,
+    ]));
     assert_eq!(lab.source_of(&hex), usb0, "ping");
 }
 
@@ -118,14 +134,26 @@ fn processes_outside_the_run_are_untouched_while_it_runs() {
         stop.display(),
         url(&inside)
     );
-    let mut run = lab.run_via_usb0(&script).stdout(Stdio::null()).spawn().expect("srcsel run");
-    let cg = cgroup2_root().join("srcsel").join(format!("run-{}", run.id()));
-    wait_until("the run's cgroup", Duration::from_secs(10), || cg.join("cgroup.procs").exists());
+    let mut run = lab
+        .run_via_usb0(&script)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("srcsel run");
+    let cg = cgroup2_root()
+        .join("srcsel")
+        .join(format!("run-{}", run.id()));
+    wait_until("the run's cgroup", Duration::from_secs(10), || {
+        cg.join("cgroup.procs").exists()
+    });
 
     for (name, template) in CLIENTS {
         let t = unique("outside");
-        ok(&mut lab.client("sh").args(["-c", &line(template, &t)]));
-        assert_eq!(lab.source_of(&t), ETH0_ADDR, "{name} outside the running srcsel run");
+        ok(lab.client("sh").args(["-c", &line(template, &t)]));
+        assert_eq!(
+            lab.source_of(&t),
+            ETH0_ADDR,
+            "{name} outside the running srcsel run"
+        );
     }
     fs::write(&stop, "").unwrap();
     assert!(run.wait().unwrap().success());
@@ -136,18 +164,24 @@ fn processes_outside_the_run_are_untouched_while_it_runs() {
 #[test]
 fn strict_mode_fails_at_once_and_nothing_leaks_through_eth0() {
     let lab = lab();
-    ok(&mut lab.client("ip").args(["link", "set", "usb0", "down"]));
+    ok(lab.client("ip").args(["link", "set", "usb0", "down"]));
     for (name, template) in CLIENTS {
         let t = unique("strict");
         let o = out(&mut lab.run_via_usb0(&format!("timeout 10 {}", line(template, &t))));
         // socat and nc report no error for a refused UDP send; the server log decides.
         if !name.contains("socat") && !name.contains("nc ") {
             assert!(!o.status.success(), "{name} succeeded with usb0 down");
-            assert_ne!(o.status.code(), Some(124), "{name} hung instead of failing at once");
+            assert_ne!(
+                o.status.code(),
+                Some(124),
+                "{name} hung instead of failing at once"
+            );
         }
         lab.assert_unseen(&t);
     }
-    let o = out(&mut lab.srcsel(["run", "--via", "usb0", "--", "ping", "-c1", "-W1", "-p", "5eedface", SERVER]));
+    let o = out(&mut lab.srcsel([
+        "run", "--via", "usb0", "--", "ping", "-c1", "-W1", "-p", "5eedface", SERVER,
+    ]));
     assert!(!o.status.success(), "ping succeeded with usb0 down");
     lab.assert_unseen("5eedface");
 }
@@ -157,14 +191,36 @@ fn fallback_uses_normal_routing_while_usb0_is_down_and_usb0_when_up() {
     let lab = lab();
     let usb0 = lab.usb0_addr();
     let t = unique("fbup");
-    ok(&mut lab.srcsel(["run", "--via", "usb0", "--fallback", "--", "curl", "-sf", &url(&t)]));
+    ok(&mut lab.srcsel([
+        "run",
+        "--via",
+        "usb0",
+        "--fallback",
+        "--",
+        "curl",
+        "-sf",
+        &url(&t),
+    ]));
     assert_eq!(lab.source_of(&t), usb0);
 
-    ok(&mut lab.client("ip").args(["link", "set", "usb0", "down"]));
+    ok(lab.client("ip").args(["link", "set", "usb0", "down"]));
     let t = unique("fbdown");
-    let o = out(&mut lab.srcsel(["run", "--via", "usb0", "--fallback", "--", "curl", "-sf", &url(&t)]));
+    let o = out(&mut lab.srcsel([
+        "run",
+        "--via",
+        "usb0",
+        "--fallback",
+        "--",
+        "curl",
+        "-sf",
+        &url(&t),
+    ]));
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("usb0 is down"), "no warning: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("usb0 is down"),
+        "no warning: {}",
+        stderr(&o)
+    );
     assert_eq!(lab.source_of(&t), ETH0_ADDR);
 }
 
@@ -180,11 +236,18 @@ fn exit_status_and_signals_pass_through() {
     assert!(stderr(&o).contains("no-such-program-srcsel: command not found"));
 
     // A signal sent to srcsel reaches the command; the cgroup goes with it.
-    let mut run = lab.srcsel(["run", "--via", "usb0", "--", "sleep", "30"]).spawn().expect("srcsel run");
-    let cg = cgroup2_root().join("srcsel").join(format!("run-{}", run.id()));
-    wait_until("sleep to enter the run's cgroup", Duration::from_secs(10), || {
-        fs::read_to_string(cg.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
-    });
+    let mut run = lab
+        .srcsel(["run", "--via", "usb0", "--", "sleep", "30"])
+        .spawn()
+        .expect("srcsel run");
+    let cg = cgroup2_root()
+        .join("srcsel")
+        .join(format!("run-{}", run.id()));
+    wait_until(
+        "sleep to enter the run's cgroup",
+        Duration::from_secs(10),
+        || fs::read_to_string(cg.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty()),
+    );
     // SAFETY: SIGINT to our own child, as Ctrl-C or `kill -INT` would send.
     unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
     assert_eq!(run.wait().unwrap().code(), Some(128 + 2));
@@ -196,22 +259,40 @@ fn runs_leave_nothing_behind_and_down_restores_the_dumps() {
     let lab = lab();
     let (rules, routes) = (lab.rules(), lab.routes());
     let pidfile = lab.dir.join("bg.pid");
-    let o = out(&mut lab.srcsel(["run", "--via", "usb0", "--"]).args([
+    let o = out(lab.srcsel(["run", "--via", "usb0", "--"]).args([
         "sh",
         "-c",
-        &format!("sleep 300 & echo $! > {}; curl -sf {}", pidfile.display(), url(&unique("bg"))),
+        &format!(
+            "sleep 300 & echo $! > {}; curl -sf {}",
+            pidfile.display(),
+            url(&unique("bg"))
+        ),
     ]));
     assert!(o.status.success(), "{}", stderr(&o));
     ok(&mut lab.srcsel(["run", "--via", "usb0", "--fallback", "--", "true"]));
 
     let bg = fs::read_to_string(&pidfile).unwrap();
-    assert!(!Path::new("/proc").join(bg.trim()).exists(), "the background sleep outlived its run");
+    assert!(
+        !Path::new("/proc").join(bg.trim()).exists(),
+        "the background sleep outlived its run"
+    );
     let cgroups = cgroup2_root().join("srcsel");
-    let runs: Vec<_> = fs::read_dir(&cgroups).into_iter().flatten().flatten().map(|e| e.file_name()).collect();
-    assert!(runs.iter().all(|n| !n.to_string_lossy().starts_with(&format!("run-{}", std::process::id()))));
+    let runs: Vec<_> = fs::read_dir(&cgroups)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(runs.iter().all(|n| {
+        !n.to_string_lossy()
+            .starts_with(&format!("run-{}", std::process::id()))
+    }));
     // Between runs only the uplink's programs and maps stay pinned: no links.
     let pins = lab.pin_dir();
-    let mut listed: Vec<String> = walk(&pins).iter().map(|p| p.strip_prefix(&pins).unwrap().display().to_string()).collect();
+    let mut listed: Vec<String> = walk(&pins)
+        .iter()
+        .map(|p| p.strip_prefix(&pins).unwrap().display().to_string())
+        .collect();
     listed.sort();
     assert_eq!(
         listed,
@@ -239,7 +320,11 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for e in fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();
-        if p.is_dir() { files.extend(walk(&p)) } else { files.push(p) }
+        if p.is_dir() {
+            files.extend(walk(&p))
+        } else {
+            files.push(p)
+        }
     }
     files
 }
@@ -247,9 +332,11 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn bad_input_is_refused_clearly_and_changes_nothing() {
     let lab = lab();
-    ok(&mut lab.client("ip").args(["link", "add", "wwan0", "type", "veth", "peer", "name", "wwan0p"]));
-    ok(&mut lab.client("ip").args(["link", "set", "wwan0", "up"]));
-    ok(&mut lab.client("ip").args(["link", "set", "wwan0p", "up"]));
+    ok(lab.client("ip").args([
+        "link", "add", "wwan0", "type", "veth", "peer", "name", "wwan0p",
+    ]));
+    ok(lab.client("ip").args(["link", "set", "wwan0", "up"]));
+    ok(lab.client("ip").args(["link", "set", "wwan0p", "up"]));
     let (rules, routes) = (lab.rules(), lab.routes());
     let marker = lab.dir.join("ran");
     let touch = ["--", "touch", &marker.display().to_string()];
@@ -261,21 +348,43 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         assert!(!marker.exists(), "the command ran");
     };
 
-    refused(out(lab.srcsel(["run", "--via", "nope0"]).args(touch)), &["no interface named nope0"]);
+    refused(
+        out(lab.srcsel(["run", "--via", "nope0"]).args(touch)),
+        &["no interface named nope0"],
+    );
     refused(
         out(lab.srcsel(["run", "--via", "wwan0"]).args(touch)),
         &["wwan0 has no IPv4 address — is its DHCP client running?"],
     );
-    ok(&mut lab.client("ip").args(["addr", "add", "10.200.0.2/24", "dev", "wwan0"]));
+    ok(lab
+        .client("ip")
+        .args(["addr", "add", "10.200.0.2/24", "dev", "wwan0"]));
     let routes_with_wwan0 = lab.routes();
-    refused(out(lab.srcsel(["run", "--via", "wwan0"]).args(touch)), &["no gateway known for wwan0"]);
     refused(
-        out(lab.client("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]).arg(&lab.srcsel).args(["run", "--via", "usb0"]).args(touch)),
+        out(lab.srcsel(["run", "--via", "wwan0"]).args(touch)),
+        &["no gateway known for wwan0"],
+    );
+    refused(
+        out(lab
+            .client("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(&lab.srcsel)
+            .args(["run", "--via", "usb0"])
+            .args(touch)),
         &["needs root", "sudo"],
     );
     // `ip netns exec` remounts /sys: no cgroup2 there.
     refused(
-        out(Command::new("ip").args(["netns", "exec", &lab.ns("client")]).arg(&lab.srcsel).args(["run", "--via", "usb0"]).args(touch)),
+        out(Command::new("ip")
+            .args(["netns", "exec", &lab.ns("client")])
+            .arg(&lab.srcsel)
+            .args(["run", "--via", "usb0"])
+            .args(touch)),
         &["no cgroup2 mount", "nsenter --net="],
     );
     // No bpffs, and none can be mounted: /sys/fs is a read-only tmpfs here.
@@ -289,7 +398,9 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         marker = marker.display()
     );
     refused(
-        out(lab.client("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script])),
+        out(lab
+            .client("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])),
         &["no bpffs mounted", "mount -t bpf bpf /sys/fs/bpf"],
     );
 

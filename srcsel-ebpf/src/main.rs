@@ -10,10 +10,7 @@ use aya_ebpf::{
     bindings::{bpf_sock, bpf_sock_addr},
     helpers::{bpf_bind, bpf_get_netns_cookie},
     macros::{cgroup_sock, cgroup_sock_addr, map},
-    maps::{
-        Array, LpmTrie,
-        lpm_trie::Key,
-    },
+    maps::{Array, LpmTrie, lpm_trie::Key},
     programs::{SockAddrContext, SockContext},
 };
 use srcsel_common::{MARK_MASK, MAX_UPLINKS, STRICT_BIT, UPLINK_MASK, UplinkState};
@@ -106,14 +103,21 @@ fn exempt4(dst: u32) -> bool {
 
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
-    let Some(u) = owned_unbound(&ctx) else { return ALLOW };
+    let Some(u) = owned_unbound(&ctx) else {
+        return ALLOW;
+    };
     if exempt4(unsafe { (*ctx.sock_addr).user_ip4 }) {
         return ALLOW;
     }
     if !u.usable4() {
         return refuse_or_allow();
     }
-    let sa = SockaddrIn { family: AF_INET as u16, port: 0, addr: u.addr4, zero: [0; 8] };
+    let sa = SockaddrIn {
+        family: AF_INET as u16,
+        port: 0,
+        addr: u.addr4,
+        zero: [0; 8],
+    };
     let ret = unsafe {
         bpf_bind(
             ctx.sock_addr as *mut bpf_sock_addr,
@@ -127,7 +131,9 @@ pub fn connect4(ctx: SockAddrContext) -> i32 {
 
 #[cgroup_sock_addr(sendmsg4)]
 pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
-    let Some(u) = owned_unbound(&ctx) else { return ALLOW };
+    let Some(u) = owned_unbound(&ctx) else {
+        return ALLOW;
+    };
     let sa = ctx.sock_addr;
     // The program chose a source itself (IP_PKTINFO).
     if unsafe { (*sa).msg_src_ip4 } != 0 || exempt4(unsafe { (*sa).user_ip4 }) {

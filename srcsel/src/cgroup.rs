@@ -31,12 +31,16 @@ pub enum CgroupError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
-    move |source| CgroupError::Io { path: path.to_owned(), source }
+    move |source| CgroupError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// The cgroup2 mount point, from `/proc/self/mountinfo`.
 pub fn cgroup2_mount() -> Result<PathBuf, CgroupError> {
-    let info = fs::read_to_string("/proc/self/mountinfo").map_err(io_err(Path::new("/proc/self/mountinfo")))?;
+    let info = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(io_err(Path::new("/proc/self/mountinfo")))?;
     mount_of(&info, "cgroup2").ok_or(CgroupError::NoMount)
 }
 
@@ -56,7 +60,9 @@ fn unescape(s: &str) -> String {
     let mut rest = s;
     while let Some(i) = rest.find('\\') {
         out.push_str(&rest[..i]);
-        let code = rest.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok());
+        let code = rest
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
         match code {
             Some(c) => {
                 out.push(c as char);
@@ -106,7 +112,10 @@ impl RunCgroup {
     /// `cgroup.procs`, opened for writing: writing "0" moves the writer in.
     pub fn procs(&self) -> Result<fs::File, CgroupError> {
         let p = self.path.join("cgroup.procs");
-        fs::OpenOptions::new().write(true).open(&p).map_err(io_err(&p))
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .map_err(io_err(&p))
     }
 
     /// Kills whatever is still in the cgroup and removes it.
@@ -138,7 +147,9 @@ fn remove_cgroup(path: &Path) -> Result<(), CgroupError> {
         let deadline = Instant::now() + Duration::from_secs(5);
         while populated(path) {
             if Instant::now() > deadline {
-                return Err(CgroupError::Busy { path: path.to_owned() });
+                return Err(CgroupError::Busy {
+                    path: path.to_owned(),
+                });
             }
             thread::sleep(Duration::from_millis(2));
         }
@@ -162,22 +173,34 @@ pub fn run_owner(name: &str) -> Option<i32> {
 
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH) }
+    unsafe {
+        libc::kill(pid, 0) == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
 }
 
 /// Run cgroups whose `srcsel run` died (kill -9, reboot of a container...).
 pub fn stale_runs(root: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(root.join(SUBTREE)) else { return vec![] };
+    let Ok(entries) = fs::read_dir(root.join(SUBTREE)) else {
+        return vec![];
+    };
     entries
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_str().and_then(run_owner).is_some_and(|pid| !alive(pid)))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(run_owner)
+                .is_some_and(|pid| !alive(pid))
+        })
         .map(|e| e.path())
         .collect()
 }
 
 /// Removes run cgroups whose owner is gone, killing what they still hold.
 pub fn remove_stale(root: &Path) -> Vec<(PathBuf, CgroupError)> {
-    stale_runs(root).into_iter().filter_map(|p| remove_cgroup(&p).err().map(|e| (p, e))).collect()
+    stale_runs(root)
+        .into_iter()
+        .filter_map(|p| remove_cgroup(&p).err().map(|e| (p, e)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -194,9 +217,15 @@ mod tests {
 
     #[test]
     fn finds_cgroup2_in_hybrid_layout() {
-        assert_eq!(mount_of(HYBRID, "cgroup2"), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            mount_of(HYBRID, "cgroup2"),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
         assert_eq!(mount_of(HYBRID, "bpf"), Some(PathBuf::from("/sys/fs/bpf")));
-        assert_eq!(mount_of(HYBRID, "cgroup"), Some(PathBuf::from("/sys/fs/cgroup/cpu")));
+        assert_eq!(
+            mount_of(HYBRID, "cgroup"),
+            Some(PathBuf::from("/sys/fs/cgroup/cpu"))
+        );
     }
 
     #[test]
@@ -208,7 +237,10 @@ mod tests {
     #[test]
     fn mount_points_are_unescaped() {
         let line = "41 31 0:38 / /mnt/my\\040cgroups rw - cgroup2 cgroup2 rw\n";
-        assert_eq!(mount_of(line, "cgroup2"), Some(PathBuf::from("/mnt/my cgroups")));
+        assert_eq!(
+            mount_of(line, "cgroup2"),
+            Some(PathBuf::from("/mnt/my cgroups"))
+        );
     }
 
     #[test]

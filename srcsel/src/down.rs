@@ -26,7 +26,11 @@ pub fn down() -> anyhow::Result<()> {
     }
     eprintln!(
         "srcsel: removed {removed} rules and routes, {} and {cgroups} stale cgroups",
-        if pins { "this namespace's pinned programs and maps" } else { "no pins (none here)" }
+        if pins {
+            "this namespace's pinned programs and maps"
+        } else {
+            "no pins (none here)"
+        }
     );
     Ok(())
 }

@@ -15,7 +15,10 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, LpmTrie, Map, MapData, lpm_trie::Key},
-    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, CgroupSockAddrAttachType, CgroupSockAttachType},
+    programs::{
+        CgroupAttachMode, CgroupSock, CgroupSockAddr, CgroupSockAddrAttachType,
+        CgroupSockAttachType,
+    },
 };
 use srcsel_common::{MAX_UPLINKS, STRICT_GLOBAL, UPLINK_ID_GLOBAL, UplinkState, maps, programs};
 
@@ -34,7 +37,9 @@ pub enum EbpfError {
          rebuild it after `cargo xtask setup`"
     )]
     NoObject,
-    #[error("no bpffs mounted, and mounting one at {path} failed (mount it with `mount -t bpf bpf {path}`)")]
+    #[error(
+        "no bpffs mounted, and mounting one at {path} failed (mount it with `mount -t bpf bpf {path}`)"
+    )]
     Bpffs {
         path: PathBuf,
         #[source]
@@ -73,21 +78,36 @@ pub enum EbpfError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> EbpfError + '_ {
-    move |source| EbpfError::Io { path: path.to_owned(), source }
+    move |source| EbpfError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// The bpffs mount point; mounts one at /sys/fs/bpf when there is none.
 pub fn bpffs() -> Result<PathBuf, EbpfError> {
-    let info = fs::read_to_string("/proc/self/mountinfo").map_err(io_err(Path::new("/proc/self/mountinfo")))?;
+    let info = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(io_err(Path::new("/proc/self/mountinfo")))?;
     if let Some(p) = cgroup::mount_of(&info, "bpf") {
         return Ok(p);
     }
     let path = PathBuf::from(DEFAULT_BPFFS);
-    let err = |source| EbpfError::Bpffs { path: path.clone(), source };
+    let err = |source| EbpfError::Bpffs {
+        path: path.clone(),
+        source,
+    };
     fs::create_dir_all(&path).map_err(err)?;
     let target = std::ffi::CString::new(DEFAULT_BPFFS).expect("no NUL");
     // SAFETY: plain mount(2) with valid C strings.
-    let rc = unsafe { libc::mount(c"bpf".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
+    let rc = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            target.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
     if rc != 0 {
         return Err(err(io::Error::last_os_error()));
     }
@@ -103,7 +123,13 @@ pub fn netns_cookie() -> Result<u64, EbpfError> {
     let mut len = size_of::<u64>() as libc::socklen_t;
     // SAFETY: the buffer and its length match.
     let rc = unsafe {
-        libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_NETNS_COOKIE, (&raw mut cookie).cast(), &mut len)
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &mut len,
+        )
     };
     if rc != 0 {
         return Err(EbpfError::Cookie(io::Error::last_os_error()));
@@ -146,7 +172,13 @@ impl Namespace {
         }
         let uplinks = open_map(&maps_dir.join(maps::UPLINKS), Map::Array)?;
         let exempt = open_map(&maps_dir.join(maps::EXEMPT4), Map::LpmTrie)?;
-        Ok(Self { dir, cookie, uplinks, exempt, _lock: lock })
+        Ok(Self {
+            dir,
+            cookie,
+            uplinks,
+            exempt,
+            _lock: lock,
+        })
     }
 
     /// The slot of uplink `name`, taking a free one the first time.
@@ -154,7 +186,10 @@ impl Namespace {
         let key = name_key(name);
         let mut free = None;
         for id in 1..MAX_UPLINKS {
-            let s = self.uplinks.get(&id, 0).map_err(|source| self.map_err(maps::UPLINKS, source))?;
+            let s = self
+                .uplinks
+                .get(&id, 0)
+                .map_err(|source| self.map_err(maps::UPLINKS, source))?;
             if s.mark != 0 && s.name == key {
                 return Ok(id);
             }
@@ -166,7 +201,14 @@ impl Namespace {
     }
 
     /// Publishes an uplink's live state to the programs.
-    pub fn publish(&mut self, id: u32, name: &str, ifindex: u32, addr4: Option<std::net::Ipv4Addr>, up: bool) -> Result<(), EbpfError> {
+    pub fn publish(
+        &mut self,
+        id: u32,
+        name: &str,
+        ifindex: u32,
+        addr4: Option<std::net::Ipv4Addr>,
+        up: bool,
+    ) -> Result<(), EbpfError> {
         use srcsel_common::flags;
         let mut f = 0;
         if up {
@@ -183,32 +225,56 @@ impl Namespace {
             addr4: addr4.map_or(0, |a| u32::from_ne_bytes(a.octets())),
             flags: f,
         };
-        self.uplinks.set(id, state, 0).map_err(|source| self.map_err(maps::UPLINKS, source))
+        self.uplinks
+            .set(id, state, 0)
+            .map_err(|source| self.map_err(maps::UPLINKS, source))
     }
 
     /// Makes the exempt-destination trie hold exactly `prefixes`.
     pub fn sync_exempt(&mut self, prefixes: &BTreeSet<Ipv4Net>) -> Result<(), EbpfError> {
         let value = |n: &Ipv4Net| [u32::from_ne_bytes(n.addr.octets()), u32::from(n.len)];
-        let current: Vec<[u32; 2]> = self.exempt.iter().filter_map(Result::ok).map(|(_, v)| v).collect();
+        let current: Vec<[u32; 2]> = self
+            .exempt
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(_, v)| v)
+            .collect();
         let wanted: Vec<[u32; 2]> = prefixes.iter().map(value).collect();
         let (remove, add) = crate::routing::diff(&current, &wanted);
         let key = |v: &[u32; 2]| Key::new(v[1], v[0].to_ne_bytes());
         for v in &remove {
-            self.exempt.remove(&key(v)).map_err(|source| self.map_err(maps::EXEMPT4, source))?;
+            self.exempt
+                .remove(&key(v))
+                .map_err(|source| self.map_err(maps::EXEMPT4, source))?;
         }
         for v in &add {
-            self.exempt.insert(&key(v), v, 0).map_err(|source| self.map_err(maps::EXEMPT4, source))?;
+            self.exempt
+                .insert(&key(v), v, 0)
+                .map_err(|source| self.map_err(maps::EXEMPT4, source))?;
         }
         Ok(())
     }
 
     fn map_err(&self, name: &str, source: aya::maps::MapError) -> EbpfError {
-        EbpfError::Map { path: self.dir.join("maps").join(name), source }
+        EbpfError::Map {
+            path: self.dir.join("maps").join(name),
+            source,
+        }
     }
 
     /// Loads and pins the program set of uplink slot `id` unless it is pinned.
-    pub fn ensure_programs(&self, name: &str, id: u32, strict: bool) -> Result<ProgramSet, EbpfError> {
-        let set = ProgramSet { dir: self.dir.join(name).join(if strict { "strict" } else { "fallback" }) };
+    pub fn ensure_programs(
+        &self,
+        name: &str,
+        id: u32,
+        strict: bool,
+    ) -> Result<ProgramSet, EbpfError> {
+        let set = ProgramSet {
+            dir: self
+                .dir
+                .join(name)
+                .join(if strict { "strict" } else { "fallback" }),
+        };
         if set.complete() {
             return Ok(set);
         }
@@ -232,13 +298,18 @@ impl Namespace {
                 _ => return Err(err(aya::programs::ProgramError::UnexpectedProgramType)),
             }
             let path = set.dir.join(name);
-            prog.pin(&path).map_err(|source| EbpfError::Pin { path, source })?;
+            prog.pin(&path)
+                .map_err(|source| EbpfError::Pin { path, source })?;
         }
         Ok(set)
     }
 }
 
-const PROGRAMS: [&str; 3] = [programs::SOCK_CREATE, programs::CONNECT4, programs::SENDMSG4];
+const PROGRAMS: [&str; 3] = [
+    programs::SOCK_CREATE,
+    programs::CONNECT4,
+    programs::SENDMSG4,
+];
 
 fn loader(maps_dir: &Path) -> EbpfLoader<'_> {
     let mut l = EbpfLoader::new();
@@ -246,8 +317,14 @@ fn loader(maps_dir: &Path) -> EbpfLoader<'_> {
     l
 }
 
-fn open_map<T: TryFrom<Map, Error = aya::maps::MapError>>(path: &Path, kind: fn(MapData) -> Map) -> Result<T, EbpfError> {
-    let err = |source| EbpfError::Map { path: path.to_owned(), source };
+fn open_map<T: TryFrom<Map, Error = aya::maps::MapError>>(
+    path: &Path,
+    kind: fn(MapData) -> Map,
+) -> Result<T, EbpfError> {
+    let err = |source| EbpfError::Map {
+        path: path.to_owned(),
+        source,
+    };
     T::try_from(kind(MapData::from_pin(path).map_err(err)?)).map_err(err)
 }
 
@@ -279,19 +356,28 @@ impl ProgramSet {
     pub fn attach(&self, cgroup: impl AsFd) -> Result<Attached, EbpfError> {
         let cg = cgroup.as_fd();
         let prog_err = |name| move |source| EbpfError::Program { name, source };
-        let mut sock = CgroupSock::from_pin(self.dir.join(programs::SOCK_CREATE), CgroupSockAttachType::SockCreate)
+        let mut sock = CgroupSock::from_pin(
+            self.dir.join(programs::SOCK_CREATE),
+            CgroupSockAttachType::SockCreate,
+        )
+        .map_err(prog_err(programs::SOCK_CREATE))?;
+        sock.attach(cg, CgroupAttachMode::Single)
             .map_err(prog_err(programs::SOCK_CREATE))?;
-        sock.attach(cg, CgroupAttachMode::Single).map_err(prog_err(programs::SOCK_CREATE))?;
         let mut addr = Vec::new();
         for (name, kind) in [
             (programs::CONNECT4, CgroupSockAddrAttachType::Connect4),
             (programs::SENDMSG4, CgroupSockAddrAttachType::UDPSendMsg4),
         ] {
-            let mut p = CgroupSockAddr::from_pin(self.dir.join(name), kind).map_err(prog_err(name))?;
-            p.attach(cg, CgroupAttachMode::Single).map_err(prog_err(name))?;
+            let mut p =
+                CgroupSockAddr::from_pin(self.dir.join(name), kind).map_err(prog_err(name))?;
+            p.attach(cg, CgroupAttachMode::Single)
+                .map_err(prog_err(name))?;
             addr.push(p);
         }
-        Ok(Attached { _sock: sock, _addr: addr })
+        Ok(Attached {
+            _sock: sock,
+            _addr: addr,
+        })
     }
 }
 
@@ -302,7 +388,11 @@ pub fn remove_tree(dir: &Path) -> io::Result<()> {
     }
     for entry in fs::read_dir(dir)? {
         let p = entry?.path();
-        if p.is_dir() { remove_tree(&p)? } else { fs::remove_file(&p)? }
+        if p.is_dir() {
+            remove_tree(&p)?
+        } else {
+            fs::remove_file(&p)?
+        }
     }
     fs::remove_dir(dir)
 }

@@ -44,7 +44,12 @@ enum Command {
         #[arg(long)]
         fallback: bool,
         /// The command and its arguments (after `--`)
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
         command: Vec<OsString>,
     },
     /// Remove everything srcsel added in this network namespace: rules, routes,
@@ -55,7 +60,8 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SRCSEL_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("SRCSEL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -64,7 +70,15 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { via, fallback, command } => run::run(&run::RunArgs { via, fallback, command }),
+        Command::Run {
+            via,
+            fallback,
+            command,
+        } => run::run(&run::RunArgs {
+            via,
+            fallback,
+            command,
+        }),
         Command::Down => down::down().map(|()| 0),
     };
     match result {
@@ -79,7 +93,10 @@ fn main() -> ExitCode {
 /// Runs netlink work on a single-threaded runtime, then returns to plain
 /// threads (the command is supervised with blocking calls and a signalfd).
 fn block_on<T>(f: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
 }
 
 /// A route-netlink handle for the calling thread's network namespace.

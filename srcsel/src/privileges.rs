@@ -13,14 +13,24 @@ pub struct NotPrivileged;
 
 /// Effective capabilities from a `/proc/<pid>/status` text.
 pub fn effective_caps(status: &str) -> Option<u64> {
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))?
+        .trim();
     u64::from_str_radix(hex, 16).ok()
 }
 
 pub fn require() -> Result<(), NotPrivileged> {
-    let caps = fs::read_to_string("/proc/self/status").ok().and_then(|s| effective_caps(&s)).unwrap_or(0);
+    let caps = fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| effective_caps(&s))
+        .unwrap_or(0);
     let has = |cap: u32| caps & (1 << cap) != 0;
-    if has(CAP_NET_ADMIN) && has(CAP_SYS_ADMIN) { Ok(()) } else { Err(NotPrivileged) }
+    if has(CAP_NET_ADMIN) && has(CAP_SYS_ADMIN) {
+        Ok(())
+    } else {
+        Err(NotPrivileged)
+    }
 }
 
 #[cfg(test)]

@@ -90,11 +90,17 @@ pub fn desired_rules(id: u32, up: &Uplink) -> Vec<Rule> {
         action,
     };
     let mut rules = vec![
-        Rule { suppress_prefixlen: Some(0), ..rule(Family::V4, p, Some(mark), Action::Lookup(MAIN_TABLE)) },
+        Rule {
+            suppress_prefixlen: Some(0),
+            ..rule(Family::V4, p, Some(mark), Action::Lookup(MAIN_TABLE))
+        },
         rule(Family::V4, p + 1, Some(mark), Action::Lookup(table)),
     ];
     if let Some(addr) = up.addr {
-        rules.push(Rule { from: Some(Ipv4Net::host(addr.addr)), ..rule(Family::V4, p + 2, None, Action::Lookup(table)) });
+        rules.push(Rule {
+            from: Some(Ipv4Net::host(addr.addr)),
+            ..rule(Family::V4, p + 2, None, Action::Lookup(table))
+        });
     }
     rules.push(rule(Family::V4, p + 3, Some(strict), Action::Unreachable));
     rules.push(rule(Family::V6, p + 3, Some(strict), Action::Unreachable));
@@ -107,10 +113,24 @@ pub fn desired_rules(id: u32, up: &Uplink) -> Vec<Rule> {
 pub fn desired_routes(id: u32, up: &Uplink) -> Vec<Route> {
     let table = table_for(id);
     let mut routes = Vec::new();
-    let (true, Some(addr)) = (up.up, up.addr) else { return routes };
-    routes.push(Route { table, dst: addr.network(), gateway: None, oif: up.index, prefsrc: Some(addr.addr) });
+    let (true, Some(addr)) = (up.up, up.addr) else {
+        return routes;
+    };
+    routes.push(Route {
+        table,
+        dst: addr.network(),
+        gateway: None,
+        oif: up.index,
+        prefsrc: Some(addr.addr),
+    });
     if let Some(gw) = up.gateway {
-        routes.push(Route { table, dst: Ipv4Net::DEFAULT, gateway: Some(gw), oif: up.index, prefsrc: Some(addr.addr) });
+        routes.push(Route {
+            table,
+            dst: Ipv4Net::DEFAULT,
+            gateway: Some(gw),
+            oif: up.index,
+            prefsrc: Some(addr.addr),
+        });
     }
     routes
 }
@@ -156,8 +176,16 @@ pub fn exempt_prefixes(routes: &[RouteMessage]) -> std::collections::BTreeSet<Ip
 
 /// What to remove and what to add so that `current` becomes `desired`.
 pub fn diff<T: PartialEq + Clone>(current: &[T], desired: &[T]) -> (Vec<T>, Vec<T>) {
-    let remove = current.iter().filter(|c| !desired.contains(c)).cloned().collect();
-    let add = desired.iter().filter(|d| !current.contains(d)).cloned().collect();
+    let remove = current
+        .iter()
+        .filter(|c| !desired.contains(c))
+        .cloned()
+        .collect();
+    let add = desired
+        .iter()
+        .filter(|d| !current.contains(d))
+        .cloned()
+        .collect();
     (remove, add)
 }
 
@@ -178,7 +206,11 @@ pub enum RoutingError {
         "routing table {table} already holds routes that srcsel did not add (for example {example}); \
          srcsel needs that table for {uplink} — remove those routes or free the table"
     )]
-    ForeignTable { table: u32, uplink: String, example: String },
+    ForeignTable {
+        table: u32,
+        uplink: String,
+        example: String,
+    },
 }
 
 fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> RoutingError {
@@ -190,33 +222,58 @@ fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> RoutingError 
 pub async fn apply(handle: &Handle, id: u32, up: &Uplink) -> Result<(), RoutingError> {
     let table = table_for(id);
     let routes = table_routes(handle, table).await?;
-    if let Some(foreign) = routes.iter().find(|r| r.header.protocol != RouteProtocol::Other(PROTO)) {
+    if let Some(foreign) = routes
+        .iter()
+        .find(|r| r.header.protocol != RouteProtocol::Other(PROTO))
+    {
         return Err(RoutingError::ForeignTable {
             table,
             uplink: up.name.clone(),
             example: format!("{:?}", foreign.attributes),
         });
     }
-    let current: Vec<(Route, RouteMessage)> = routes.into_iter().filter_map(|m| Some((parse_route(&m)?, m))).collect();
+    let current: Vec<(Route, RouteMessage)> = routes
+        .into_iter()
+        .filter_map(|m| Some((parse_route(&m)?, m)))
+        .collect();
     let current_specs: Vec<Route> = current.iter().map(|(r, _)| r.clone()).collect();
     let (remove, add) = diff(&current_specs, &desired_routes(id, up));
     for (spec, msg) in &current {
         if remove.contains(spec) {
-            handle.route().del(msg.clone()).execute().await.map_err(nl(format!("deleting route {spec}")))?;
+            handle
+                .route()
+                .del(msg.clone())
+                .execute()
+                .await
+                .map_err(nl(format!("deleting route {spec}")))?;
         }
     }
     // Connected route first: the default route's gateway must be reachable.
     for spec in &add {
-        handle.route().add(route_message(spec)).replace().execute().await.map_err(nl(format!("adding route {spec} for {}", up.name)))?;
+        handle
+            .route()
+            .add(route_message(spec))
+            .replace()
+            .execute()
+            .await
+            .map_err(nl(format!("adding route {spec} for {}", up.name)))?;
     }
 
     let owned = owned_rules(handle).await?;
-    let current: Vec<&(Rule, RuleMessage)> = owned.iter().filter(|(r, _)| in_range(id, r.priority)).collect();
+    let current: Vec<&(Rule, RuleMessage)> = owned
+        .iter()
+        .filter(|(r, _)| in_range(id, r.priority))
+        .collect();
     let current_specs: Vec<Rule> = current.iter().map(|(r, _)| r.clone()).collect();
     let (remove, add) = diff(&current_specs, &desired_rules(id, up));
     for (spec, msg) in current {
         if remove.contains(spec) {
-            handle.rule().del(msg.clone()).execute().await.map_err(nl(format!("deleting rule {spec}")))?;
+            handle
+                .rule()
+                .del(msg.clone())
+                .execute()
+                .await
+                .map_err(nl(format!("deleting rule {spec}")))?;
         }
     }
     for spec in &add {
@@ -229,13 +286,23 @@ pub async fn apply(handle: &Handle, id: u32, up: &Uplink) -> Result<(), RoutingE
 pub async fn remove_all(handle: &Handle) -> Result<usize, RoutingError> {
     let mut removed = 0;
     for (spec, msg) in owned_rules(handle).await? {
-        handle.rule().del(msg).execute().await.map_err(nl(format!("deleting rule {spec}")))?;
+        handle
+            .rule()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(nl(format!("deleting rule {spec}")))?;
         removed += 1;
     }
     for version in [IpVersion::V4, IpVersion::V6] {
         for msg in dump_routes(handle, version).await? {
             if msg.header.protocol == RouteProtocol::Other(PROTO) {
-                handle.route().del(msg).execute().await.map_err(nl("deleting a route of srcsel"))?;
+                handle
+                    .route()
+                    .del(msg)
+                    .execute()
+                    .await
+                    .map_err(nl("deleting a route of srcsel"))?;
                 removed += 1;
             }
         }
@@ -243,12 +310,21 @@ pub async fn remove_all(handle: &Handle) -> Result<usize, RoutingError> {
     Ok(removed)
 }
 
-async fn dump_routes(handle: &Handle, version: IpVersion) -> Result<Vec<RouteMessage>, RoutingError> {
+async fn dump_routes(
+    handle: &Handle,
+    version: IpVersion,
+) -> Result<Vec<RouteMessage>, RoutingError> {
     let query = match version {
         IpVersion::V4 => RouteMessageBuilder::<Ipv4Addr>::new().build(),
         IpVersion::V6 => RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
     };
-    handle.route().get(query).execute().try_collect().await.map_err(nl("dumping routes"))
+    handle
+        .route()
+        .get(query)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl("dumping routes"))
 }
 
 /// All IPv4 routes of every table.
@@ -257,13 +333,23 @@ pub async fn all_routes4(handle: &Handle) -> Result<Vec<RouteMessage>, RoutingEr
 }
 
 async fn table_routes(handle: &Handle, table: u32) -> Result<Vec<RouteMessage>, RoutingError> {
-    Ok(all_routes4(handle).await?.into_iter().filter(|m| route_table(m) == table).collect())
+    Ok(all_routes4(handle)
+        .await?
+        .into_iter()
+        .filter(|m| route_table(m) == table)
+        .collect())
 }
 
 pub fn route_table(m: &RouteMessage) -> u32 {
     m.attributes
         .iter()
-        .find_map(|a| if let RouteAttribute::Table(t) = a { Some(*t) } else { None })
+        .find_map(|a| {
+            if let RouteAttribute::Table(t) = a {
+                Some(*t)
+            } else {
+                None
+            }
+        })
         .unwrap_or(m.header.table.into())
 }
 
@@ -287,7 +373,10 @@ fn route_message(r: &Route) -> RouteMessage {
 fn parse_route(m: &RouteMessage) -> Option<Route> {
     let mut r = Route {
         table: route_table(m),
-        dst: Ipv4Net { addr: Ipv4Addr::UNSPECIFIED, len: m.header.destination_prefix_length },
+        dst: Ipv4Net {
+            addr: Ipv4Addr::UNSPECIFIED,
+            len: m.header.destination_prefix_length,
+        },
         gateway: None,
         oif: 0,
         prefsrc: None,
@@ -310,14 +399,25 @@ fn parse_route(m: &RouteMessage) -> Option<Route> {
 async fn owned_rules(handle: &Handle) -> Result<Vec<(Rule, RuleMessage)>, RoutingError> {
     let mut owned = Vec::new();
     for version in [IpVersion::V4, IpVersion::V6] {
-        let msgs: Vec<RuleMessage> = handle.rule().get(version).execute().try_collect().await.map_err(nl("dumping rules"))?;
-        owned.extend(msgs.into_iter().filter(is_owned_rule).filter_map(|m| Some((parse_rule(&m)?, m))));
+        let msgs: Vec<RuleMessage> = handle
+            .rule()
+            .get(version)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("dumping rules"))?;
+        owned.extend(
+            msgs.into_iter()
+                .filter(is_owned_rule)
+                .filter_map(|m| Some((parse_rule(&m)?, m))),
+        );
     }
     Ok(owned)
 }
 
 fn is_owned_rule(m: &RuleMessage) -> bool {
-    m.attributes.contains(&RuleAttribute::Protocol(RouteProtocol::Other(PROTO)))
+    m.attributes
+        .contains(&RuleAttribute::Protocol(RouteProtocol::Other(PROTO)))
 }
 
 fn parse_rule(m: &RuleMessage) -> Option<Rule> {
@@ -327,7 +427,8 @@ fn parse_rule(m: &RuleMessage) -> Option<Rule> {
         _ => return None,
     };
     let mut table = u32::from(m.header.table);
-    let (mut priority, mut mark, mut mask, mut from, mut suppress) = (0, None, u32::MAX, None, None);
+    let (mut priority, mut mark, mut mask, mut from, mut suppress) =
+        (0, None, u32::MAX, None, None);
     for a in &m.attributes {
         match a {
             RuleAttribute::Priority(p) => priority = *p,
@@ -335,7 +436,12 @@ fn parse_rule(m: &RuleMessage) -> Option<Rule> {
             RuleAttribute::FwMask(v) => mask = *v,
             RuleAttribute::Table(t) => table = *t,
             RuleAttribute::SuppressPrefixLen(s) => suppress = Some(*s),
-            RuleAttribute::Source(IpAddr::V4(a)) => from = Some(Ipv4Net { addr: *a, len: m.header.src_len }),
+            RuleAttribute::Source(IpAddr::V4(a)) => {
+                from = Some(Ipv4Net {
+                    addr: *a,
+                    len: m.header.src_len,
+                })
+            }
             _ => {}
         }
     }
@@ -344,7 +450,14 @@ fn parse_rule(m: &RuleMessage) -> Option<Rule> {
         RuleAction::Unreachable => Action::Unreachable,
         _ => return None,
     };
-    Some(Rule { family, priority, fwmark: mark.map(|m| (m, mask)), from, suppress_prefixlen: suppress, action })
+    Some(Rule {
+        family,
+        priority,
+        fwmark: mark.map(|m| (m, mask)),
+        from,
+        suppress_prefixlen: suppress,
+        action,
+    })
 }
 
 async fn add_rule(handle: &Handle, r: &Rule) -> Result<(), RoutingError> {
@@ -356,7 +469,8 @@ async fn add_rule(handle: &Handle, r: &Rule) -> Result<(), RoutingError> {
     };
     if let Some(from) = r.from {
         msg.header.src_len = from.len;
-        msg.attributes.push(RuleAttribute::Source(IpAddr::V4(from.addr)));
+        msg.attributes
+            .push(RuleAttribute::Source(IpAddr::V4(from.addr)));
     }
     match r.action {
         Action::Lookup(t) => {
@@ -376,7 +490,8 @@ async fn add_rule(handle: &Handle, r: &Rule) -> Result<(), RoutingError> {
     if let Some(s) = r.suppress_prefixlen {
         msg.attributes.push(RuleAttribute::SuppressPrefixLen(s));
     }
-    msg.attributes.push(RuleAttribute::Protocol(RouteProtocol::Other(PROTO)));
+    msg.attributes
+        .push(RuleAttribute::Protocol(RouteProtocol::Other(PROTO)));
     req.execute().await.map_err(nl(format!("adding rule {r}")))
 }
 
@@ -407,7 +522,9 @@ mod tests {
 
     #[test]
     fn down_uplink_keeps_no_routes() {
-        assert!(desired_routes(2, &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), false)).is_empty());
+        assert!(
+            desired_routes(2, &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), false)).is_empty()
+        );
         let no_gateway = desired_routes(2, &usb0(Some("10.99.0.57/24"), None, true));
         assert_eq!(no_gateway.len(), 1);
         assert!(desired_routes(2, &usb0(None, None, true)).is_empty());
@@ -416,20 +533,33 @@ mod tests {
     #[test]
     fn rules_stay_in_the_uplinks_priority_range() {
         let rules = desired_rules(3, &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true));
-        assert!(rules.iter().all(|r| in_range(3, r.priority) && !in_range(2, r.priority) && !in_range(4, r.priority)));
+        assert!(rules.iter().all(|r| in_range(3, r.priority)
+            && !in_range(2, r.priority)
+            && !in_range(4, r.priority)));
         let from: Vec<_> = rules.iter().filter_map(|r| r.from).collect();
         assert_eq!(from, vec!["10.99.0.57/32".parse().unwrap()]);
         // The strict catch-all comes after the table lookup, for both families.
-        let unreachable: Vec<_> = rules.iter().filter(|r| r.action == Action::Unreachable).collect();
+        let unreachable: Vec<_> = rules
+            .iter()
+            .filter(|r| r.action == Action::Unreachable)
+            .collect();
         assert_eq!(unreachable.len(), 2);
-        let lookup = rules.iter().find(|r| r.action == Action::Lookup(table_for(3))).unwrap();
+        let lookup = rules
+            .iter()
+            .find(|r| r.action == Action::Lookup(table_for(3)))
+            .unwrap();
         assert!(unreachable.iter().all(|u| u.priority > lookup.priority));
     }
 
     #[test]
     fn strict_rule_matches_only_strict_sockets_and_lookups_match_both() {
         let rules = desired_rules(1, &usb0(None, None, false));
-        let (m, mask) = rules.iter().find(|r| r.action == Action::Unreachable).unwrap().fwmark.unwrap();
+        let (m, mask) = rules
+            .iter()
+            .find(|r| r.action == Action::Unreachable)
+            .unwrap()
+            .fwmark
+            .unwrap();
         let (lm, lmask) = rules[1].fwmark.unwrap();
         let strict_sock = mark_for(1) | STRICT_BIT;
         let fallback_sock = mark_for(1);

@@ -35,7 +35,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
 }
 
 fn attach_and_run(cg: &RunCgroup, set: &ProgramSet, command: &[OsString]) -> anyhow::Result<u8> {
-    let _attached = set.attach(cg).with_context(|| format!("attaching to cgroup {}", cg.path().display()))?;
+    let _attached = set
+        .attach(cg)
+        .with_context(|| format!("attaching to cgroup {}", cg.path().display()))?;
     supervise::run_in(cg, command)
 }
 
@@ -47,7 +49,11 @@ pub async fn prepare(via: &str, strict: bool) -> anyhow::Result<ProgramSet> {
     let up = uplink::observe(&handle, via, &routes).await?;
     uplink::check_ready(&up)?;
     if !up.usable() {
-        let what = if strict { "its connections fail until it is back" } else { "it uses normal routing until it is back" };
+        let what = if strict {
+            "its connections fail until it is back"
+        } else {
+            "it uses normal routing until it is back"
+        };
         warn!("{} is down or has no gateway: {what}", up.name);
     }
     let bpffs = ebpf::bpffs()?;
@@ -69,4 +75,3 @@ async fn publish(
     ns.sync_exempt(&routing::exempt_prefixes(routes))?;
     Ok(())
 }
-

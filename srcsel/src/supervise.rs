@@ -63,7 +63,11 @@ impl Signals {
         unsafe {
             let mut info = MaybeUninit::<libc::signalfd_siginfo>::zeroed().assume_init();
             loop {
-                let n = libc::read(self.fd, (&raw mut info).cast(), size_of::<libc::signalfd_siginfo>());
+                let n = libc::read(
+                    self.fd,
+                    (&raw mut info).cast(),
+                    size_of::<libc::signalfd_siginfo>(),
+                );
                 if n == size_of::<libc::signalfd_siginfo>() as isize {
                     return Ok(info);
                 }
@@ -88,7 +92,9 @@ impl Drop for Signals {
 
 /// Starts `argv` inside `cg` and waits for it; returns its exit status.
 pub fn run_in(cg: &RunCgroup, argv: &[OsString]) -> anyhow::Result<u8> {
-    let Some((program, args)) = argv.split_first() else { bail!("no command given") };
+    let Some((program, args)) = argv.split_first() else {
+        bail!("no command given")
+    };
     let procs = cg.procs()?;
     let procs_fd = procs.as_raw_fd();
     let signals = Signals::block().context("blocking signals")?;
@@ -123,7 +129,11 @@ pub fn run_in(cg: &RunCgroup, argv: &[OsString]) -> anyhow::Result<u8> {
         }
         Err(e) => {
             return Err(e).with_context(|| {
-                format!("starting {} in cgroup {}", program.to_string_lossy(), cg.path().display())
+                format!(
+                    "starting {} in cgroup {}",
+                    program.to_string_lossy(),
+                    cg.path().display()
+                )
             });
         }
     };

@@ -20,7 +20,10 @@ pub struct Ipv4Net {
 }
 
 impl Ipv4Net {
-    pub const DEFAULT: Self = Self { addr: Ipv4Addr::UNSPECIFIED, len: 0 };
+    pub const DEFAULT: Self = Self {
+        addr: Ipv4Addr::UNSPECIFIED,
+        len: 0,
+    };
 
     pub const fn host(addr: Ipv4Addr) -> Self {
         Self { addr, len: 32 }
@@ -29,7 +32,10 @@ impl Ipv4Net {
     /// The network this address is in (`10.99.0.0/24`).
     pub fn network(self) -> Self {
         let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
-        Self { addr: Ipv4Addr::from(u32::from(self.addr) & mask), len: self.len }
+        Self {
+            addr: Ipv4Addr::from(u32::from(self.addr) & mask),
+            len: self.len,
+        }
     }
 }
 
@@ -44,7 +50,11 @@ impl FromStr for Ipv4Net {
     fn from_str(s: &str) -> Result<Self, String> {
         let (a, l) = s.split_once('/').unwrap_or((s, "32"));
         let addr = a.parse().map_err(|e| format!("{s}: {e}"))?;
-        let len = l.parse().ok().filter(|l| *l <= 32).ok_or_else(|| format!("{s}: bad prefix length"))?;
+        let len = l
+            .parse()
+            .ok()
+            .filter(|l| *l <= 32)
+            .ok_or_else(|| format!("{s}: bad prefix length"))?;
         Ok(Self { addr, len })
     }
 }
@@ -88,20 +98,45 @@ pub enum UplinkError {
 
 /// Reads the link, its first IPv4 address, and a default route via it.
 /// `routes` is a dump of every IPv4 table ([`routing::all_routes4`]).
-pub async fn observe(handle: &Handle, name: &str, routes: &[RouteMessage]) -> Result<Uplink, UplinkError> {
-    let links: Vec<_> = match handle.link().get().match_name(name.to_owned()).execute().try_collect().await {
+pub async fn observe(
+    handle: &Handle,
+    name: &str,
+    routes: &[RouteMessage],
+) -> Result<Uplink, UplinkError> {
+    let links: Vec<_> = match handle
+        .link()
+        .get()
+        .match_name(name.to_owned())
+        .execute()
+        .try_collect()
+        .await
+    {
         Ok(links) => links,
         // The kernel answers ENODEV for an unknown name.
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => vec![],
-        Err(source) => return Err(UplinkError::Netlink { what: "links", source }),
+        Err(source) => {
+            return Err(UplinkError::Netlink {
+                what: "links",
+                source,
+            });
+        }
     };
-    let link = links.into_iter().next().ok_or_else(|| UplinkError::NotFound(name.to_owned()))?;
+    let link = links
+        .into_iter()
+        .next()
+        .ok_or_else(|| UplinkError::NotFound(name.to_owned()))?;
     let index = link.header.index;
     let flags = link.header.flags;
     let name = link
         .attributes
         .iter()
-        .find_map(|a| if let LinkAttribute::IfName(n) = a { Some(n.clone()) } else { None })
+        .find_map(|a| {
+            if let LinkAttribute::IfName(n) = a {
+                Some(n.clone())
+            } else {
+                None
+            }
+        })
         .unwrap_or_else(|| name.to_owned());
     let up = flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::Running);
 
@@ -112,16 +147,28 @@ pub async fn observe(handle: &Handle, name: &str, routes: &[RouteMessage]) -> Re
         .execute()
         .try_collect()
         .await
-        .map_err(|source| UplinkError::Netlink { what: "addresses", source })?;
+        .map_err(|source| UplinkError::Netlink {
+            what: "addresses",
+            source,
+        })?;
     let addr = addrs.iter().find_map(|m| {
         m.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Local(std::net::IpAddr::V4(v4)) => Some(Ipv4Net { addr: *v4, len: m.header.prefix_len }),
+            AddressAttribute::Local(std::net::IpAddr::V4(v4)) => Some(Ipv4Net {
+                addr: *v4,
+                len: m.header.prefix_len,
+            }),
             _ => None,
         })
     });
 
     let gateway = gateway_from(routes, index);
-    Ok(Uplink { name, index, up, addr, gateway })
+    Ok(Uplink {
+        name,
+        index,
+        up,
+        addr,
+        gateway,
+    })
 }
 
 /// The gateway of a default route via `index` in any table (dhcpcd's
@@ -130,7 +177,10 @@ pub async fn observe(handle: &Handle, name: &str, routes: &[RouteMessage]) -> Re
 pub fn gateway_from(routes: &[RouteMessage], index: u32) -> Option<Ipv4Addr> {
     routes
         .iter()
-        .filter(|m| m.header.destination_prefix_length == 0 && m.header.protocol != RouteProtocol::Other(routing::PROTO))
+        .filter(|m| {
+            m.header.destination_prefix_length == 0
+                && m.header.protocol != RouteProtocol::Other(routing::PROTO)
+        })
         .filter(|m| m.attributes.contains(&RouteAttribute::Oif(index)))
         .find_map(|m| {
             m.attributes.iter().find_map(|a| match a {
@@ -173,7 +223,10 @@ mod tests {
         let mut m = RouteMessage::default();
         m.header.protocol = proto;
         m.attributes.push(RouteAttribute::Oif(oif));
-        m.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gw.parse().unwrap())));
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(
+                gw.parse().unwrap(),
+            )));
         m
     }
 
@@ -190,11 +243,22 @@ mod tests {
 
     #[test]
     fn readiness_explains_what_is_missing() {
-        let mut u = Uplink { name: "usb0".into(), index: 3, up: true, addr: None, gateway: None };
+        let mut u = Uplink {
+            name: "usb0".into(),
+            index: 3,
+            up: true,
+            addr: None,
+            gateway: None,
+        };
         let err = check_ready(&u).unwrap_err().to_string();
         assert!(err.contains("usb0 has no IPv4 address"), "{err}");
         u.addr = Some("10.99.0.5/24".parse().unwrap());
-        assert!(check_ready(&u).unwrap_err().to_string().contains("no gateway known for usb0"));
+        assert!(
+            check_ready(&u)
+                .unwrap_err()
+                .to_string()
+                .contains("no gateway known for usb0")
+        );
         u.up = false;
         assert!(check_ready(&u).is_ok());
     }

@@ -30,7 +30,11 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A unique, short name part for this process and call.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{}x{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub struct Lab {
@@ -42,7 +46,11 @@ pub struct Lab {
 
 pub fn sh(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -56,7 +64,12 @@ impl Lab {
         let name = unique("ss");
         let dir = std::env::temp_dir().join(format!("srcsel-lab-{name}"));
         fs::create_dir_all(&dir).expect("lab dir");
-        let mut lab = Lab { name, dir, srcsel: srcsel.into(), children: Vec::new() };
+        let mut lab = Lab {
+            name,
+            dir,
+            srcsel: srcsel.into(),
+            children: Vec::new(),
+        };
         lab.build();
         lab
     }
@@ -66,16 +79,29 @@ impl Lab {
     }
 
     fn build(&mut self) {
-        let (c, r1, r2, i) = (self.ns("client"), self.ns("r1"), self.ns("r2"), self.ns("inet"));
+        let (c, r1, r2, i) = (
+            self.ns("client"),
+            self.ns("r1"),
+            self.ns("r2"),
+            self.ns("inet"),
+        );
         for n in [&c, &r1, &r2, &i] {
             ip(&format!("netns add {n}"));
             ip(&format!("-n {n} link set lo up"));
         }
         // veth pairs are created inside the namespaces: nothing touches the host's.
-        ip(&format!("-n {c} link add eth0 type veth peer name lan netns {r1}"));
-        ip(&format!("-n {c} link add usb0 type veth peer name lan netns {r2}"));
-        ip(&format!("-n {r1} link add wan type veth peer name isp1 netns {i}"));
-        ip(&format!("-n {r2} link add wan type veth peer name isp2 netns {i}"));
+        ip(&format!(
+            "-n {c} link add eth0 type veth peer name lan netns {r1}"
+        ));
+        ip(&format!(
+            "-n {c} link add usb0 type veth peer name lan netns {r2}"
+        ));
+        ip(&format!(
+            "-n {r1} link add wan type veth peer name isp1 netns {i}"
+        ));
+        ip(&format!(
+            "-n {r2} link add wan type veth peer name isp2 netns {i}"
+        ));
         for (n, dev, addr) in [
             (&c, "eth0", "10.1.0.2/24"),
             (&r1, "lan", "10.1.0.1/24"),
@@ -108,7 +134,14 @@ impl Lab {
     }
 
     fn sysctl(&self, ns: &str, key: &str, value: &str) {
-        sh(Command::new("ip").args(["netns", "exec", ns, "sysctl", "-qw", &format!("{key}={value}")]));
+        sh(Command::new("ip").args([
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            &format!("{key}={value}"),
+        ]));
     }
 
     fn spawn(&mut self, cmd: &mut Command, log: &str) {
@@ -127,12 +160,27 @@ impl Lab {
         fs::write(&script, include_str!("server.py")).expect("server.py");
         let ready = self.dir.join("server.ready");
         let ns = self.ns("inet");
-        let (log, script_s, ready_s) = (self.server_log(), script.display().to_string(), ready.display().to_string());
+        let (log, script_s, ready_s) = (
+            self.server_log(),
+            script.display().to_string(),
+            ready.display().to_string(),
+        );
         self.spawn(
-            Command::new("ip").args(["netns", "exec", &ns, "python3", &script_s, &log.display().to_string(), &ready_s, SERVER]),
+            Command::new("ip").args([
+                "netns",
+                "exec",
+                &ns,
+                "python3",
+                &script_s,
+                &log.display().to_string(),
+                &ready_s,
+                SERVER,
+            ]),
             "server.out",
         );
-        wait_until("the lab server to listen", Duration::from_secs(10), || ready.exists());
+        wait_until("the lab server to listen", Duration::from_secs(10), || {
+            ready.exists()
+        });
     }
 
     pub fn server_log(&self) -> PathBuf {
@@ -145,8 +193,17 @@ impl Lab {
         let leases = self.dir.join("dnsmasq.leases").display().to_string();
         self.spawn(
             Command::new("ip").args([
-                "netns", "exec", &ns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
-                "--interface=lan", "--bind-interfaces", "--log-dhcp", "--log-facility=-",
+                "netns",
+                "exec",
+                &ns,
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--port=0",
+                "--interface=lan",
+                "--bind-interfaces",
+                "--log-dhcp",
+                "--log-facility=-",
                 &format!("--dhcp-range={prefix}.50,{prefix}.150,255.255.255.0,10m"),
                 &format!("--dhcp-option=option:router,{router}"),
                 &format!("--dhcp-leasefile={leases}"),
@@ -161,8 +218,11 @@ impl Lab {
     /// no hooks, so it never touches the host's resolv.conf or hostname.
     fn start_dhcpcd(&mut self) {
         let conf = self.dir.join("dhcpcd.conf");
-        fs::write(&conf, "interface usb0\nmetric 3000\nipv4only\nnoipv6rs\nnoarp\nnohook resolv.conf hostname\n")
-            .expect("dhcpcd.conf");
+        fs::write(
+            &conf,
+            "interface usb0\nmetric 3000\nipv4only\nnoipv6rs\nnoarp\nnohook resolv.conf hostname\n",
+        )
+        .expect("dhcpcd.conf");
         let script = format!(
             "mount -t tmpfs tmpfs /run && mkdir -p /run/dhcpcd && mount -t tmpfs tmpfs /var/lib/dhcpcd && \
              exec dhcpcd -f {} -c /bin/true -B -4 usb0",
@@ -170,15 +230,31 @@ impl Lab {
         );
         let netns = format!("--net=/run/netns/{}", self.ns("client"));
         self.spawn(
-            Command::new("nsenter").args([&netns, "unshare", "-m", "--propagation", "private", "sh", "-c", &script]),
+            Command::new("nsenter").args([
+                &netns,
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+            ]),
             "dhcpcd.log",
         );
     }
 
     fn wait_for_lease(&self) {
-        wait_until("usb0's DHCP lease and default route", Duration::from_secs(30), || {
-            self.usb0_addr_now().is_some() && self.client_out("ip -4 route show dev usb0").contains("default via")
-        });
+        wait_until(
+            "usb0's DHCP lease and default route",
+            Duration::from_secs(30),
+            || {
+                self.usb0_addr_now().is_some()
+                    && self
+                        .client_out("ip -4 route show dev usb0")
+                        .contains("default via")
+            },
+        );
     }
 
     fn usb0_addr_now(&self) -> Option<String> {
@@ -196,7 +272,8 @@ impl Lab {
     /// host's mounts (cgroup2, bpffs), which `ip netns exec` would hide.
     pub fn client(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{}", self.ns("client"))).arg(program);
+        cmd.arg(format!("--net=/run/netns/{}", self.ns("client")))
+            .arg(program);
         cmd
     }
 
@@ -218,7 +295,11 @@ impl Lab {
 
     /// The output of a shell command line run in the client namespace.
     pub fn client_out(&self, line: &str) -> String {
-        let out = self.client("sh").args(["-c", line]).output().expect("nsenter");
+        let out = self
+            .client("sh")
+            .args(["-c", line])
+            .output()
+            .expect("nsenter");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -229,24 +310,37 @@ impl Lab {
             .filter_map(|l| {
                 let mut w = l.split_whitespace();
                 let (proto, tok, peer) = (w.next()?, w.next()?, w.next()?);
-                (tok == token || (proto == "icmp" && tok.contains(token))).then(|| (proto.to_owned(), peer.to_owned()))
+                (tok == token || (proto == "icmp" && tok.contains(token)))
+                    .then(|| (proto.to_owned(), peer.to_owned()))
             })
             .collect()
     }
 
     /// The one address the server saw `token` from, waiting briefly for the log.
     pub fn source_of(&self, token: &str) -> String {
-        wait_until(&format!("the server to log {token}"), Duration::from_secs(5), || !self.seen(token).is_empty());
+        wait_until(
+            &format!("the server to log {token}"),
+            Duration::from_secs(5),
+            || !self.seen(token).is_empty(),
+        );
         let seen = self.seen(token);
         let peers: std::collections::BTreeSet<_> = seen.iter().map(|(_, p)| p.clone()).collect();
-        assert_eq!(peers.len(), 1, "{token} came from more than one address: {seen:?}");
+        assert_eq!(
+            peers.len(),
+            1,
+            "{token} came from more than one address: {seen:?}"
+        );
         peers.into_iter().next().expect("one")
     }
 
     /// Asserts that nothing with `token` reached the server, through any uplink.
     pub fn assert_unseen(&self, token: &str) {
         thread::sleep(Duration::from_millis(300));
-        assert!(self.seen(token).is_empty(), "{token} reached the server: {:?}", self.seen(token));
+        assert!(
+            self.seen(token).is_empty(),
+            "{token} reached the server: {:?}",
+            self.seen(token)
+        );
     }
 
     pub fn rules(&self) -> String {
@@ -269,7 +363,9 @@ impl Lab {
     pub fn pin_dir(&self) -> PathBuf {
         let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
         let bpffs = mount_point(&info, "bpf").unwrap_or_else(|| PathBuf::from("/sys/fs/bpf"));
-        bpffs.join("srcsel").join(format!("net-{}", self.netns_cookie()))
+        bpffs
+            .join("srcsel")
+            .join(format!("net-{}", self.netns_cookie()))
     }
 }
 
@@ -283,7 +379,11 @@ pub fn mount_point(mountinfo: &str, fstype: &str) -> Option<PathBuf> {
 }
 
 pub fn cgroup2_root() -> PathBuf {
-    mount_point(&fs::read_to_string("/proc/self/mountinfo").expect("mountinfo"), "cgroup2").expect("a cgroup2 mount")
+    mount_point(
+        &fs::read_to_string("/proc/self/mountinfo").expect("mountinfo"),
+        "cgroup2",
+    )
+    .expect("a cgroup2 mount")
 }
 
 pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
@@ -307,14 +407,24 @@ impl Drop for Lab {
         }
         for role in ["client", "r1", "r2", "inet"] {
             // Whatever still runs in a namespace would keep it alive.
-            let pids = Command::new("ip").args(["netns", "pids", &self.ns(role)]).output();
-            for pid in pids.iter().flat_map(|o| String::from_utf8_lossy(&o.stdout).into_owned().lines().map(str::to_owned).collect::<Vec<_>>()) {
+            let pids = Command::new("ip")
+                .args(["netns", "pids", &self.ns(role)])
+                .output();
+            for pid in pids.iter().flat_map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .into_owned()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            }) {
                 if let Ok(pid) = pid.trim().parse::<i32>() {
                     // SAFETY: kill(2) on a pid inside the lab's own namespace.
                     unsafe { libc::kill(pid, libc::SIGKILL) };
                 }
             }
-            let _ = Command::new("ip").args(["netns", "del", &self.ns(role)]).status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(role)])
+                .status();
         }
         if !thread::panicking() {
             let _ = fs::remove_dir_all(&self.dir);
@@ -323,4 +433,3 @@ impl Drop for Lab {
         }
     }
 }
-

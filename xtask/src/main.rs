@@ -1,1 +1,146 @@
-fn main(){}
+//! Developer tasks: `cargo xtask setup | build-ebpf | test | demo | bench`.
+mod bench;
+mod demo;
+#[path = "../../tests/lab/mod.rs"]
+mod lab;
+mod setup;
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "srcsel's developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need (idempotent): Debian packages for
+    /// the lab, nightly rust-src, and bpf-linker built against nightly's libLLVM.
+    Setup,
+    /// Build the eBPF object (nightly, -Z build-std=core, bpfel-unknown-none, bpf-linker).
+    BuildEbpf,
+    /// Unit tests, then the root-only integration suite on the namespace lab.
+    Test {
+        /// Extra arguments for the integration suite's test binary (a name filter, --nocapture, ...)
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Raise the lab and show which address the server sees with and without srcsel.
+    Demo,
+    /// Measure srcsel's overhead against a baseline taken in the same run.
+    Bench,
+    /// (used by bench) connect+close to a loopback listener N times, print the seconds taken.
+    #[command(hide = true)]
+    ConnectLoop { count: u32 },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::all(),
+        Task::BuildEbpf => build_ebpf(),
+        Task::Test { args } => test(&args),
+        Task::Demo => demo::run(),
+        Task::Bench => bench::run(),
+        Task::ConnectLoop { count } => bench::connect_loop(count),
+    }
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_owned()
+}
+
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn build_ebpf() -> anyhow::Result<()> {
+    setup::toolchain()?;
+    run(Command::new("rustup").current_dir(root()).args([
+        "run",
+        "nightly",
+        "cargo",
+        "build",
+        "-Z",
+        "build-std=core",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-p",
+        "srcsel-ebpf",
+        "--bin",
+        "srcsel",
+    ]))?;
+    let object = root().join("target/bpfel-unknown-none/release/srcsel");
+    let size = std::fs::metadata(&object)
+        .with_context(|| format!("{}", object.display()))?
+        .len();
+    println!(
+        "eBPF object: {} ({size} bytes); `cargo build -p srcsel` embeds it",
+        object.display()
+    );
+    Ok(())
+}
+
+/// Builds srcsel with its eBPF object and returns the binary's path.
+pub fn build_srcsel(release: bool) -> anyhow::Result<PathBuf> {
+    setup::toolchain()?;
+    let mut c = cargo();
+    c.args(["build", "-p", "srcsel"])
+        .env_remove("AYA_BUILD_SKIP");
+    if release {
+        c.arg("--release");
+    }
+    run(&mut c)?;
+    Ok(root()
+        .join("target")
+        .join(if release { "release" } else { "debug" })
+        .join("srcsel"))
+}
+
+pub fn require_root(what: &str) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "{what} needs root: it builds network namespaces and attaches eBPF programs (try sudo -E cargo xtask ...)"
+        );
+    }
+    Ok(())
+}
+
+fn test(args: &[String]) -> anyhow::Result<()> {
+    require_root("the integration suite")?;
+    setup::all()?;
+    // Default members: every crate but the eBPF one, which only builds for BPF.
+    run(cargo().arg("test").env_remove("AYA_BUILD_SKIP"))?;
+    // Labs are independent (unique namespace names), so they run in parallel.
+    run(cargo()
+        .args([
+            "test",
+            "-p",
+            "srcsel",
+            "--features",
+            "lab-tests",
+            "--test",
+            "lab",
+            "--",
+        ])
+        .args(args))
+}

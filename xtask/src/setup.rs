@@ -1,0 +1,184 @@
+//! `cargo xtask setup`: idempotent installation of what a fresh machine lacks.
+use std::{
+    fs,
+    os::unix::fs::symlink,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::run;
+
+/// Debian packages the lab and its clients use. The `-base` packages carry the
+/// dnsmasq and dhcpcd binaries without their services, so nothing starts on
+/// the host's own interfaces.
+const PACKAGES: &[&str] = &[
+    "iproute2",
+    "util-linux",
+    "procps",
+    "dnsmasq-base",
+    "dhcpcd-base",
+    "curl",
+    "wget",
+    "busybox-static",
+    "socat",
+    "netcat-openbsd",
+    "iputils-ping",
+    "python3",
+    "gcc",
+    "libc6-dev",
+];
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn all() -> anyhow::Result<()> {
+    packages()?;
+    toolchain()
+}
+
+/// The eBPF toolchain: nightly's rust-src and a bpf-linker that uses nightly's LLVM.
+pub fn toolchain() -> anyhow::Result<()> {
+    rust_src()?;
+    bpf_linker()
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+fn packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("setup: installing {}", missing.join(" "));
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn output(cmd: &mut Command) -> anyhow::Result<String> {
+    let o = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
+    if !o.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+fn nightly_sysroot() -> anyhow::Result<PathBuf> {
+    let s = output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))
+        .context("the nightly toolchain is needed for eBPF (rustup toolchain install nightly)")?;
+    Ok(PathBuf::from(s.trim()))
+}
+
+fn rust_src() -> anyhow::Result<()> {
+    if nightly_sysroot()?
+        .join("lib/rustlib/src/rust/library/core")
+        .exists()
+    {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+/// nightly's libLLVM (`libLLVM.so.22.1-rust-1.97.0-nightly`) and its major version.
+fn nightly_llvm() -> anyhow::Result<(PathBuf, String)> {
+    let lib = nightly_sysroot()?.join("lib");
+    let so = fs::read_dir(&lib)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so."))
+        })
+        .with_context(|| format!("no libLLVM.so.* in {}", lib.display()))?;
+    let name = so.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let major = name
+        .trim_start_matches("libLLVM.so.")
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    Ok((so, major))
+}
+
+/// Whether the bpf-linker on PATH runs and links the libLLVM `soname`.
+fn bpf_linker_matches(soname: &str) -> bool {
+    let Ok(path) = output(Command::new("sh").args(["-c", "command -v bpf-linker"])) else {
+        return false;
+    };
+    let runs = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let needed = output(Command::new("readelf").args(["-d", path.trim()])).unwrap_or_default();
+    runs && needed.contains(soname)
+}
+
+/// Builds bpf-linker against nightly's own libLLVM (there is no system LLVM):
+/// LLVM_PREFIX is a durable folder whose lib/ links to the toolchain's library.
+fn bpf_linker() -> anyhow::Result<()> {
+    let (so, major) = nightly_llvm()?;
+    let soname = so
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    if bpf_linker_matches(&soname) {
+        return Ok(());
+    }
+    let prefix = llvm_prefix(&major);
+    let lib = prefix.join("lib");
+    fs::create_dir_all(&lib).with_context(|| format!("creating {}", lib.display()))?;
+    for link in [lib.join("libLLVM.so"), lib.join(&soname)] {
+        relink(&so, &link)?;
+    }
+    println!(
+        "setup: building bpf-linker {BPF_LINKER_VERSION} against {} (LLVM {major})",
+        so.display()
+    );
+    run(Command::new("cargo")
+        .args([
+            "install",
+            "bpf-linker",
+            "--locked",
+            "--force",
+            "--version",
+            BPF_LINKER_VERSION,
+        ])
+        .args([
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{major}"),
+        ])
+        .env("LLVM_PREFIX", &prefix))?;
+    if !bpf_linker_matches(&soname) {
+        bail!("bpf-linker was built but does not run with {soname}; is ~/.cargo/bin on PATH?");
+    }
+    Ok(())
+}
+
+/// Where the LLVM links live: outside /tmp, since bpf-linker's RUNPATH points there.
+fn llvm_prefix(major: &str) -> PathBuf {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("/var/lib"));
+    data.join("srcsel").join(format!("llvm-{major}"))
+}
+
+fn relink(target: &Path, link: &Path) -> anyhow::Result<()> {
+    if fs::read_link(link).is_ok_and(|t| t == target) {
+        return Ok(());
+    }
+    let _ = fs::remove_file(link);
+    symlink(target, link)
+        .with_context(|| format!("linking {} to {}", link.display(), target.display()))
+}
