@@ -191,30 +191,24 @@ fn fallback_uses_normal_routing_while_usb0_is_down_and_usb0_when_up() {
     let lab = lab();
     let usb0 = lab.usb0_addr();
     let t = unique("fbup");
-    ok(&mut lab.srcsel([
-        "run",
-        "--via",
-        "usb0",
-        "--fallback",
-        "--",
-        "curl",
-        "-sf",
-        &url(&t),
-    ]));
+    let fallback_curl = |t: &str| {
+        out(&mut lab.srcsel([
+            "run",
+            "--via",
+            "usb0",
+            "--fallback",
+            "--",
+            "curl",
+            "-sf",
+            &url(t),
+        ]))
+    };
+    assert!(fallback_curl(&t).status.success());
     assert_eq!(lab.source_of(&t), usb0);
 
     ok(lab.client("ip").args(["link", "set", "usb0", "down"]));
     let t = unique("fbdown");
-    let o = out(&mut lab.srcsel([
-        "run",
-        "--via",
-        "usb0",
-        "--fallback",
-        "--",
-        "curl",
-        "-sf",
-        &url(&t),
-    ]));
+    let o = fallback_curl(&t);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("usb0 is down"),

@@ -1,7 +1,7 @@
 //! `srcsel down`: removes what srcsel added in this network namespace.
 use tracing::warn;
 
-use crate::{cgroup, ebpf, privileges, routing};
+use crate::{cgroup, ebpf, mounts, privileges, routing};
 
 pub fn down() -> anyhow::Result<()> {
     privileges::require()?;
@@ -9,9 +9,8 @@ pub fn down() -> anyhow::Result<()> {
         let handle = crate::netlink()?;
         anyhow::Ok(routing::remove_all(&handle).await?)
     })?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
     // Without a bpffs there are no pins to remove; do not mount one for that.
-    let pins = match cgroup::mount_of(&info, "bpf") {
+    let pins = match mounts::find("bpf")? {
         Some(bpffs) => ebpf::remove_namespace(&bpffs, ebpf::netns_cookie()?)?,
         None => false,
     };

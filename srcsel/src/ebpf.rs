@@ -22,7 +22,7 @@ use aya::{
 };
 use srcsel_common::{MAX_UPLINKS, STRICT_GLOBAL, UPLINK_ID_GLOBAL, UplinkState, maps, programs};
 
-use crate::{cgroup, uplink::Ipv4Net};
+use crate::{mounts, uplink::Ipv4Net};
 
 /// The eBPF object, built by build.rs (empty when built without the toolchain).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/srcsel"));
@@ -86,9 +86,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> EbpfError + '_ {
 
 /// The bpffs mount point; mounts one at /sys/fs/bpf when there is none.
 pub fn bpffs() -> Result<PathBuf, EbpfError> {
-    let info = fs::read_to_string("/proc/self/mountinfo")
-        .map_err(io_err(Path::new("/proc/self/mountinfo")))?;
-    if let Some(p) = cgroup::mount_of(&info, "bpf") {
+    if let Some(p) = mounts::find("bpf").map_err(io_err(Path::new(mounts::MOUNTINFO)))? {
         return Ok(p);
     }
     let path = PathBuf::from(DEFAULT_BPFFS);

@@ -2,6 +2,7 @@
 mod cgroup;
 mod down;
 mod ebpf;
+mod mounts;
 mod privileges;
 mod routing;
 mod run;
