@@ -44,6 +44,14 @@ pub struct UplinkState {
     /// IPv4 address in network byte order, valid when `flags & HAS_ADDR4`.
     pub addr4: u32,
     pub flags: u32,
+    /// The gateway in use (network byte order, 0 if none), for `srcsel status`.
+    pub gateway4: u32,
+    /// The gateway a DHCP client hook reported (`srcsel lease`), kept here so
+    /// that every srcsel process of the namespace sees it; 0 if none.
+    pub hook_gateway4: u32,
+    /// The routing table in use.
+    pub table: u32,
+    pub _pad: u32,
 }
 
 impl UplinkState {

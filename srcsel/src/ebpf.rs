@@ -7,6 +7,7 @@
 //! `<bpffs>/srcsel/net-<cookie>/<uplink>/<strict|fallback>/{sock_create,connect4,sendmsg4}`.
 use std::{
     collections::BTreeSet,
+    net::Ipv4Addr,
     fs, io,
     os::fd::{AsFd, AsRawFd},
     path::{Path, PathBuf},
@@ -22,7 +23,20 @@ use aya::{
 };
 use srcsel_common::{MAX_UPLINKS, STRICT_GLOBAL, UPLINK_ID_GLOBAL, UplinkState, maps, programs};
 
-use crate::{mounts, uplink::Ipv4Net};
+use crate::{
+    mounts,
+    routing::Slot,
+    uplink::{Ipv4Net, Uplink},
+};
+
+/// An address as the programs store it (network byte order, 0 for none).
+fn raw(addr: Option<Ipv4Addr>) -> u32 {
+    addr.map_or(0, |a| u32::from_ne_bytes(a.octets()))
+}
+
+pub fn ipv4(raw: u32) -> Option<Ipv4Addr> {
+    (raw != 0).then(|| Ipv4Addr::from(raw.to_ne_bytes()))
+}
 
 /// The eBPF object, built by build.rs (empty when built without the toolchain).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/srcsel"));
@@ -53,6 +67,10 @@ pub enum EbpfError {
     },
     #[error("all {max} uplink slots of this network namespace are taken; `srcsel down` frees them", max = MAX_UPLINKS - 1)]
     NoSlot,
+    #[error("{name} uses mark {:#x} but the config asks for {:#x}; run `srcsel down` to renumber", srcsel_common::mark_for(*id), srcsel_common::mark_for(*wanted))]
+    SlotMoved { name: String, id: u32, wanted: u32 },
+    #[error("the config gives {name} mark {:#x}, which another uplink already holds; run `srcsel down` to renumber", srcsel_common::mark_for(*wanted))]
+    SlotTaken { name: String, wanted: u32 },
     #[error("loading srcsel's eBPF programs")]
     Load(#[from] aya::EbpfError),
     #[error("eBPF program {name}")]
@@ -179,53 +197,101 @@ impl Namespace {
         })
     }
 
-    /// The slot of uplink `name`, taking a free one the first time.
-    pub fn slot(&mut self, name: &str) -> Result<u32, EbpfError> {
+    /// Opens the namespace's state only if it already exists (read-only use:
+    /// refusing bad input must not create pins).
+    pub fn open_existing(bpffs: &Path, cookie: u64) -> Result<Option<Self>, EbpfError> {
+        let maps_dir = ns_dir(bpffs, cookie).join("maps");
+        if !maps_dir.join(maps::UPLINKS).exists() || !maps_dir.join(maps::EXEMPT4).exists() {
+            return Ok(None);
+        }
+        Self::open(bpffs, cookie).map(Some)
+    }
+
+    /// The slot uplink `name` holds, if any.
+    pub fn find(&self, name: &str) -> Result<Option<u32>, EbpfError> {
+        let key = name_key(name);
+        Ok(self.uplinks()?.into_iter().find(|(_, s)| s.name == key).map(|(id, _)| id))
+    }
+
+    /// The slot of uplink `name`, taking `wanted` (from a configured mark) or a
+    /// free one the first time.
+    pub fn slot(&mut self, name: &str, wanted: Option<u32>) -> Result<u32, EbpfError> {
         let key = name_key(name);
         let mut free = None;
         for id in 1..MAX_UPLINKS {
-            let s = self
-                .uplinks
-                .get(&id, 0)
-                .map_err(|source| self.map_err(maps::UPLINKS, source))?;
+            let s = self.state(id)?;
             if s.mark != 0 && s.name == key {
-                return Ok(id);
+                return match wanted {
+                    Some(w) if w != id => Err(EbpfError::SlotMoved { name: name.to_owned(), id, wanted: w }),
+                    _ => Ok(id),
+                };
             }
-            if s.mark == 0 && free.is_none() {
+            if s.mark == 0 && free.is_none() && wanted.is_none_or(|w| w == id) {
                 free = Some(id);
             }
         }
-        free.ok_or(EbpfError::NoSlot)
+        free.ok_or_else(|| match wanted {
+            Some(w) => EbpfError::SlotTaken { name: name.to_owned(), wanted: w },
+            None => EbpfError::NoSlot,
+        })
     }
 
-    /// Publishes an uplink's live state to the programs.
-    pub fn publish(
-        &mut self,
-        id: u32,
-        name: &str,
-        ifindex: u32,
-        addr4: Option<std::net::Ipv4Addr>,
-        up: bool,
-    ) -> Result<(), EbpfError> {
+    /// The live state in slot `id` (all zero when free).
+    pub fn state(&self, id: u32) -> Result<UplinkState, EbpfError> {
+        self.uplinks.get(&id, 0).map_err(|source| self.map_err(maps::UPLINKS, source))
+    }
+
+    /// Every uplink that has a slot here, by slot.
+    pub fn uplinks(&self) -> Result<Vec<(u32, UplinkState)>, EbpfError> {
+        let mut all = Vec::new();
+        for id in 1..MAX_UPLINKS {
+            let s = self.state(id)?;
+            if s.mark != 0 {
+                all.push((id, s));
+            }
+        }
+        Ok(all)
+    }
+
+    /// The gateway a DHCP client hook last reported for slot `id`.
+    pub fn hook_gateway(&self, id: u32) -> Result<Option<Ipv4Addr>, EbpfError> {
+        Ok(ipv4(self.state(id)?.hook_gateway4))
+    }
+
+    /// Records the gateway a DHCP client hook reported (None: the lease ended).
+    pub fn set_hook_gateway(&mut self, id: u32, gw: Option<Ipv4Addr>) -> Result<(), EbpfError> {
+        let mut s = self.state(id)?;
+        s.hook_gateway4 = raw(gw);
+        self.uplinks.set(id, s, 0).map_err(|source| self.map_err(maps::UPLINKS, source))
+    }
+
+    /// Publishes an uplink's live state to the programs; whether it changed.
+    pub fn publish(&mut self, slot: Slot, up: &Uplink, hook_gateway: Option<Ipv4Addr>) -> Result<bool, EbpfError> {
         use srcsel_common::flags;
         let mut f = 0;
-        if up {
+        if up.usable() {
             f |= flags::UP;
         }
-        if addr4.is_some() {
+        if up.addr.is_some() {
             f |= flags::HAS_ADDR4;
         }
         let state = UplinkState {
             netns_cookie: self.cookie,
-            name: name_key(name),
-            mark: srcsel_common::mark_for(id),
-            ifindex,
-            addr4: addr4.map_or(0, |a| u32::from_ne_bytes(a.octets())),
+            name: name_key(&up.name),
+            mark: srcsel_common::mark_for(slot.id),
+            ifindex: up.index,
+            addr4: raw(up.addr.map(|a| a.addr)),
             flags: f,
+            gateway4: raw(up.gateway),
+            hook_gateway4: raw(hook_gateway),
+            table: slot.table,
+            _pad: 0,
         };
-        self.uplinks
-            .set(id, state, 0)
-            .map_err(|source| self.map_err(maps::UPLINKS, source))
+        if self.state(slot.id)? == state {
+            return Ok(false);
+        }
+        self.uplinks.set(slot.id, state, 0).map_err(|source| self.map_err(maps::UPLINKS, source))?;
+        Ok(true)
     }
 
     /// Makes the exempt-destination trie hold exactly `prefixes`.

@@ -1,15 +1,19 @@
 //! srcsel: choose which uplink a process's traffic leaves through.
 mod cgroup;
+mod config;
+mod daemon;
 mod down;
 mod ebpf;
+mod lease;
 mod mounts;
 mod privileges;
+mod reconcile;
 mod routing;
 mod run;
 mod supervise;
 mod uplink;
 
-use std::{ffi::OsString, process::ExitCode};
+use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
@@ -56,6 +60,20 @@ enum Command {
     /// Remove everything srcsel added in this network namespace: rules, routes,
     /// pinned programs and maps, and cgroups of runs that are gone.
     Down,
+    /// Keep managed uplinks' tables, rules and eBPF state in sync with their
+    /// links and leases, on netlink events. Runs in the foreground, logs to stderr.
+    Daemon {
+        /// Configuration file
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Report a DHCP lease from a client hook (dhcpcd, dhclient, udhcpc,
+    /// NetworkManager dispatcher): reads the hook's variables, for uplinks
+    /// whose DHCP client installs no default route (dhcpcd `nogateway`).
+    Lease {
+        /// Arguments the hook was given (udhcpc: the event; NetworkManager: interface and action)
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -81,6 +99,12 @@ fn main() -> ExitCode {
             command,
         }),
         Command::Down => down::down().map(|()| 0),
+        Command::Daemon { config } => {
+            let explicit = config.is_some();
+            let path = config.unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+            daemon::daemon(&path, explicit).map(|()| 0)
+        }
+        Command::Lease { args } => daemon::lease_command(&args).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

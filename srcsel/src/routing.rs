@@ -23,9 +23,16 @@ pub const TABLE_BASE: u32 = 0x5300;
 pub const PRIORITY_BASE: u32 = 5300;
 const PRIORITIES_PER_UPLINK: u32 = 10;
 
-/// The routing table of uplink `id`.
+/// The default routing table of uplink `id`.
 pub const fn table_for(id: u32) -> u32 {
     TABLE_BASE + id
+}
+
+/// Where an uplink's routing lives: its slot (mark, rule priorities) and table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    pub id: u32,
+    pub table: u32,
 }
 
 fn priorities(id: u32) -> std::ops::Range<u32> {
@@ -76,9 +83,8 @@ const MAIN_TABLE: u32 = 254;
 ///   classic rule; it also lets replies on the uplink pass rp_filter);
 /// - strict sockets that found no route in the table stop here, for IPv4 and
 ///   IPv6 alike, instead of falling through to the main table.
-pub fn desired_rules(id: u32, up: &Uplink) -> Vec<Rule> {
+pub fn desired_rules(Slot { id, table }: Slot, up: &Uplink) -> Vec<Rule> {
     let p = priorities(id).start;
-    let table = table_for(id);
     let mark = (mark_for(id), MARK_MASK & !STRICT_BIT);
     let strict = (mark_for(id) | STRICT_BIT, MARK_MASK);
     let rule = |family, priority, fwmark, action| Rule {
@@ -110,8 +116,7 @@ pub fn desired_rules(id: u32, up: &Uplink) -> Vec<Rule> {
 /// The routes of uplink `id`'s table while it is up: the link's connected
 /// route and, with a gateway, the default route. A down link has none (the
 /// kernel refuses routes over it and flushes them itself).
-pub fn desired_routes(id: u32, up: &Uplink) -> Vec<Route> {
-    let table = table_for(id);
+pub fn desired_routes(table: u32, up: &Uplink) -> Vec<Route> {
     let mut routes = Vec::new();
     let (true, Some(addr)) = (up.up, up.addr) else {
         return routes;
@@ -218,26 +223,29 @@ fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> RoutingError 
     move |source| RoutingError::Netlink { what, source }
 }
 
-/// Makes the kernel's table and rules for uplink `id` equal to the desired ones.
-pub async fn apply(handle: &Handle, id: u32, up: &Uplink) -> Result<(), RoutingError> {
-    let table = table_for(id);
-    let routes = table_routes(handle, table).await?;
-    if let Some(foreign) = routes
+/// Refuses a table that holds routes srcsel did not add: it is someone else's.
+pub fn check_table_free(table: u32, uplink: &str, routes: &[RouteMessage]) -> Result<(), RoutingError> {
+    let foreign = routes
         .iter()
-        .find(|r| r.header.protocol != RouteProtocol::Other(PROTO))
-    {
-        return Err(RoutingError::ForeignTable {
-            table,
-            uplink: up.name.clone(),
-            example: format!("{:?}", foreign.attributes),
-        });
+        .filter(|m| route_table(m) == table && m.header.protocol != RouteProtocol::Other(PROTO))
+        .find_map(parse_route);
+    match foreign {
+        Some(r) => Err(RoutingError::ForeignTable { table, uplink: uplink.to_owned(), example: r.to_string() }),
+        None => Ok(()),
     }
+}
+
+/// Makes the kernel's table and rules for an uplink equal to the desired ones.
+pub async fn apply(handle: &Handle, slot: Slot, up: &Uplink) -> Result<(), RoutingError> {
+    let Slot { id, table } = slot;
+    let routes = table_routes(handle, table).await?;
+    check_table_free(table, &up.name, &routes)?;
     let current: Vec<(Route, RouteMessage)> = routes
         .into_iter()
         .filter_map(|m| Some((parse_route(&m)?, m)))
         .collect();
     let current_specs: Vec<Route> = current.iter().map(|(r, _)| r.clone()).collect();
-    let (remove, add) = diff(&current_specs, &desired_routes(id, up));
+    let (remove, add) = diff(&current_specs, &desired_routes(table, up));
     for (spec, msg) in &current {
         if remove.contains(spec) {
             handle
@@ -265,7 +273,7 @@ pub async fn apply(handle: &Handle, id: u32, up: &Uplink) -> Result<(), RoutingE
         .filter(|(r, _)| in_range(id, r.priority))
         .collect();
     let current_specs: Vec<Rule> = current.iter().map(|(r, _)| r.clone()).collect();
-    let (remove, add) = diff(&current_specs, &desired_rules(id, up));
+    let (remove, add) = diff(&current_specs, &desired_rules(slot, up));
     for (spec, msg) in current {
         if remove.contains(spec) {
             handle
@@ -509,9 +517,13 @@ mod tests {
         }
     }
 
+    fn slot(id: u32) -> Slot {
+        Slot { id, table: table_for(id) }
+    }
+
     #[test]
     fn up_uplink_gets_connected_and_default_route() {
-        let routes = desired_routes(2, &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true));
+        let routes = desired_routes(table_for(2), &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true));
         assert_eq!(routes.len(), 2);
         assert_eq!(routes[0].dst, "10.99.0.0/24".parse().unwrap());
         assert_eq!(routes[0].gateway, None);
@@ -523,16 +535,16 @@ mod tests {
     #[test]
     fn down_uplink_keeps_no_routes() {
         assert!(
-            desired_routes(2, &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), false)).is_empty()
+            desired_routes(9, &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), false)).is_empty()
         );
-        let no_gateway = desired_routes(2, &usb0(Some("10.99.0.57/24"), None, true));
+        let no_gateway = desired_routes(9, &usb0(Some("10.99.0.57/24"), None, true));
         assert_eq!(no_gateway.len(), 1);
-        assert!(desired_routes(2, &usb0(None, None, true)).is_empty());
+        assert!(desired_routes(9, &usb0(None, None, true)).is_empty());
     }
 
     #[test]
     fn rules_stay_in_the_uplinks_priority_range() {
-        let rules = desired_rules(3, &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true));
+        let rules = desired_rules(slot(3), &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true));
         assert!(rules.iter().all(|r| in_range(3, r.priority)
             && !in_range(2, r.priority)
             && !in_range(4, r.priority)));
@@ -553,7 +565,7 @@ mod tests {
 
     #[test]
     fn strict_rule_matches_only_strict_sockets_and_lookups_match_both() {
-        let rules = desired_rules(1, &usb0(None, None, false));
+        let rules = desired_rules(slot(1), &usb0(None, None, false));
         let (m, mask) = rules
             .iter()
             .find(|r| r.action == Action::Unreachable)
@@ -573,8 +585,8 @@ mod tests {
 
     #[test]
     fn diff_keeps_what_matches() {
-        let old = desired_rules(1, &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true));
-        let new = desired_rules(1, &usb0(Some("10.77.0.9/24"), Some("10.77.0.1"), true));
+        let old = desired_rules(slot(1), &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true));
+        let new = desired_rules(slot(1), &usb0(Some("10.77.0.9/24"), Some("10.77.0.1"), true));
         let (remove, add) = diff(&old, &new);
         assert_eq!(remove.len(), 1);
         assert_eq!(add.len(), 1);

@@ -1,14 +1,14 @@
 //! `srcsel run --via IFACE -- CMD`: CMD and all it starts leave through IFACE.
-use std::ffi::OsString;
+use std::{ffi::OsString, path::Path};
 
 use anyhow::Context as _;
 use tracing::warn;
 
 use crate::{
     cgroup::{self, RunCgroup},
+    config::{self, Config},
     ebpf::{self, ProgramSet},
-    privileges, routing, supervise,
-    uplink::{self, Uplink},
+    mounts, privileges, reconcile, routing, supervise, uplink,
 };
 
 pub struct RunArgs {
@@ -44,34 +44,33 @@ fn attach_and_run(cg: &RunCgroup, set: &ProgramSet, command: &[OsString]) -> any
 /// Checks the uplink, then brings its pins, table, rules and live state up to
 /// date. Nothing is changed unless every check passes.
 pub async fn prepare(via: &str, strict: bool) -> anyhow::Result<ProgramSet> {
+    let config = Config::load(Path::new(config::DEFAULT_PATH), false)?;
     let handle = crate::netlink()?;
     let routes = routing::all_routes4(&handle).await?;
-    let up = uplink::observe(&handle, via, &routes).await?;
+    // Read-only until every check has passed.
+    let mut up = uplink::observe(&handle, via, &routes).await?;
+    let cfg = config.uplink(&up.name);
+    let cookie = ebpf::netns_cookie()?;
+    let hook = match mounts::find("bpf")? {
+        Some(bpffs) => match ebpf::Namespace::open_existing(&bpffs, cookie)? {
+            Some(ns) => match ns.find(&up.name)? {
+                Some(id) => ns.hook_gateway(id)?,
+                None => None,
+            },
+            None => None,
+        },
+        None => None,
+    };
+    reconcile::choose_gateway(&mut up, hook, cfg);
     uplink::check_ready(&up)?;
     if !up.usable() {
-        let what = if strict {
-            "its connections fail until it is back"
-        } else {
-            "it uses normal routing until it is back"
-        };
+        let what = if strict { "its connections fail until it is back" } else { "it uses normal routing until it is back" };
         warn!("{} is down or has no gateway: {what}", up.name);
     }
     let bpffs = ebpf::bpffs()?;
-    let mut ns = ebpf::Namespace::open(&bpffs, ebpf::netns_cookie()?)?;
-    let id = ns.slot(&up.name)?;
-    publish(&mut ns, id, &up, &handle, &routes).await?;
-    Ok(ns.ensure_programs(&up.name, id, strict)?)
-}
-
-async fn publish(
-    ns: &mut ebpf::Namespace,
-    id: u32,
-    up: &Uplink,
-    handle: &rtnetlink::Handle,
-    routes: &[netlink_packet_route::route::RouteMessage],
-) -> anyhow::Result<()> {
-    ns.publish(id, &up.name, up.index, up.addr.map(|a| a.addr), up.usable())?;
-    routing::apply(handle, id, up).await?;
-    ns.sync_exempt(&routing::exempt_prefixes(routes))?;
-    Ok(())
+    let mut ns = ebpf::Namespace::open(&bpffs, cookie)?;
+    let resolved = reconcile::resolve(&handle, &mut ns, &up.name, cfg, &routes, false).await?;
+    reconcile::commit(&handle, &mut ns, &resolved).await?;
+    ns.sync_exempt(&routing::exempt_prefixes(&routes))?;
+    Ok(ns.ensure_programs(&up.name, resolved.slot.id, strict)?)
 }

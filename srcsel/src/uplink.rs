@@ -29,13 +29,17 @@ impl Ipv4Net {
         Self { addr, len: 32 }
     }
 
+    fn mask(self) -> u32 {
+        u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0)
+    }
+
     /// The network this address is in (`10.99.0.0/24`).
     pub fn network(self) -> Self {
-        let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
-        Self {
-            addr: Ipv4Addr::from(u32::from(self.addr) & mask),
-            len: self.len,
-        }
+        Self { addr: Ipv4Addr::from(u32::from(self.addr) & self.mask()), len: self.len }
+    }
+
+    pub fn contains(self, addr: Ipv4Addr) -> bool {
+        u32::from(addr) & self.mask() == u32::from(self.addr) & self.mask()
     }
 }
 
@@ -71,6 +75,11 @@ pub struct Uplink {
 }
 
 impl Uplink {
+    /// An uplink whose interface does not exist (a USB device unplugged).
+    pub fn absent(name: &str) -> Self {
+        Self { name: name.to_owned(), index: 0, up: false, addr: None, gateway: None }
+    }
+
     /// Whether new connections can use it now.
     pub fn usable(&self) -> bool {
         self.up && self.addr.is_some() && self.gateway.is_some()

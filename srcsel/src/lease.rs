@@ -1,0 +1,186 @@
+//! `srcsel lease`: what a DHCP client hook knows about a lease (dhcpcd,
+//! dhclient, udhcpc, NetworkManager's dispatcher), for links whose client
+//! installs no default route (dhcpcd `nogateway`).
+use std::{collections::HashMap, net::Ipv4Addr};
+
+/// One lease event, reduced to what srcsel uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseEvent {
+    pub interface: String,
+    /// The gateway while the lease holds; None once it has ended.
+    pub gateway: Option<Ipv4Addr>,
+    pub address: Option<Ipv4Addr>,
+    pub mtu: Option<u32>,
+    pub dns: Vec<Ipv4Addr>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LeaseError {
+    #[error(
+        "no lease variables found: run `srcsel lease` from a DHCP client hook (dhcpcd, dhclient, udhcpc, \
+         NetworkManager dispatcher), which sets `interface` and `reason`"
+    )]
+    NotAHook,
+}
+
+/// What the hook's event means for srcsel.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    Event(LeaseEvent),
+    /// An event that changes no lease (PREINIT, CARRIER, a v6 event, ...).
+    Ignored { interface: String, reason: String },
+}
+
+const BOUND: &[&str] = &["BOUND", "RENEW", "REBIND", "REBOOT", "INFORM", "STATIC", "TIMEOUT", "bound", "renew"];
+const ENDED: &[&str] =
+    &["EXPIRE", "FAIL", "RELEASE", "NAK", "STOP", "STOPPED", "NOCARRIER", "DEPARTED", "deconfig", "leasefail", "nak"];
+
+fn ipv4s(s: Option<&String>) -> Vec<Ipv4Addr> {
+    s.map(|s| s.split([' ', ',']).filter_map(|w| w.parse().ok()).collect()).unwrap_or_default()
+}
+
+/// Parses hook variables `env` and arguments `args` (udhcpc passes the event
+/// as `$1`; NetworkManager passes interface and action).
+pub fn parse(env: &HashMap<String, String>, args: &[String]) -> Result<Parsed, LeaseError> {
+    let get = |k: &str| env.get(k);
+    // NetworkManager dispatcher: $1 = interface, $2 = action, DHCP4_* variables.
+    if let [iface, action] = args {
+        if get("interface").is_none() {
+            let gateway = match action.as_str() {
+                "up" | "dhcp4-change" => ipv4s(get("DHCP4_ROUTERS")).first().copied(),
+                "down" => None,
+                _ => return Ok(Parsed::Ignored { interface: iface.clone(), reason: action.clone() }),
+            };
+            return Ok(Parsed::Event(LeaseEvent {
+                interface: iface.clone(),
+                gateway,
+                address: ipv4s(get("DHCP4_IP_ADDRESS")).first().copied(),
+                mtu: get("DHCP4_INTERFACE_MTU").and_then(|m| m.parse().ok()),
+                dns: ipv4s(get("DHCP4_DOMAIN_NAME_SERVERS")),
+            }));
+        }
+    }
+    let interface = get("interface").ok_or(LeaseError::NotAHook)?.clone();
+    // udhcpc: the event is $1 and variables have short names.
+    if let Some(event) = args.first().filter(|_| get("reason").is_none()) {
+        let ended = ENDED.contains(&event.as_str());
+        if !ended && !BOUND.contains(&event.as_str()) {
+            return Ok(Parsed::Ignored { interface, reason: event.clone() });
+        }
+        return Ok(Parsed::Event(LeaseEvent {
+            interface,
+            gateway: if ended { None } else { ipv4s(get("router")).first().copied() },
+            address: if ended { None } else { ipv4s(get("ip")).first().copied() },
+            mtu: get("mtu").and_then(|m| m.parse().ok()),
+            dns: ipv4s(get("dns")),
+        }));
+    }
+    let reason = get("reason").ok_or(LeaseError::NotAHook)?.clone();
+    let ended = ENDED.contains(&reason.as_str());
+    if !ended && !BOUND.contains(&reason.as_str()) {
+        return Ok(Parsed::Ignored { interface, reason });
+    }
+    Ok(Parsed::Event(LeaseEvent {
+        interface,
+        gateway: if ended { None } else { ipv4s(get("new_routers")).first().copied() },
+        address: if ended { None } else { ipv4s(get("new_ip_address")).first().copied() },
+        mtu: get("new_interface_mtu").and_then(|m| m.parse().ok()),
+        dns: ipv4s(get("new_domain_name_servers")),
+    }))
+}
+
+/// The line a hook sends to the daemon, and its parser.
+pub fn to_line(e: &LeaseEvent) -> String {
+    let gw = e.gateway.map_or("-".to_owned(), |g| g.to_string());
+    format!("lease {} {gw}\n", e.interface)
+}
+
+pub fn from_line(line: &str) -> Option<(String, Option<Ipv4Addr>)> {
+    let mut w = line.split_whitespace();
+    if w.next()? != "lease" {
+        return None;
+    }
+    let iface = w.next()?.to_owned();
+    let gw = match w.next()? {
+        "-" => None,
+        g => Some(g.parse().ok()?),
+    };
+    Some((iface, gw))
+}
+
+/// The daemon's socket: abstract, so each network namespace has its own.
+pub const SOCKET: &str = "srcsel-daemon";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn event(p: Parsed) -> LeaseEvent {
+        match p {
+            Parsed::Event(e) => e,
+            other => panic!("not an event: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dhcpcd_bound_with_nogateway_still_reports_routers() {
+        let e = event(
+            parse(
+                &env(&[
+                    ("interface", "eth0v0"),
+                    ("reason", "BOUND"),
+                    ("new_ip_address", "203.0.113.7"),
+                    ("new_routers", "203.0.113.1 203.0.113.2"),
+                    ("new_interface_mtu", "1500"),
+                    ("new_domain_name_servers", "192.0.2.53 192.0.2.54"),
+                ]),
+                &[],
+            )
+            .unwrap(),
+        );
+        assert_eq!(e.interface, "eth0v0");
+        assert_eq!(e.gateway, Some("203.0.113.1".parse().unwrap()));
+        assert_eq!(e.address, Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(e.mtu, Some(1500));
+        assert_eq!(e.dns.len(), 2);
+    }
+
+    #[test]
+    fn ended_leases_clear_the_gateway_and_others_are_ignored() {
+        let e = event(parse(&env(&[("interface", "usb0"), ("reason", "EXPIRE"), ("new_routers", "1.2.3.4")]), &[]).unwrap());
+        assert_eq!(e.gateway, None);
+        assert!(matches!(
+            parse(&env(&[("interface", "usb0"), ("reason", "PREINIT")]), &[]).unwrap(),
+            Parsed::Ignored { .. }
+        ));
+    }
+
+    #[test]
+    fn udhcpc_and_network_manager() {
+        let u = event(parse(&env(&[("interface", "wwan0"), ("ip", "10.0.0.5"), ("router", "10.0.0.1")]), &["bound".into()]).unwrap());
+        assert_eq!(u.gateway, Some("10.0.0.1".parse().unwrap()));
+        let d = event(parse(&env(&[("interface", "wwan0")]), &["deconfig".into()]).unwrap());
+        assert_eq!(d.gateway, None);
+        let nm = event(
+            parse(&env(&[("CONNECTION_UUID", "x"), ("DHCP4_ROUTERS", "192.168.8.1")]), &["usb0".into(), "up".into()]).unwrap(),
+        );
+        assert_eq!((nm.interface.as_str(), nm.gateway), ("usb0", Some("192.168.8.1".parse().unwrap())));
+    }
+
+    #[test]
+    fn outside_a_hook_it_says_what_to_do() {
+        assert_eq!(parse(&env(&[("PATH", "/bin")]), &[]), Err(LeaseError::NotAHook));
+    }
+
+    #[test]
+    fn socket_lines_round_trip() {
+        let e = LeaseEvent { interface: "eth0v0".into(), gateway: Some("203.0.113.1".parse().unwrap()), address: None, mtu: None, dns: vec![] };
+        assert_eq!(from_line(&to_line(&e)), Some(("eth0v0".into(), e.gateway)));
+        assert_eq!(from_line("lease usb0 -"), Some(("usb0".into(), None)));
+        assert_eq!(from_line("bogus"), None);
+    }
+}
