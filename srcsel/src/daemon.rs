@@ -160,11 +160,6 @@ impl Daemon {
 pub fn record_hook_gateway(bpffs: &Path, cookie: u64, iface: &str, gw: Option<std::net::Ipv4Addr>) -> anyhow::Result<()> {
     let mut ns = Namespace::open(bpffs, cookie)?;
     let id = ns.slot(iface, None)?;
-    if ns.state(id)?.mark == 0 {
-        // A new slot: claim it with the interface's name before recording.
-        let r = Default::default();
-        ns.publish(routing::Slot { id, table: routing::table_for(id) }, &crate::uplink::Uplink::absent(iface), r)?;
-    }
     ns.set_hook_gateway(id, gw)?;
     Ok(())
 }

@@ -213,27 +213,36 @@ impl Namespace {
         Ok(self.uplinks()?.into_iter().find(|(_, s)| s.name == key).map(|(id, _)| id))
     }
 
-    /// The slot of uplink `name`, taking `wanted` (from a configured mark) or a
-    /// free one the first time.
+    /// The slot of uplink `name`, claiming `wanted` (from a configured mark)
+    /// or a free one the first time. Claiming writes the name at once, so the
+    /// next caller (under the same lock) cannot get the same slot.
     pub fn slot(&mut self, name: &str, wanted: Option<u32>) -> Result<u32, EbpfError> {
-        let key = name_key(name);
+        if let Some(id) = self.find(name)? {
+            return match wanted {
+                Some(w) if w != id => Err(EbpfError::SlotMoved { name: name.to_owned(), id, wanted: w }),
+                _ => Ok(id),
+            };
+        }
         let mut free = None;
-        for id in 1..MAX_UPLINKS {
-            let s = self.state(id)?;
-            if s.mark != 0 && s.name == key {
-                return match wanted {
-                    Some(w) if w != id => Err(EbpfError::SlotMoved { name: name.to_owned(), id, wanted: w }),
-                    _ => Ok(id),
-                };
-            }
-            if s.mark == 0 && free.is_none() && wanted.is_none_or(|w| w == id) {
+        for id in wanted.map_or(1..MAX_UPLINKS, |w| w..w + 1) {
+            if self.state(id)?.mark == 0 {
                 free = Some(id);
+                break;
             }
         }
-        free.ok_or_else(|| match wanted {
+        let id = free.ok_or_else(|| match wanted {
             Some(w) => EbpfError::SlotTaken { name: name.to_owned(), wanted: w },
             None => EbpfError::NoSlot,
-        })
+        })?;
+        let claim = UplinkState {
+            netns_cookie: self.cookie,
+            name: name_key(name),
+            mark: srcsel_common::mark_for(id),
+            table: crate::routing::table_for(id),
+            ..Default::default()
+        };
+        self.uplinks.set(id, claim, 0).map_err(|source| self.map_err(maps::UPLINKS, source))?;
+        Ok(id)
     }
 
     /// The live state in slot `id` (all zero when free).

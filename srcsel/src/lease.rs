@@ -44,8 +44,8 @@ fn ipv4s(s: Option<&String>) -> Vec<Ipv4Addr> {
 pub fn parse(env: &HashMap<String, String>, args: &[String]) -> Result<Parsed, LeaseError> {
     let get = |k: &str| env.get(k);
     // NetworkManager dispatcher: $1 = interface, $2 = action, DHCP4_* variables.
-    if let [iface, action] = args {
-        if get("interface").is_none() {
+    if let [iface, action] = args
+        && get("interface").is_none() {
             let gateway = match action.as_str() {
                 "up" | "dhcp4-change" => ipv4s(get("DHCP4_ROUTERS")).first().copied(),
                 "down" => None,
@@ -59,7 +59,6 @@ pub fn parse(env: &HashMap<String, String>, args: &[String]) -> Result<Parsed, L
                 dns: ipv4s(get("DHCP4_DOMAIN_NAME_SERVERS")),
             }));
         }
-    }
     let interface = get("interface").ok_or(LeaseError::NotAHook)?.clone();
     // udhcpc: the event is $1 and variables have short names.
     if let Some(event) = args.first().filter(|_| get("reason").is_none()) {

@@ -41,7 +41,9 @@ pub struct Lab {
     pub name: String,
     pub dir: PathBuf,
     pub srcsel: PathBuf,
-    children: Vec<Child>,
+    /// Background processes by role ("server", "dnsmasq-r2", "dhcpcd-usb0", "daemon", ...).
+    procs: Vec<(String, Child)>,
+    daemon_starts: usize,
 }
 
 pub fn sh(cmd: &mut Command) -> Output {
@@ -54,7 +56,7 @@ pub fn sh(cmd: &mut Command) -> Output {
     out
 }
 
-fn ip(args: &str) {
+pub fn ip(args: &str) {
     sh(Command::new("ip").args(args.split_whitespace()));
 }
 
@@ -68,7 +70,8 @@ impl Lab {
             name,
             dir,
             srcsel: srcsel.into(),
-            children: Vec::new(),
+            procs: Vec::new(),
+            daemon_starts: 0,
         };
         lab.build();
         lab
@@ -144,15 +147,55 @@ impl Lab {
         ]));
     }
 
-    fn spawn(&mut self, cmd: &mut Command, log: &str) {
-        let log = fs::File::create(self.dir.join(log)).expect("log");
+    /// Starts a background process under `role`; its output goes to `<role>.log`.
+    pub fn spawn(&mut self, role: &str, cmd: &mut Command) {
+        self.stop(role);
+        let log = fs::OpenOptions::new().create(true).append(true).open(self.log_path(role)).expect("log");
         let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-        self.children.push(child);
+        self.procs.push((role.to_owned(), child));
+    }
+
+    pub fn log_path(&self, role: &str) -> PathBuf {
+        self.dir.join(format!("{role}.log"))
+    }
+
+    pub fn log(&self, role: &str) -> String {
+        fs::read_to_string(self.log_path(role)).unwrap_or_default()
+    }
+
+    pub fn pid(&self, role: &str) -> Option<u32> {
+        self.procs.iter().find(|(r, _)| r == role).map(|(_, c)| c.id())
+    }
+
+    /// Sends `signal` to the process of `role` and waits for it to end.
+    pub fn signal(&mut self, role: &str, signal: i32) -> Option<std::process::ExitStatus> {
+        let i = self.procs.iter().position(|(r, _)| r == role)?;
+        let (_, mut child) = self.procs.remove(i);
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        child.wait().ok()
+    }
+
+    /// Stops (SIGTERM) the process of `role`, if any.
+    pub fn stop(&mut self, role: &str) {
+        self.signal(role, libc::SIGTERM);
+    }
+
+    /// Starts `srcsel daemon ARGS` in the client namespace.
+    pub fn start_daemon(&mut self, args: &[&str]) {
+        let mut cmd = self.srcsel(["daemon"]);
+        cmd.args(args).env("SRCSEL_LOG", "debug");
+        self.spawn("daemon", &mut cmd);
+        let log = self.log_path("daemon");
+        wait_until("the daemon to watch netlink", Duration::from_secs(10), || {
+            fs::read_to_string(&log).is_ok_and(|l| l.matches("watching links").count() > self.daemon_starts)
+        });
+        self.daemon_starts += 1;
     }
 
     fn start_server(&mut self) {
@@ -160,27 +203,11 @@ impl Lab {
         fs::write(&script, include_str!("server.py")).expect("server.py");
         let ready = self.dir.join("server.ready");
         let ns = self.ns("inet");
-        let (log, script_s, ready_s) = (
-            self.server_log(),
-            script.display().to_string(),
-            ready.display().to_string(),
-        );
-        self.spawn(
-            Command::new("ip").args([
-                "netns",
-                "exec",
-                &ns,
-                "python3",
-                &script_s,
-                &log.display().to_string(),
-                &ready_s,
-                SERVER,
-            ]),
-            "server.out",
-        );
-        wait_until("the lab server to listen", Duration::from_secs(10), || {
-            ready.exists()
-        });
+        let log = self.server_log();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns, "python3"]).args([&script, &log, &ready]).arg(SERVER);
+        self.spawn("server", &mut cmd);
+        wait_until("the lab server to listen", Duration::from_secs(10), || ready.exists());
     }
 
     pub fn server_log(&self) -> PathBuf {
@@ -189,59 +216,61 @@ impl Lab {
 
     /// (Re)starts the hotspot's DHCP server for `prefix`.0/24 with `router`.
     pub fn start_dnsmasq(&mut self, prefix: &str, router: &str) {
-        let ns = self.ns("r2");
-        let leases = self.dir.join("dnsmasq.leases").display().to_string();
-        self.spawn(
-            Command::new("ip").args([
-                "netns",
-                "exec",
-                &ns,
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--conf-file=/dev/null",
-                "--port=0",
-                "--interface=lan",
-                "--bind-interfaces",
-                "--log-dhcp",
-                "--log-facility=-",
-                &format!("--dhcp-range={prefix}.50,{prefix}.150,255.255.255.0,10m"),
-                &format!("--dhcp-option=option:router,{router}"),
-                &format!("--dhcp-leasefile={leases}"),
-                "--pid-file=",
-            ]),
-            "dnsmasq.log",
-        );
+        self.start_dnsmasq_in("r2", prefix, router);
+    }
+
+    /// (Re)starts a DHCP server on router `role`'s lan for `prefix`.0/24.
+    /// Authoritative, so a client rebooting with an old lease gets a NAK at once.
+    pub fn start_dnsmasq_in(&mut self, role: &str, prefix: &str, router: &str) {
+        let ns = self.ns(role);
+        let leases = self.dir.join(format!("dnsmasq-{role}.leases"));
+        let _ = fs::remove_file(&leases);
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0"])
+            .args(["--interface=lan", "--bind-dynamic", "--dhcp-authoritative", "--log-dhcp", "--log-facility=-"])
+            .arg(format!("--dhcp-range={prefix}.100,{prefix}.150,255.255.255.0,10m"))
+            .arg(format!("--dhcp-option=option:router,{router}"))
+            .arg(format!("--dhcp-leasefile={}", leases.display()))
+            .arg("--pid-file=");
+        self.spawn(&format!("dnsmasq-{role}"), &mut cmd);
+    }
+
+    /// Renumbers the hotspot as a rebooted phone would: new subnet and
+    /// gateway, and a carrier bounce that makes the client's dhcpcd rebind.
+    pub fn renumber_hotspot(&mut self, prefix: &str) {
+        let (r2, router) = (self.ns("r2"), format!("{prefix}.1"));
+        ip(&format!("-n {r2} addr flush dev lan"));
+        ip(&format!("-n {r2} addr add {router}/24 dev lan"));
+        self.start_dnsmasq(prefix, &router);
+        ip(&format!("-n {r2} link set lan down"));
+        ip(&format!("-n {r2} link set lan up"));
+        wait_until("usb0's new lease", Duration::from_secs(30), || {
+            self.usb0_addr_now().is_some_and(|a| a.starts_with(prefix))
+                && self.client_out("ip -4 route show dev usb0").contains(&format!("default via {router}"))
+        });
     }
 
     /// dhcpcd as our users run it, in a private mount namespace so that
     /// parallel labs do not share /run/dhcpcd or /var/lib/dhcpcd, and with
     /// no hooks, so it never touches the host's resolv.conf or hostname.
     fn start_dhcpcd(&mut self) {
-        let conf = self.dir.join("dhcpcd.conf");
-        fs::write(
-            &conf,
-            "interface usb0\nmetric 3000\nipv4only\nnoipv6rs\nnoarp\nnohook resolv.conf hostname\n",
-        )
-        .expect("dhcpcd.conf");
+        self.start_dhcpcd_on("usb0", "metric 3000", "/bin/true");
+    }
+
+    /// (Re)starts dhcpcd for `iface` with extra config lines and a hook script.
+    pub fn start_dhcpcd_on(&mut self, iface: &str, extra: &str, hook: &str) {
+        let conf = self.dir.join(format!("dhcpcd-{iface}.conf"));
+        let text = format!("interface {iface}\n{extra}\nipv4only\nnoipv6rs\nnoarp\nnohook resolv.conf hostname\n");
+        fs::write(&conf, text).expect("dhcpcd.conf");
         let script = format!(
             "mount -t tmpfs tmpfs /run && mkdir -p /run/dhcpcd && mount -t tmpfs tmpfs /var/lib/dhcpcd && \
-             exec dhcpcd -f {} -c /bin/true -B -4 usb0",
+             exec dhcpcd -f {} -c {hook} -B -4 {iface}",
             conf.display()
         );
         let netns = format!("--net=/run/netns/{}", self.ns("client"));
-        self.spawn(
-            Command::new("nsenter").args([
-                &netns,
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                &script,
-            ]),
-            "dhcpcd.log",
-        );
+        let mut cmd = Command::new("nsenter");
+        cmd.args([&netns, "unshare", "-m", "--propagation", "private", "sh", "-c", &script]);
+        self.spawn(&format!("dhcpcd-{iface}"), &mut cmd);
     }
 
     fn wait_for_lease(&self) {
@@ -258,7 +287,12 @@ impl Lab {
     }
 
     fn usb0_addr_now(&self) -> Option<String> {
-        let out = self.client_out("ip -4 -o addr show dev usb0");
+        self.addr_of("usb0")
+    }
+
+    /// The first IPv4 address of a client interface.
+    pub fn addr_of(&self, iface: &str) -> Option<String> {
+        let out = self.client_out(&format!("ip -4 -o addr show dev {iface}"));
         let word = out.split_whitespace().skip_while(|w| *w != "inet").nth(1)?;
         Some(word.split('/').next()?.to_owned())
     }
@@ -396,13 +430,15 @@ pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // srcsel's own state first (rules die with the namespace, pins do not).
+        // The daemon first (it would put rules back), then srcsel's own state
+        // (rules die with the namespace, pins do not), then the rest.
+        self.stop("daemon");
         let _ = self.srcsel(["down"]).stderr(Stdio::null()).status();
-        for c in &mut self.children {
+        for (_, c) in &mut self.procs {
             // SAFETY: SIGTERM to our own child: dhcpcd stops its helpers itself.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
         }
-        for c in &mut self.children {
+        for (_, c) in &mut self.procs {
             let _ = c.wait();
         }
         for role in ["client", "r1", "r2", "inet"] {
