@@ -188,6 +188,10 @@ pub fn lease_command(args: &[String]) -> anyhow::Result<()> {
     // No daemon: record it and bring the uplink up to date once.
     let bpffs = ebpf::bpffs()?;
     let cookie = ebpf::netns_cookie()?;
+    if event.gateway.is_none() && Namespace::open_existing(&bpffs, cookie)?.is_none() {
+        // An ended lease of an uplink srcsel never set up: nothing to undo.
+        return Ok(());
+    }
     record_hook_gateway(&bpffs, cookie, &event.interface, event.gateway)?;
     crate::block_on(async {
         let handle = crate::netlink()?;

@@ -430,10 +430,10 @@ pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // The daemon first (it would put rules back), then srcsel's own state
-        // (rules die with the namespace, pins do not), then the rest.
+        // The daemon first (it would put rules back), then the rest (a
+        // stopping dhcpcd still runs its hook), then srcsel's own state: rules
+        // die with the namespace, pins do not.
         self.stop("daemon");
-        let _ = self.srcsel(["down"]).stderr(Stdio::null()).status();
         for (_, c) in &mut self.procs {
             // SAFETY: SIGTERM to our own child: dhcpcd stops its helpers itself.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
@@ -441,6 +441,7 @@ impl Drop for Lab {
         for (_, c) in &mut self.procs {
             let _ = c.wait();
         }
+        let _ = self.srcsel(["down"]).stderr(Stdio::null()).status();
         for role in ["client", "r1", "r2", "inet"] {
             // Whatever still runs in a namespace would keep it alive.
             let pids = Command::new("ip")
