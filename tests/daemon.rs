@@ -282,3 +282,39 @@ fn bad_config_is_refused_with_its_line_and_changes_nothing() {
     assert_eq!((lab.rules(), lab.routes()), before);
     assert!(!lab.pin_dir().exists(), "pins were created");
 }
+
+#[test]
+fn status_reports_uplinks_rules_assignments_and_counters() {
+    let mut lab = lab();
+    lab.start_daemon(&[]);
+    let mut runner = Runner::start(&lab, "usb0");
+    for i in 0..3 {
+        assert_eq!(runner.connect(&unique(&format!("st{i}"))), 0);
+    }
+    let udp = format!(
+        "python3 -c 'import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(3); \
+         s.sendto(b\"{}\",(\"{SERVER}\",9999)); s.recv(99)'",
+        unique("stu")
+    );
+    ok(&mut lab.run_via_usb0(&udp));
+
+    let v: serde_json::Value = serde_json::from_str(&ok(&mut lab.srcsel(["status", "--json"]))).unwrap();
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["daemon"], true);
+    let u = &v["uplinks"][0];
+    assert_eq!(u["name"], "usb0");
+    assert_eq!(u["state"], "up");
+    assert_eq!(u["address"], lab.usb0_addr());
+    assert_eq!(u["gateway"], "10.99.0.1");
+    assert_eq!(u["mark"], "0x1000000");
+    assert_eq!(u["rules"].as_array().unwrap().len(), 5, "{u}");
+    let runs = u["assignments"].as_array().unwrap();
+    assert!(runs.iter().any(|a| a["mode"] == "strict" && !a["pids"].as_array().unwrap().is_empty()), "{u}");
+    let c = &u["counters"];
+    assert!(c["connections"].as_u64().unwrap() >= 3, "{c}");
+    assert!(c["datagrams"].as_u64().unwrap() >= 1, "{c}");
+    assert!(c["bytes_out"].as_u64().unwrap() > 0 && c["bytes_in"].as_u64().unwrap() > 0, "{c}");
+
+    let human = ok(&mut lab.srcsel(["status"]));
+    assert!(human.contains("daemon: running") && human.contains(&format!("usb0: up {}", lab.usb0_addr())), "{human}");
+}

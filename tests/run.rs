@@ -291,12 +291,17 @@ fn runs_leave_nothing_behind_and_down_restores_the_dumps() {
     assert_eq!(
         listed,
         [
+            "maps/SRCSEL_COUNTERS",
             "maps/SRCSEL_EXEMPT4",
             "maps/SRCSEL_UPLINKS",
             "usb0/fallback/connect4",
+            "usb0/fallback/count_egress",
+            "usb0/fallback/count_ingress",
             "usb0/fallback/sendmsg4",
             "usb0/fallback/sock_create",
             "usb0/strict/connect4",
+            "usb0/strict/count_egress",
+            "usb0/strict/count_ingress",
             "usb0/strict/sendmsg4",
             "usb0/strict/sock_create",
         ]

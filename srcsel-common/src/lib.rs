@@ -68,12 +68,30 @@ impl UplinkState {
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for UplinkState {}
 
+/// Per-uplink counters (a per-CPU array indexed by slot), for `srcsel status`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Connections the programs bound to the uplink.
+    pub connections: u64,
+    /// Unconnected UDP datagrams given the uplink's source.
+    pub datagrams: u64,
+    /// connect/sendmsg calls refused in strict mode while the uplink was unusable.
+    pub refused: u64,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+}
+
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Counters {}
+
 /// Names of the pinned maps, shared by every program set of a namespace.
 pub mod maps {
     pub const UPLINKS: &str = "SRCSEL_UPLINKS";
     /// Destinations that normal routing keeps on a local link (the main
     /// table's non-default routes): the programs do not bind them to the uplink.
     pub const EXEMPT4: &str = "SRCSEL_EXEMPT4";
+    pub const COUNTERS: &str = "SRCSEL_COUNTERS";
 }
 
 /// Names of the program functions in the eBPF object.
@@ -81,6 +99,8 @@ pub mod programs {
     pub const SOCK_CREATE: &str = "sock_create";
     pub const CONNECT4: &str = "connect4";
     pub const SENDMSG4: &str = "sendmsg4";
+    pub const EGRESS: &str = "count_egress";
+    pub const INGRESS: &str = "count_ingress";
 }
 
 /// The globals each program set is loaded with: which uplink slot it serves,

@@ -8,12 +8,12 @@
 
 use aya_ebpf::{
     bindings::{bpf_sock, bpf_sock_addr},
-    helpers::{bpf_bind, bpf_get_netns_cookie},
-    macros::{cgroup_sock, cgroup_sock_addr, map},
-    maps::{Array, LpmTrie, lpm_trie::Key},
-    programs::{SockAddrContext, SockContext},
+    helpers::{bpf_bind, bpf_get_netns_cookie, bpf_sk_fullsock},
+    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, map},
+    maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key},
+    programs::{SkBuffContext, SockAddrContext, SockContext},
 };
-use srcsel_common::{MARK_MASK, MAX_UPLINKS, STRICT_BIT, UPLINK_MASK, UplinkState};
+use srcsel_common::{Counters, MARK_MASK, MAX_UPLINKS, STRICT_BIT, UPLINK_MASK, UplinkState};
 
 const ALLOW: i32 = 1;
 const DENY: i32 = 0;
@@ -37,6 +37,17 @@ static UPLINKS: Array<UplinkState> = Array::pinned(MAX_UPLINKS, 0);
 /// Value: the key again (address, prefix length), so userspace can list entries.
 #[map(name = "SRCSEL_EXEMPT4")]
 static EXEMPT4: LpmTrie<[u8; 4], [u32; 2]> = LpmTrie::pinned(1024, 0);
+
+#[map(name = "SRCSEL_COUNTERS")]
+static COUNTERS: PerCpuArray<Counters> = PerCpuArray::pinned(MAX_UPLINKS, 0);
+
+fn count(f: impl FnOnce(&mut Counters)) {
+    let id = unsafe { core::ptr::read_volatile(&UPLINK_ID) };
+    if let Some(c) = COUNTERS.get_ptr_mut(id) {
+        // SAFETY: a per-CPU slot; nothing else writes it while we run.
+        f(unsafe { &mut *c });
+    }
+}
 
 #[repr(C)]
 struct SockaddrIn {
@@ -112,7 +123,7 @@ pub fn connect4(ctx: SockAddrContext) -> i32 {
     if !u.usable4() {
         return refuse_or_allow();
     }
-    let sa = SockaddrIn {
+    let sa_in = SockaddrIn {
         family: AF_INET as u16,
         port: 0,
         addr: u.addr4,
@@ -121,12 +132,16 @@ pub fn connect4(ctx: SockAddrContext) -> i32 {
     let ret = unsafe {
         bpf_bind(
             ctx.sock_addr as *mut bpf_sock_addr,
-            &sa as *const SockaddrIn as *mut _,
+            &sa_in as *const SockaddrIn as *mut _,
             core::mem::size_of::<SockaddrIn>() as i32,
         )
     };
     // The address can vanish between the lease event and this connect.
-    if ret != 0 { refuse_or_allow() } else { ALLOW }
+    if ret != 0 {
+        return refuse_or_allow();
+    }
+    count(|c| c.connections += 1);
+    ALLOW
 }
 
 #[cgroup_sock_addr(sendmsg4)]
@@ -143,12 +158,49 @@ pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
         return refuse_or_allow();
     }
     unsafe { (*sa).msg_src_ip4 = u.addr4 };
+    count(|c| c.datagrams += 1);
+    ALLOW
+}
+
+/// Bytes of this uplink's sockets, told apart by the socket mark, so that
+/// nested assignments never count a packet twice.
+fn count_bytes(ctx: &SkBuffContext, mark: u32, outbound: bool) {
+    let Some(u) = uplink() else { return };
+    if mark & UPLINK_MASK != u.mark {
+        return;
+    }
+    let len = u64::from(ctx.len());
+    count(|c| if outbound { c.bytes_out += len } else { c.bytes_in += len });
+}
+
+#[cgroup_skb(egress)]
+pub fn count_egress(ctx: SkBuffContext) -> i32 {
+    // Locally generated packets carry their socket's mark.
+    let mark = unsafe { (*ctx.skb.skb).mark };
+    count_bytes(&ctx, mark, true);
+    ALLOW
+}
+
+#[cgroup_skb(ingress)]
+pub fn count_ingress(ctx: SkBuffContext) -> i32 {
+    let sk = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
+    if !sk.is_null() {
+        let full = unsafe { bpf_sk_fullsock(sk) };
+        if !full.is_null() {
+            count_bytes(&ctx, unsafe { (*full).mark }, false);
+        }
+    }
     ALLOW
 }
 
 /// Strict mode fails the call (EPERM) rather than let it leave another way.
 fn refuse_or_allow() -> i32 {
-    if strict() { DENY } else { ALLOW }
+    if strict() {
+        count(|c| c.refused += 1);
+        DENY
+    } else {
+        ALLOW
+    }
 }
 
 #[cfg(not(test))]

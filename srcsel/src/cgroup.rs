@@ -52,8 +52,9 @@ pub struct RunCgroup {
 }
 
 impl RunCgroup {
-    /// Creates `<root>/srcsel/run-<our pid>`.
-    pub fn create(root: &Path) -> Result<Self, CgroupError> {
+    /// Creates `<root>/srcsel/run-<our pid>`, labelled with its assignment
+    /// (`usb0 strict`) for `srcsel status`.
+    pub fn create(root: &Path, label: &str) -> Result<Self, CgroupError> {
         let parent = root.join(SUBTREE);
         let path = parent.join(format!("{RUN_PREFIX}{}", std::process::id()));
         // Another run may remove the empty parent between our two mkdirs.
@@ -69,6 +70,8 @@ impl RunCgroup {
                 Err(e) => return Err(io_err(&path)(e)),
             }
         }
+        // Best effort: cgroupfs has user xattrs since Linux 5.7.
+        let _ = set_label(&path, label);
         let dir = fs::File::open(&path).map_err(io_err(&path))?;
         Ok(Self { path, dir })
     }
@@ -132,6 +135,41 @@ fn remove_cgroup(path: &Path) -> Result<(), CgroupError> {
         let _ = fs::remove_dir(parent);
     }
     Ok(())
+}
+
+const LABEL: &std::ffi::CStr = c"user.srcsel";
+
+fn set_label(path: &Path, label: &str) -> io::Result<()> {
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    // SAFETY: valid C strings and a buffer with its length.
+    let rc = unsafe { libc::setxattr(p.as_ptr(), LABEL.as_ptr(), label.as_ptr().cast(), label.len(), 0) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// The assignment label of a cgroup (`usb0 strict`), if it has one.
+pub fn label(path: &Path) -> Option<String> {
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let mut buf = [0u8; 64];
+    // SAFETY: valid C strings and a buffer with its length.
+    let n = unsafe { libc::getxattr(p.as_ptr(), LABEL.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = usize::try_from(n).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// srcsel's run cgroups with their labels and processes.
+pub fn runs(root: &Path) -> Vec<(PathBuf, Option<String>, Vec<u32>)> {
+    let Ok(entries) = fs::read_dir(root.join(SUBTREE)) else { return vec![] };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).and_then(run_owner).is_some())
+        .map(|p| {
+            let procs = fs::read_to_string(p.join("cgroup.procs")).unwrap_or_default();
+            let pids = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            let label = label(&p);
+            (p, label, pids)
+        })
+        .collect()
 }
 
 /// The pid in a run cgroup's name, if it is one.

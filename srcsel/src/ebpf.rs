@@ -15,13 +15,15 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, LpmTrie, Map, MapData, lpm_trie::Key},
+    maps::{Array, LpmTrie, Map, MapData, PerCpuArray, lpm_trie::Key},
     programs::{
-        CgroupAttachMode, CgroupSock, CgroupSockAddr, CgroupSockAddrAttachType,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, CgroupSockAddrAttachType,
         CgroupSockAttachType,
     },
 };
-use srcsel_common::{MAX_UPLINKS, STRICT_GLOBAL, UPLINK_ID_GLOBAL, UplinkState, maps, programs};
+use srcsel_common::{
+    Counters, MAX_UPLINKS, STRICT_GLOBAL, UPLINK_ID_GLOBAL, UplinkState, maps, programs,
+};
 
 use crate::{
     mounts,
@@ -182,7 +184,7 @@ impl Namespace {
             return Err(io_err(&dir)(io::Error::last_os_error()));
         }
         let maps_dir = dir.join("maps");
-        if !maps_dir.join(maps::UPLINKS).exists() || !maps_dir.join(maps::EXEMPT4).exists() {
+        if !maps_pinned(&maps_dir) {
             // Parsing the object creates and pins its by-name maps.
             loader(&maps_dir).load(OBJECT)?;
         }
@@ -201,7 +203,7 @@ impl Namespace {
     /// refusing bad input must not create pins).
     pub fn open_existing(bpffs: &Path, cookie: u64) -> Result<Option<Self>, EbpfError> {
         let maps_dir = ns_dir(bpffs, cookie).join("maps");
-        if !maps_dir.join(maps::UPLINKS).exists() || !maps_dir.join(maps::EXEMPT4).exists() {
+        if !maps_pinned(&maps_dir) {
             return Ok(None);
         }
         Self::open(bpffs, cookie).map(Some)
@@ -243,6 +245,23 @@ impl Namespace {
         };
         self.uplinks.set(id, claim, 0).map_err(|source| self.map_err(maps::UPLINKS, source))?;
         Ok(id)
+    }
+
+    /// Slot `id`'s counters, summed over CPUs.
+    pub fn counters(&self, id: u32) -> Result<Counters, EbpfError> {
+        let path = self.dir.join("maps").join(maps::COUNTERS);
+        let map: PerCpuArray<MapData, Counters> = open_map(&path, Map::PerCpuArray)?;
+        let per_cpu = map
+            .get(&id, 0)
+            .map_err(|source| EbpfError::Map { path, source })?;
+        Ok(per_cpu.iter().fold(Counters::default(), |mut t, c| {
+            t.connections += c.connections;
+            t.datagrams += c.datagrams;
+            t.refused += c.refused;
+            t.bytes_out += c.bytes_out;
+            t.bytes_in += c.bytes_in;
+            t
+        }))
     }
 
     /// The live state in slot `id` (all zero when free).
@@ -368,6 +387,7 @@ impl Namespace {
             match prog {
                 aya::programs::Program::CgroupSock(p) => p.load().map_err(err)?,
                 aya::programs::Program::CgroupSockAddr(p) => p.load().map_err(err)?,
+                aya::programs::Program::CgroupSkb(p) => p.load().map_err(err)?,
                 _ => return Err(err(aya::programs::ProgramError::UnexpectedProgramType)),
             }
             let path = set.dir.join(name);
@@ -378,11 +398,19 @@ impl Namespace {
     }
 }
 
-const PROGRAMS: [&str; 3] = [
+const PROGRAMS: [&str; 5] = [
     programs::SOCK_CREATE,
     programs::CONNECT4,
     programs::SENDMSG4,
+    programs::EGRESS,
+    programs::INGRESS,
 ];
+
+fn maps_pinned(maps_dir: &Path) -> bool {
+    [maps::UPLINKS, maps::EXEMPT4, maps::COUNTERS]
+        .iter()
+        .all(|m| maps_dir.join(m).exists())
+}
 
 fn loader(maps_dir: &Path) -> EbpfLoader<'_> {
     let mut l = EbpfLoader::new();
@@ -417,6 +445,7 @@ pub struct ProgramSet {
 pub struct Attached {
     _sock: CgroupSock,
     _addr: Vec<CgroupSockAddr>,
+    _skb: Vec<CgroupSkb>,
 }
 
 impl ProgramSet {
@@ -447,9 +476,20 @@ impl ProgramSet {
                 .map_err(prog_err(name))?;
             addr.push(p);
         }
+        let mut skb = Vec::new();
+        for (name, kind) in [
+            (programs::EGRESS, CgroupSkbAttachType::Egress),
+            (programs::INGRESS, CgroupSkbAttachType::Ingress),
+        ] {
+            let mut p = CgroupSkb::from_pin(self.dir.join(name), kind).map_err(prog_err(name))?;
+            p.attach(cg, kind, CgroupAttachMode::Single)
+                .map_err(prog_err(name))?;
+            skb.push(p);
+        }
         Ok(Attached {
             _sock: sock,
             _addr: addr,
+            _skb: skb,
         })
     }
 }

@@ -10,6 +10,7 @@ mod privileges;
 mod reconcile;
 mod routing;
 mod run;
+mod status;
 mod supervise;
 mod uplink;
 
@@ -67,6 +68,12 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Show uplinks, leases, tables, rules, assignments and counters in this network namespace.
+    Status {
+        /// Machine-readable output (layout documented in README.md)
+        #[arg(long)]
+        json: bool,
+    },
     /// Report a DHCP lease from a client hook (dhcpcd, dhclient, udhcpc,
     /// NetworkManager dispatcher): reads the hook's variables, for uplinks
     /// whose DHCP client installs no default route (dhcpcd `nogateway`).
@@ -104,6 +111,7 @@ fn main() -> ExitCode {
             let path = config.unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
             daemon::daemon(&path, explicit).map(|()| 0)
         }
+        Command::Status { json } => status::status(json).map(|()| 0),
         Command::Lease { args } => daemon::lease_command(&args).map(|()| 0),
     };
     match result {

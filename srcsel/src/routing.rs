@@ -404,6 +404,11 @@ fn parse_route(m: &RouteMessage) -> Option<Route> {
     Some(r)
 }
 
+/// srcsel's rules in force, parsed.
+pub async fn owned_rule_specs(handle: &Handle) -> Result<Vec<Rule>, RoutingError> {
+    Ok(owned_rules(handle).await?.into_iter().map(|(r, _)| r).collect())
+}
+
 async fn owned_rules(handle: &Handle) -> Result<Vec<(Rule, RuleMessage)>, RoutingError> {
     let mut owned = Vec::new();
     for version in [IpVersion::V4, IpVersion::V6] {

@@ -22,10 +22,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
     privileges::require()?;
     let cg_root = cgroup::cgroup2_mount()?;
     let set = crate::block_on(prepare(&args.via, !args.fallback))?;
+    let label = format!("{} {}", args.via, if args.fallback { "fallback" } else { "strict" });
     for (path, err) in cgroup::remove_stale(&cg_root) {
         warn!("could not remove stale cgroup {}: {err}", path.display());
     }
-    let cg = RunCgroup::create(&cg_root)?;
+    let cg = RunCgroup::create(&cg_root, &label)?;
     let status = attach_and_run(&cg, &set, &args.command);
     let removed = cg.remove();
     supervise::reap_all();

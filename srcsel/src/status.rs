@@ -1,0 +1,148 @@
+//! `srcsel status [--json]`: what srcsel has in force in this network
+//! namespace, per uplink. The JSON layout is documented in README.md and only
+//! grows (new fields) within a `version`.
+use serde::Serialize;
+
+use crate::{
+    cgroup,
+    ebpf::{self, Namespace, ipv4},
+    lease, mounts, privileges, routing,
+};
+
+#[derive(Serialize)]
+pub struct Report {
+    pub version: u32,
+    pub netns_cookie: u64,
+    /// Whether a `srcsel daemon` is listening in this namespace.
+    pub daemon: bool,
+    pub uplinks: Vec<UplinkReport>,
+}
+
+#[derive(Serialize)]
+pub struct UplinkReport {
+    pub name: String,
+    pub slot: u32,
+    pub ifindex: u32,
+    /// "up" (usable: link up, address, gateway) or "down".
+    pub state: &'static str,
+    pub address: Option<String>,
+    pub gateway: Option<String>,
+    /// The gateway last reported by a DHCP client hook (`srcsel lease`).
+    pub hook_gateway: Option<String>,
+    pub table: u32,
+    pub mark: String,
+    /// The rules in force, as `ip rule` would list them (srcsel's own only).
+    pub rules: Vec<String>,
+    pub assignments: Vec<Assignment>,
+    pub counters: CountersReport,
+}
+
+#[derive(Serialize)]
+pub struct Assignment {
+    pub cgroup: String,
+    /// "strict" or "fallback".
+    pub mode: String,
+    pub pids: Vec<u32>,
+}
+
+#[derive(Serialize)]
+pub struct CountersReport {
+    pub connections: u64,
+    pub datagrams: u64,
+    pub refused: u64,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+}
+
+pub fn status(json: bool) -> anyhow::Result<()> {
+    privileges::require()?;
+    let report = crate::block_on(collect())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", human(&report));
+    }
+    Ok(())
+}
+
+async fn collect() -> anyhow::Result<Report> {
+    let cookie = ebpf::netns_cookie()?;
+    let daemon = daemon_listening();
+    let mut report = Report { version: 1, netns_cookie: cookie, daemon, uplinks: Vec::new() };
+    let Some(bpffs) = mounts::find("bpf")? else { return Ok(report) };
+    let Some(ns) = Namespace::open_existing(&bpffs, cookie)? else { return Ok(report) };
+    let handle = crate::netlink()?;
+    let rules = routing::owned_rule_specs(&handle).await?;
+    let runs = mounts::find("cgroup2")?.map(|root| cgroup::runs(&root)).unwrap_or_default();
+    for (id, s) in ns.uplinks()? {
+        let name = String::from_utf8_lossy(&s.name).trim_end_matches('\0').to_owned();
+        let c = ns.counters(id)?;
+        let assignments = runs
+            .iter()
+            .filter_map(|(path, label, pids)| {
+                let (via, mode) = label.as_deref()?.split_once(' ')?;
+                (via == name).then(|| Assignment {
+                    cgroup: path.display().to_string(),
+                    mode: mode.to_owned(),
+                    pids: pids.clone(),
+                })
+            })
+            .collect();
+        report.uplinks.push(UplinkReport {
+            slot: id,
+            ifindex: s.ifindex,
+            state: if s.is(srcsel_common::flags::UP) { "up" } else { "down" },
+            address: ipv4(s.addr4).filter(|_| s.is(srcsel_common::flags::HAS_ADDR4)).map(|a| a.to_string()),
+            gateway: ipv4(s.gateway4).map(|a| a.to_string()),
+            hook_gateway: ipv4(s.hook_gateway4).map(|a| a.to_string()),
+            table: s.table,
+            mark: format!("{:#x}", s.mark),
+            rules: rules.iter().filter(|r| routing::in_range(id, r.priority)).map(ToString::to_string).collect(),
+            assignments,
+            counters: CountersReport {
+                connections: c.connections,
+                datagrams: c.datagrams,
+                refused: c.refused,
+                bytes_out: c.bytes_out,
+                bytes_in: c.bytes_in,
+            },
+            name,
+        });
+    }
+    Ok(report)
+}
+
+fn daemon_listening() -> bool {
+    use std::os::{linux::net::SocketAddrExt as _, unix::net::SocketAddr};
+    SocketAddr::from_abstract_name(lease::SOCKET)
+        .and_then(|a| std::os::unix::net::UnixStream::connect_addr(&a))
+        .is_ok()
+}
+
+fn human(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let daemon = if r.daemon { "running" } else { "not running" };
+    let _ = writeln!(out, "daemon: {daemon}");
+    if r.uplinks.is_empty() {
+        let _ = writeln!(out, "no uplinks set up in this network namespace (srcsel run --via IFACE, or the daemon's config)");
+    }
+    for u in &r.uplinks {
+        let addr = u.address.as_deref().unwrap_or("no address");
+        let gw = u.gateway.as_deref().map_or("no gateway".to_owned(), |g| format!("via {g}"));
+        let _ = writeln!(out, "{}: {} {addr} {gw} (table {}, mark {})", u.name, u.state, u.table, u.mark);
+        for rule in &u.rules {
+            let _ = writeln!(out, "  rule {rule}");
+        }
+        for a in &u.assignments {
+            let _ = writeln!(out, "  {} {} pids {:?}", a.cgroup, a.mode, a.pids);
+        }
+        let c = &u.counters;
+        let _ = writeln!(
+            out,
+            "  {} connections, {} datagrams, {} refused, {} bytes out, {} bytes in",
+            c.connections, c.datagrams, c.refused, c.bytes_out, c.bytes_in
+        );
+    }
+    out
+}
