@@ -163,4 +163,10 @@ mod tests {
         assert!(err("[[uplink]]\nname = \"a\"\ngateway = \"nope\"\n").starts_with("srcsel.toml:3:"));
         assert!(err("[[uplink]]\nname = \"this-name-is-too-long\"\n").contains("not an interface name"));
     }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let c = Config::parse(include_str!("../../contrib/srcsel.toml"), "contrib/srcsel.toml").unwrap();
+        assert_eq!(c.uplinks.len(), 1);
+    }
 }

@@ -66,7 +66,106 @@ pub fn run() -> anyhow::Result<()> {
         "  added               {:>8.2} ms   (goal < 5 ms)",
         (w - b) * 1e3
     );
+    drop(lab);
+    daemon()
+}
+
+const CHANGES: u32 = 200;
+const IDLE_SECS: u64 = 10;
+
+/// The daemon: how fast it follows an address change, and what it costs idle.
+fn daemon() -> anyhow::Result<()> {
+    let srcsel = crate::build_srcsel(true)?;
+    let me = std::env::current_exe()?;
+    let mut lab = Lab::new(&srcsel);
+    // The probe owns usb0's address from here on; dhcpcd would fight it.
+    lab.stop("dhcpcd-usb0");
+    let config = lab.dir.join("srcsel.toml");
+    std::fs::write(&config, "[[uplink]]\nname = \"usb0\"\n")?;
+    lab.start_daemon(&["--config", &config.display().to_string()]);
+    let o = lab.client(&me).args(["converge-probe", &CHANGES.to_string()]).output()?;
+    if !o.status.success() {
+        bail!("converge-probe: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    print!("{}", String::from_utf8_lossy(&o.stdout));
+
+    let pid = lab.pid("daemon").context("daemon pid")?;
+    let before = switches(pid)?;
+    thread::sleep(std::time::Duration::from_secs(IDLE_SECS));
+    let after = switches(pid)?;
+    let rss = proc_field(pid, "VmRSS:")?;
+    println!("idle daemon over {IDLE_SECS} s:");
+    println!("  wakeups             {:>8.2} /s   (goal 0 from polling)", (after - before) as f64 / IDLE_SECS as f64);
+    println!("  RSS                 {:>8.1} MB   (goal < 15 MB)", rss as f64 / 1024.0);
     Ok(())
+}
+
+/// Context switches of every thread of `pid` (each wakeup is at least one).
+fn switches(pid: u32) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let status = std::fs::read_to_string(task?.path().join("status"))?;
+        total += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Ok(total)
+}
+
+fn proc_field(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("{field} in /proc/{pid}/status"))
+}
+
+/// Inside the client namespace: moves usb0 between two addresses `count`
+/// times (one `ip -batch` command pair each) and times until srcsel's
+/// `from <new>` rule appears in `ip monitor rule`. srcsel writes the eBPF
+/// state before the rules, so the rule's arrival bounds all three.
+pub fn converge_probe(count: u32) -> anyhow::Result<()> {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let mut monitor = Command::new("ip").args(["monitor", "rule"]).stdout(Stdio::piped()).spawn()?;
+    let mut lines = BufReader::new(monitor.stdout.take().context("monitor stdout")?).lines();
+    let mut batch = Command::new("ip").args(["-batch", "-"]).stdin(Stdio::piped()).spawn()?;
+    let mut stdin = batch.stdin.take().context("batch stdin")?;
+    let shown = Command::new("ip").args(["-4", "-o", "addr", "show", "dev", "usb0"]).output()?;
+    let mut old = String::from_utf8_lossy(&shown.stdout).split_whitespace().nth(3).unwrap_or_default().to_owned();
+    let addrs = ["10.99.0.201", "10.99.0.202"];
+    let mut times = Vec::new();
+    for i in 0..count {
+        let new = addrs[i as usize % 2];
+        let t = Instant::now();
+        writeln!(stdin, "addr del {old} dev usb0\naddr add {new}/24 dev usb0")?;
+        stdin.flush()?;
+        let wanted = format!("from {new} lookup");
+        loop {
+            let line = lines.next().context("ip monitor ended")??;
+            if line.contains(&wanted) && !line.starts_with("Deleted") {
+                break;
+            }
+        }
+        times.push(t.elapsed().as_secs_f64());
+        old = format!("{new}/24");
+    }
+    drop(stdin);
+    let _ = batch.wait();
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let p50 = percentile(&mut times, 0.50);
+    let p99 = percentile(&mut times, 0.99);
+    println!("convergence after an address change on usb0, {count} changes:");
+    println!("  p50                 {:>8.2} ms", p50 * 1e3);
+    println!("  p99                 {:>8.2} ms   (goal < 50 ms)", p99 * 1e3);
+    Ok(())
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -99,18 +198,19 @@ fn seconds(cmd: &mut Command) -> anyhow::Result<f64> {
 }
 
 /// Connects to a loopback listener `count` times; prints the seconds taken.
+/// Connect and accept alternate on one thread, so the backlog never fills:
+/// a full backlog drops SYNs into 1 s retransmits, which would swamp what
+/// is measured.
 pub fn connect_loop(count: u32) -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            drop(conn);
-        }
-    });
     let t = Instant::now();
     for _ in 0..count {
-        let s = TcpStream::connect(addr)?;
-        reset_on_close(&s)?;
+        let client = TcpStream::connect(addr)?;
+        let (server, _) = listener.accept()?;
+        reset_on_close(&client)?;
+        drop(client);
+        drop(server);
     }
     println!("{}", t.elapsed().as_secs_f64());
     Ok(())

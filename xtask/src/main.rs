@@ -37,6 +37,9 @@ enum Task {
     /// (used by bench) connect+close to a loopback listener N times, print the seconds taken.
     #[command(hide = true)]
     ConnectLoop { count: u32 },
+    /// (used by bench, inside the lab) change usb0's address N times, print convergence times.
+    #[command(hide = true)]
+    ConvergeProbe { count: u32 },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         Task::Demo => demo::run(),
         Task::Bench => bench::run(),
         Task::ConnectLoop { count } => bench::connect_loop(count),
+        Task::ConvergeProbe { count } => bench::converge_probe(count),
     }
 }
 
