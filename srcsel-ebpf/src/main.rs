@@ -170,7 +170,13 @@ fn count_bytes(ctx: &SkBuffContext, mark: u32, outbound: bool) {
         return;
     }
     let len = u64::from(ctx.len());
-    count(|c| if outbound { c.bytes_out += len } else { c.bytes_in += len });
+    count(|c| {
+        if outbound {
+            c.bytes_out += len
+        } else {
+            c.bytes_in += len
+        }
+    });
 }
 
 #[cgroup_skb(egress)]

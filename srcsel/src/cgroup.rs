@@ -142,8 +142,20 @@ const LABEL: &std::ffi::CStr = c"user.srcsel";
 fn set_label(path: &Path, label: &str) -> io::Result<()> {
     let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
     // SAFETY: valid C strings and a buffer with its length.
-    let rc = unsafe { libc::setxattr(p.as_ptr(), LABEL.as_ptr(), label.as_ptr().cast(), label.len(), 0) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    let rc = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            LABEL.as_ptr(),
+            label.as_ptr().cast(),
+            label.len(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// The assignment label of a cgroup (`usb0 strict`), if it has one.
@@ -151,21 +163,38 @@ pub fn label(path: &Path) -> Option<String> {
     let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
     let mut buf = [0u8; 64];
     // SAFETY: valid C strings and a buffer with its length.
-    let n = unsafe { libc::getxattr(p.as_ptr(), LABEL.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = unsafe {
+        libc::getxattr(
+            p.as_ptr(),
+            LABEL.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
     let n = usize::try_from(n).ok()?;
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 /// srcsel's run cgroups with their labels and processes.
 pub fn runs(root: &Path) -> Vec<(PathBuf, Option<String>, Vec<u32>)> {
-    let Ok(entries) = fs::read_dir(root.join(SUBTREE)) else { return vec![] };
+    let Ok(entries) = fs::read_dir(root.join(SUBTREE)) else {
+        return vec![];
+    };
     entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).and_then(run_owner).is_some())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(run_owner)
+                .is_some()
+        })
         .map(|p| {
             let procs = fs::read_to_string(p.join("cgroup.procs")).unwrap_or_default();
-            let pids = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            let pids = procs
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect();
             let label = label(&p);
             (p, label, pids)
         })

@@ -48,7 +48,11 @@ pub enum ConfigError {
         source: io::Error,
     },
     #[error("{path}:{line}: {reason}")]
-    Invalid { path: String, line: usize, reason: String },
+    Invalid {
+        path: String,
+        line: usize,
+        reason: String,
+    },
 }
 
 impl Config {
@@ -58,7 +62,10 @@ impl Config {
         match fs::read_to_string(path) {
             Ok(text) => Self::parse(&text, &shown),
             Err(e) if e.kind() == io::ErrorKind::NotFound && !required => Ok(Self::default()),
-            Err(source) => Err(ConfigError::Read { path: shown, source }),
+            Err(source) => Err(ConfigError::Read {
+                path: shown,
+                source,
+            }),
         }
     }
 
@@ -68,25 +75,38 @@ impl Config {
             line: span.map_or(1, |s| line_of(text, s.start)),
             reason,
         };
-        let config: Config = toml::from_str(text).map_err(|e| invalid(e.span(), e.message().to_owned()))?;
+        let config: Config =
+            toml::from_str(text).map_err(|e| invalid(e.span(), e.message().to_owned()))?;
         let mut names = HashMap::new();
         let mut tables = HashMap::new();
         let mut marks = HashMap::new();
         for u in &config.uplinks {
             let name = u.name.get_ref();
             if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
-                return Err(invalid(Some(u.name.span()), format!("{name:?} is not an interface name")));
+                return Err(invalid(
+                    Some(u.name.span()),
+                    format!("{name:?} is not an interface name"),
+                ));
             }
             if let Some(first) = names.insert(name.clone(), line_of(text, u.name.span().start)) {
-                return Err(invalid(Some(u.name.span()), format!("uplink {name} is already configured on line {first}")));
+                return Err(invalid(
+                    Some(u.name.span()),
+                    format!("uplink {name} is already configured on line {first}"),
+                ));
             }
             if let Some(t) = &u.table {
                 let table = *t.get_ref();
                 if table == 0 || (253..=255).contains(&table) {
-                    return Err(invalid(Some(t.span()), format!("table {table} is reserved (unspec, default, main, local)")));
+                    return Err(invalid(
+                        Some(t.span()),
+                        format!("table {table} is reserved (unspec, default, main, local)"),
+                    ));
                 }
                 if let Some(other) = tables.insert(table, name.clone()) {
-                    return Err(invalid(Some(t.span()), format!("table {table} is already used by uplink {other}")));
+                    return Err(invalid(
+                        Some(t.span()),
+                        format!("table {table} is already used by uplink {other}"),
+                    ));
                 }
             }
             if let Some(m) = &u.mark {
@@ -95,11 +115,16 @@ impl Config {
                 if mark & !UPLINK_MASK != 0 || slot == 0 || slot >= MAX_UPLINKS {
                     return Err(invalid(
                         Some(m.span()),
-                        format!("mark {mark:#x} is not one of srcsel's marks (0x01000000, 0x02000000, … 0x3f000000)"),
+                        format!(
+                            "mark {mark:#x} is not one of srcsel's marks (0x01000000, 0x02000000, … 0x3f000000)"
+                        ),
                     ));
                 }
                 if let Some(other) = marks.insert(mark, name.clone()) {
-                    return Err(invalid(Some(m.span()), format!("mark {mark:#x} is already used by uplink {other}")));
+                    return Err(invalid(
+                        Some(m.span()),
+                        format!("mark {mark:#x} is already used by uplink {other}"),
+                    ));
                 }
             }
         }
@@ -149,24 +174,40 @@ mod tests {
     #[test]
     fn duplicates_are_refused_with_their_line() {
         let e = err("[[uplink]]\nname = \"usb0\"\n[[uplink]]\nname = \"usb0\"\n");
-        assert_eq!(e, "srcsel.toml:4: uplink usb0 is already configured on line 2");
+        assert_eq!(
+            e,
+            "srcsel.toml:4: uplink usb0 is already configured on line 2"
+        );
         let e = err("[[uplink]]\nname = \"a\"\ntable = 7\n[[uplink]]\nname = \"b\"\ntable = 7\n");
         assert_eq!(e, "srcsel.toml:6: table 7 is already used by uplink a");
-        let e = err("[[uplink]]\nname = \"a\"\nmark = 0x1000000\n[[uplink]]\nname = \"b\"\nmark = 0x1000000\n");
-        assert!(e.starts_with("srcsel.toml:6: mark 0x1000000 is already used by uplink a"), "{e}");
+        let e = err(
+            "[[uplink]]\nname = \"a\"\nmark = 0x1000000\n[[uplink]]\nname = \"b\"\nmark = 0x1000000\n",
+        );
+        assert!(
+            e.starts_with("srcsel.toml:6: mark 0x1000000 is already used by uplink a"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_values_are_refused() {
         assert!(err("[[uplink]]\nname = \"a\"\ntable = 254\n").contains("reserved"));
         assert!(err("[[uplink]]\nname = \"a\"\nmark = 5\n").contains("not one of srcsel's marks"));
-        assert!(err("[[uplink]]\nname = \"a\"\ngateway = \"nope\"\n").starts_with("srcsel.toml:3:"));
-        assert!(err("[[uplink]]\nname = \"this-name-is-too-long\"\n").contains("not an interface name"));
+        assert!(
+            err("[[uplink]]\nname = \"a\"\ngateway = \"nope\"\n").starts_with("srcsel.toml:3:")
+        );
+        assert!(
+            err("[[uplink]]\nname = \"this-name-is-too-long\"\n").contains("not an interface name")
+        );
     }
 
     #[test]
     fn the_shipped_example_parses() {
-        let c = Config::parse(include_str!("../../contrib/srcsel.toml"), "contrib/srcsel.toml").unwrap();
+        let c = Config::parse(
+            include_str!("../../contrib/srcsel.toml"),
+            "contrib/srcsel.toml",
+        )
+        .unwrap();
         assert_eq!(c.uplinks.len(), 1);
     }
 }

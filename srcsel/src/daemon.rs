@@ -56,10 +56,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let listener = listen()?;
     let bpffs = ebpf::bpffs()?;
-    let d = Daemon { handle, config, bpffs, cookie: ebpf::netns_cookie()? };
+    let d = Daemon {
+        handle,
+        config,
+        bpffs,
+        cookie: ebpf::netns_cookie()?,
+    };
     d.ensure_configured_programs()?;
     d.reconcile("start").await;
-    let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
+    let (mut term, mut int) = (
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::interrupt())?,
+    );
     info!("watching links, addresses, routes and rules");
     loop {
         tokio::select! {
@@ -88,8 +96,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
 fn listen() -> anyhow::Result<UnixListener> {
     let addr = SocketAddr::from_abstract_name(lease::SOCKET)?;
-    let std = std::os::unix::net::UnixListener::bind_addr(&addr)
-        .context("binding the lease socket: is another srcsel daemon running in this network namespace?")?;
+    let std = std::os::unix::net::UnixListener::bind_addr(&addr).context(
+        "binding the lease socket: is another srcsel daemon running in this network namespace?",
+    )?;
     std.set_nonblocking(true)?;
     Ok(UnixListener::from_std(std)?)
 }
@@ -122,7 +131,8 @@ impl Daemon {
         for name in self.managed(&ns)? {
             let cfg = self.config.uplink(&name);
             let result = async {
-                let r = reconcile::resolve(&self.handle, &mut ns, &name, cfg, &routes, true).await?;
+                let r =
+                    reconcile::resolve(&self.handle, &mut ns, &name, cfg, &routes, true).await?;
                 reconcile::commit(&self.handle, &mut ns, &r).await
             };
             if let Err(e) = result.await {
@@ -135,9 +145,18 @@ impl Daemon {
 
     /// Uplinks in the config, and those a `srcsel run` set up (their slots).
     fn managed(&self, ns: &Namespace) -> anyhow::Result<BTreeSet<String>> {
-        let mut names: BTreeSet<String> = self.config.uplinks.iter().map(|u| u.name.get_ref().clone()).collect();
+        let mut names: BTreeSet<String> = self
+            .config
+            .uplinks
+            .iter()
+            .map(|u| u.name.get_ref().clone())
+            .collect();
         for (_, s) in ns.uplinks()? {
-            names.insert(String::from_utf8_lossy(&s.name).trim_end_matches('\0').to_owned());
+            names.insert(
+                String::from_utf8_lossy(&s.name)
+                    .trim_end_matches('\0')
+                    .to_owned(),
+            );
         }
         Ok(names)
     }
@@ -146,9 +165,13 @@ impl Daemon {
         let (read, mut write) = stream.into_split();
         let mut line = String::new();
         BufReader::new(read).read_line(&mut line).await?;
-        let (iface, gw) = lease::from_line(&line).with_context(|| format!("malformed lease report {line:?}"))?;
+        let (iface, gw) =
+            lease::from_line(&line).with_context(|| format!("malformed lease report {line:?}"))?;
         record_hook_gateway(&self.bpffs, self.cookie, &iface, gw)?;
-        info!("lease hook: {iface} gateway {}", gw.map_or("none".into(), |g| g.to_string()));
+        info!(
+            "lease hook: {iface} gateway {}",
+            gw.map_or("none".into(), |g| g.to_string())
+        );
         self.reconcile("lease hook").await;
         write.write_all(b"ok\n").await?;
         Ok(())
@@ -157,7 +180,12 @@ impl Daemon {
 
 /// Stores a hook's gateway in the uplink's slot, where every srcsel process
 /// of the namespace (daemon, run, a later daemon) finds it.
-pub fn record_hook_gateway(bpffs: &Path, cookie: u64, iface: &str, gw: Option<std::net::Ipv4Addr>) -> anyhow::Result<()> {
+pub fn record_hook_gateway(
+    bpffs: &Path,
+    cookie: u64,
+    iface: &str,
+    gw: Option<std::net::Ipv4Addr>,
+) -> anyhow::Result<()> {
     let mut ns = Namespace::open(bpffs, cookie)?;
     let id = ns.slot(iface, None)?;
     ns.set_hook_gateway(id, gw)?;
@@ -182,7 +210,10 @@ pub fn lease_command(args: &[String]) -> anyhow::Result<()> {
         s.write_all(line.as_bytes())?;
         let mut reply = String::new();
         std::io::BufReader::new(s).read_line(&mut reply)?;
-        anyhow::ensure!(reply.trim() == "ok", "the daemon did not take the lease: {reply:?}");
+        anyhow::ensure!(
+            reply.trim() == "ok",
+            "the daemon did not take the lease: {reply:?}"
+        );
         return Ok(());
     }
     // No daemon: record it and bring the uplink up to date once.
@@ -198,7 +229,15 @@ pub fn lease_command(args: &[String]) -> anyhow::Result<()> {
         let routes = routing::all_routes4(&handle).await?;
         let mut ns = Namespace::open(&bpffs, cookie)?;
         let config = Config::load(Path::new(crate::config::DEFAULT_PATH), false)?;
-        let r = reconcile::resolve(&handle, &mut ns, &event.interface, config.uplink(&event.interface), &routes, true).await?;
+        let r = reconcile::resolve(
+            &handle,
+            &mut ns,
+            &event.interface,
+            config.uplink(&event.interface),
+            &routes,
+            true,
+        )
+        .await?;
         reconcile::commit(&handle, &mut ns, &r).await
     })
 }

@@ -7,8 +7,8 @@
 //! `<bpffs>/srcsel/net-<cookie>/<uplink>/<strict|fallback>/{sock_create,connect4,sendmsg4}`.
 use std::{
     collections::BTreeSet,
-    net::Ipv4Addr,
     fs, io,
+    net::Ipv4Addr,
     os::fd::{AsFd, AsRawFd},
     path::{Path, PathBuf},
 };
@@ -17,8 +17,8 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, LpmTrie, Map, MapData, PerCpuArray, lpm_trie::Key},
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, CgroupSockAddrAttachType,
-        CgroupSockAttachType,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
+        CgroupSockAddrAttachType, CgroupSockAttachType,
     },
 };
 use srcsel_common::{
@@ -212,7 +212,11 @@ impl Namespace {
     /// The slot uplink `name` holds, if any.
     pub fn find(&self, name: &str) -> Result<Option<u32>, EbpfError> {
         let key = name_key(name);
-        Ok(self.uplinks()?.into_iter().find(|(_, s)| s.name == key).map(|(id, _)| id))
+        Ok(self
+            .uplinks()?
+            .into_iter()
+            .find(|(_, s)| s.name == key)
+            .map(|(id, _)| id))
     }
 
     /// The slot of uplink `name`, claiming `wanted` (from a configured mark)
@@ -221,7 +225,11 @@ impl Namespace {
     pub fn slot(&mut self, name: &str, wanted: Option<u32>) -> Result<u32, EbpfError> {
         if let Some(id) = self.find(name)? {
             return match wanted {
-                Some(w) if w != id => Err(EbpfError::SlotMoved { name: name.to_owned(), id, wanted: w }),
+                Some(w) if w != id => Err(EbpfError::SlotMoved {
+                    name: name.to_owned(),
+                    id,
+                    wanted: w,
+                }),
                 _ => Ok(id),
             };
         }
@@ -233,7 +241,10 @@ impl Namespace {
             }
         }
         let id = free.ok_or_else(|| match wanted {
-            Some(w) => EbpfError::SlotTaken { name: name.to_owned(), wanted: w },
+            Some(w) => EbpfError::SlotTaken {
+                name: name.to_owned(),
+                wanted: w,
+            },
             None => EbpfError::NoSlot,
         })?;
         let claim = UplinkState {
@@ -243,7 +254,9 @@ impl Namespace {
             table: crate::routing::table_for(id),
             ..Default::default()
         };
-        self.uplinks.set(id, claim, 0).map_err(|source| self.map_err(maps::UPLINKS, source))?;
+        self.uplinks
+            .set(id, claim, 0)
+            .map_err(|source| self.map_err(maps::UPLINKS, source))?;
         Ok(id)
     }
 
@@ -266,7 +279,9 @@ impl Namespace {
 
     /// The live state in slot `id` (all zero when free).
     pub fn state(&self, id: u32) -> Result<UplinkState, EbpfError> {
-        self.uplinks.get(&id, 0).map_err(|source| self.map_err(maps::UPLINKS, source))
+        self.uplinks
+            .get(&id, 0)
+            .map_err(|source| self.map_err(maps::UPLINKS, source))
     }
 
     /// Every uplink that has a slot here, by slot.
@@ -290,11 +305,18 @@ impl Namespace {
     pub fn set_hook_gateway(&mut self, id: u32, gw: Option<Ipv4Addr>) -> Result<(), EbpfError> {
         let mut s = self.state(id)?;
         s.hook_gateway4 = raw(gw);
-        self.uplinks.set(id, s, 0).map_err(|source| self.map_err(maps::UPLINKS, source))
+        self.uplinks
+            .set(id, s, 0)
+            .map_err(|source| self.map_err(maps::UPLINKS, source))
     }
 
     /// Publishes an uplink's live state to the programs; whether it changed.
-    pub fn publish(&mut self, slot: Slot, up: &Uplink, hook_gateway: Option<Ipv4Addr>) -> Result<bool, EbpfError> {
+    pub fn publish(
+        &mut self,
+        slot: Slot,
+        up: &Uplink,
+        hook_gateway: Option<Ipv4Addr>,
+    ) -> Result<bool, EbpfError> {
         use srcsel_common::flags;
         let mut f = 0;
         if up.usable() {
@@ -318,7 +340,9 @@ impl Namespace {
         if self.state(slot.id)? == state {
             return Ok(false);
         }
-        self.uplinks.set(slot.id, state, 0).map_err(|source| self.map_err(maps::UPLINKS, source))?;
+        self.uplinks
+            .set(slot.id, state, 0)
+            .map_err(|source| self.map_err(maps::UPLINKS, source))?;
         Ok(true)
     }
 

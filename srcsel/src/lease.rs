@@ -28,15 +28,32 @@ pub enum LeaseError {
 pub enum Parsed {
     Event(LeaseEvent),
     /// An event that changes no lease (PREINIT, CARRIER, a v6 event, ...).
-    Ignored { interface: String, reason: String },
+    Ignored {
+        interface: String,
+        reason: String,
+    },
 }
 
-const BOUND: &[&str] = &["BOUND", "RENEW", "REBIND", "REBOOT", "INFORM", "STATIC", "TIMEOUT", "bound", "renew"];
-const ENDED: &[&str] =
-    &["EXPIRE", "FAIL", "RELEASE", "NAK", "STOP", "STOPPED", "NOCARRIER", "DEPARTED", "deconfig", "leasefail", "nak"];
+const BOUND: &[&str] = &[
+    "BOUND", "RENEW", "REBIND", "REBOOT", "INFORM", "STATIC", "TIMEOUT", "bound", "renew",
+];
+const ENDED: &[&str] = &[
+    "EXPIRE",
+    "FAIL",
+    "RELEASE",
+    "NAK",
+    "STOP",
+    "STOPPED",
+    "NOCARRIER",
+    "DEPARTED",
+    "deconfig",
+    "leasefail",
+    "nak",
+];
 
 fn ipv4s(s: Option<&String>) -> Vec<Ipv4Addr> {
-    s.map(|s| s.split([' ', ',']).filter_map(|w| w.parse().ok()).collect()).unwrap_or_default()
+    s.map(|s| s.split([' ', ',']).filter_map(|w| w.parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// Parses hook variables `env` and arguments `args` (udhcpc passes the event
@@ -45,31 +62,48 @@ pub fn parse(env: &HashMap<String, String>, args: &[String]) -> Result<Parsed, L
     let get = |k: &str| env.get(k);
     // NetworkManager dispatcher: $1 = interface, $2 = action, DHCP4_* variables.
     if let [iface, action] = args
-        && get("interface").is_none() {
-            let gateway = match action.as_str() {
-                "up" | "dhcp4-change" => ipv4s(get("DHCP4_ROUTERS")).first().copied(),
-                "down" => None,
-                _ => return Ok(Parsed::Ignored { interface: iface.clone(), reason: action.clone() }),
-            };
-            return Ok(Parsed::Event(LeaseEvent {
-                interface: iface.clone(),
-                gateway,
-                address: ipv4s(get("DHCP4_IP_ADDRESS")).first().copied(),
-                mtu: get("DHCP4_INTERFACE_MTU").and_then(|m| m.parse().ok()),
-                dns: ipv4s(get("DHCP4_DOMAIN_NAME_SERVERS")),
-            }));
-        }
+        && get("interface").is_none()
+    {
+        let gateway = match action.as_str() {
+            "up" | "dhcp4-change" => ipv4s(get("DHCP4_ROUTERS")).first().copied(),
+            "down" => None,
+            _ => {
+                return Ok(Parsed::Ignored {
+                    interface: iface.clone(),
+                    reason: action.clone(),
+                });
+            }
+        };
+        return Ok(Parsed::Event(LeaseEvent {
+            interface: iface.clone(),
+            gateway,
+            address: ipv4s(get("DHCP4_IP_ADDRESS")).first().copied(),
+            mtu: get("DHCP4_INTERFACE_MTU").and_then(|m| m.parse().ok()),
+            dns: ipv4s(get("DHCP4_DOMAIN_NAME_SERVERS")),
+        }));
+    }
     let interface = get("interface").ok_or(LeaseError::NotAHook)?.clone();
     // udhcpc: the event is $1 and variables have short names.
     if let Some(event) = args.first().filter(|_| get("reason").is_none()) {
         let ended = ENDED.contains(&event.as_str());
         if !ended && !BOUND.contains(&event.as_str()) {
-            return Ok(Parsed::Ignored { interface, reason: event.clone() });
+            return Ok(Parsed::Ignored {
+                interface,
+                reason: event.clone(),
+            });
         }
         return Ok(Parsed::Event(LeaseEvent {
             interface,
-            gateway: if ended { None } else { ipv4s(get("router")).first().copied() },
-            address: if ended { None } else { ipv4s(get("ip")).first().copied() },
+            gateway: if ended {
+                None
+            } else {
+                ipv4s(get("router")).first().copied()
+            },
+            address: if ended {
+                None
+            } else {
+                ipv4s(get("ip")).first().copied()
+            },
             mtu: get("mtu").and_then(|m| m.parse().ok()),
             dns: ipv4s(get("dns")),
         }));
@@ -81,8 +115,16 @@ pub fn parse(env: &HashMap<String, String>, args: &[String]) -> Result<Parsed, L
     }
     Ok(Parsed::Event(LeaseEvent {
         interface,
-        gateway: if ended { None } else { ipv4s(get("new_routers")).first().copied() },
-        address: if ended { None } else { ipv4s(get("new_ip_address")).first().copied() },
+        gateway: if ended {
+            None
+        } else {
+            ipv4s(get("new_routers")).first().copied()
+        },
+        address: if ended {
+            None
+        } else {
+            ipv4s(get("new_ip_address")).first().copied()
+        },
         mtu: get("new_interface_mtu").and_then(|m| m.parse().ok()),
         dns: ipv4s(get("new_domain_name_servers")),
     }))
@@ -115,7 +157,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn event(p: Parsed) -> LeaseEvent {
@@ -150,7 +195,17 @@ mod tests {
 
     #[test]
     fn ended_leases_clear_the_gateway_and_others_are_ignored() {
-        let e = event(parse(&env(&[("interface", "usb0"), ("reason", "EXPIRE"), ("new_routers", "1.2.3.4")]), &[]).unwrap());
+        let e = event(
+            parse(
+                &env(&[
+                    ("interface", "usb0"),
+                    ("reason", "EXPIRE"),
+                    ("new_routers", "1.2.3.4"),
+                ]),
+                &[],
+            )
+            .unwrap(),
+        );
         assert_eq!(e.gateway, None);
         assert!(matches!(
             parse(&env(&[("interface", "usb0"), ("reason", "PREINIT")]), &[]).unwrap(),
@@ -160,24 +215,50 @@ mod tests {
 
     #[test]
     fn udhcpc_and_network_manager() {
-        let u = event(parse(&env(&[("interface", "wwan0"), ("ip", "10.0.0.5"), ("router", "10.0.0.1")]), &["bound".into()]).unwrap());
+        let u = event(
+            parse(
+                &env(&[
+                    ("interface", "wwan0"),
+                    ("ip", "10.0.0.5"),
+                    ("router", "10.0.0.1"),
+                ]),
+                &["bound".into()],
+            )
+            .unwrap(),
+        );
         assert_eq!(u.gateway, Some("10.0.0.1".parse().unwrap()));
         let d = event(parse(&env(&[("interface", "wwan0")]), &["deconfig".into()]).unwrap());
         assert_eq!(d.gateway, None);
         let nm = event(
-            parse(&env(&[("CONNECTION_UUID", "x"), ("DHCP4_ROUTERS", "192.168.8.1")]), &["usb0".into(), "up".into()]).unwrap(),
+            parse(
+                &env(&[("CONNECTION_UUID", "x"), ("DHCP4_ROUTERS", "192.168.8.1")]),
+                &["usb0".into(), "up".into()],
+            )
+            .unwrap(),
         );
-        assert_eq!((nm.interface.as_str(), nm.gateway), ("usb0", Some("192.168.8.1".parse().unwrap())));
+        assert_eq!(
+            (nm.interface.as_str(), nm.gateway),
+            ("usb0", Some("192.168.8.1".parse().unwrap()))
+        );
     }
 
     #[test]
     fn outside_a_hook_it_says_what_to_do() {
-        assert_eq!(parse(&env(&[("PATH", "/bin")]), &[]), Err(LeaseError::NotAHook));
+        assert_eq!(
+            parse(&env(&[("PATH", "/bin")]), &[]),
+            Err(LeaseError::NotAHook)
+        );
     }
 
     #[test]
     fn socket_lines_round_trip() {
-        let e = LeaseEvent { interface: "eth0v0".into(), gateway: Some("203.0.113.1".parse().unwrap()), address: None, mtu: None, dns: vec![] };
+        let e = LeaseEvent {
+            interface: "eth0v0".into(),
+            gateway: Some("203.0.113.1".parse().unwrap()),
+            address: None,
+            mtu: None,
+            dns: vec![],
+        };
         assert_eq!(from_line(&to_line(&e)), Some(("eth0v0".into(), e.gateway)));
         assert_eq!(from_line("lease usb0 -"), Some(("usb0".into(), None)));
         assert_eq!(from_line("bogus"), None);

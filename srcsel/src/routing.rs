@@ -224,13 +224,21 @@ fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> RoutingError 
 }
 
 /// Refuses a table that holds routes srcsel did not add: it is someone else's.
-pub fn check_table_free(table: u32, uplink: &str, routes: &[RouteMessage]) -> Result<(), RoutingError> {
+pub fn check_table_free(
+    table: u32,
+    uplink: &str,
+    routes: &[RouteMessage],
+) -> Result<(), RoutingError> {
     let foreign = routes
         .iter()
         .filter(|m| route_table(m) == table && m.header.protocol != RouteProtocol::Other(PROTO))
         .find_map(parse_route);
     match foreign {
-        Some(r) => Err(RoutingError::ForeignTable { table, uplink: uplink.to_owned(), example: r.to_string() }),
+        Some(r) => Err(RoutingError::ForeignTable {
+            table,
+            uplink: uplink.to_owned(),
+            example: r.to_string(),
+        }),
         None => Ok(()),
     }
 }
@@ -406,7 +414,11 @@ fn parse_route(m: &RouteMessage) -> Option<Route> {
 
 /// srcsel's rules in force, parsed.
 pub async fn owned_rule_specs(handle: &Handle) -> Result<Vec<Rule>, RoutingError> {
-    Ok(owned_rules(handle).await?.into_iter().map(|(r, _)| r).collect())
+    Ok(owned_rules(handle)
+        .await?
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect())
 }
 
 async fn owned_rules(handle: &Handle) -> Result<Vec<(Rule, RuleMessage)>, RoutingError> {
@@ -523,12 +535,18 @@ mod tests {
     }
 
     fn slot(id: u32) -> Slot {
-        Slot { id, table: table_for(id) }
+        Slot {
+            id,
+            table: table_for(id),
+        }
     }
 
     #[test]
     fn up_uplink_gets_connected_and_default_route() {
-        let routes = desired_routes(table_for(2), &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true));
+        let routes = desired_routes(
+            table_for(2),
+            &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true),
+        );
         assert_eq!(routes.len(), 2);
         assert_eq!(routes[0].dst, "10.99.0.0/24".parse().unwrap());
         assert_eq!(routes[0].gateway, None);
@@ -549,7 +567,10 @@ mod tests {
 
     #[test]
     fn rules_stay_in_the_uplinks_priority_range() {
-        let rules = desired_rules(slot(3), &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true));
+        let rules = desired_rules(
+            slot(3),
+            &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true),
+        );
         assert!(rules.iter().all(|r| in_range(3, r.priority)
             && !in_range(2, r.priority)
             && !in_range(4, r.priority)));
@@ -590,8 +611,14 @@ mod tests {
 
     #[test]
     fn diff_keeps_what_matches() {
-        let old = desired_rules(slot(1), &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true));
-        let new = desired_rules(slot(1), &usb0(Some("10.77.0.9/24"), Some("10.77.0.1"), true));
+        let old = desired_rules(
+            slot(1),
+            &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true),
+        );
+        let new = desired_rules(
+            slot(1),
+            &usb0(Some("10.77.0.9/24"), Some("10.77.0.1"), true),
+        );
         let (remove, add) = diff(&old, &new);
         assert_eq!(remove.len(), 1);
         assert_eq!(add.len(), 1);

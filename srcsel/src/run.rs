@@ -22,7 +22,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
     privileges::require()?;
     let cg_root = cgroup::cgroup2_mount()?;
     let set = crate::block_on(prepare(&args.via, !args.fallback))?;
-    let label = format!("{} {}", args.via, if args.fallback { "fallback" } else { "strict" });
+    let label = format!(
+        "{} {}",
+        args.via,
+        if args.fallback { "fallback" } else { "strict" }
+    );
     for (path, err) in cgroup::remove_stale(&cg_root) {
         warn!("could not remove stale cgroup {}: {err}", path.display());
     }
@@ -65,7 +69,11 @@ pub async fn prepare(via: &str, strict: bool) -> anyhow::Result<ProgramSet> {
     reconcile::choose_gateway(&mut up, hook, cfg);
     uplink::check_ready(&up)?;
     if !up.usable() {
-        let what = if strict { "its connections fail until it is back" } else { "it uses normal routing until it is back" };
+        let what = if strict {
+            "its connections fail until it is back"
+        } else {
+            "it uses normal routing until it is back"
+        };
         warn!("{} is down or has no gateway: {what}", up.name);
     }
     let bpffs = ebpf::bpffs()?;

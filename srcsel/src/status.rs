@@ -68,14 +68,27 @@ pub fn status(json: bool) -> anyhow::Result<()> {
 async fn collect() -> anyhow::Result<Report> {
     let cookie = ebpf::netns_cookie()?;
     let daemon = daemon_listening();
-    let mut report = Report { version: 1, netns_cookie: cookie, daemon, uplinks: Vec::new() };
-    let Some(bpffs) = mounts::find("bpf")? else { return Ok(report) };
-    let Some(ns) = Namespace::open_existing(&bpffs, cookie)? else { return Ok(report) };
+    let mut report = Report {
+        version: 1,
+        netns_cookie: cookie,
+        daemon,
+        uplinks: Vec::new(),
+    };
+    let Some(bpffs) = mounts::find("bpf")? else {
+        return Ok(report);
+    };
+    let Some(ns) = Namespace::open_existing(&bpffs, cookie)? else {
+        return Ok(report);
+    };
     let handle = crate::netlink()?;
     let rules = routing::owned_rule_specs(&handle).await?;
-    let runs = mounts::find("cgroup2")?.map(|root| cgroup::runs(&root)).unwrap_or_default();
+    let runs = mounts::find("cgroup2")?
+        .map(|root| cgroup::runs(&root))
+        .unwrap_or_default();
     for (id, s) in ns.uplinks()? {
-        let name = String::from_utf8_lossy(&s.name).trim_end_matches('\0').to_owned();
+        let name = String::from_utf8_lossy(&s.name)
+            .trim_end_matches('\0')
+            .to_owned();
         let c = ns.counters(id)?;
         let assignments = runs
             .iter()
@@ -91,13 +104,23 @@ async fn collect() -> anyhow::Result<Report> {
         report.uplinks.push(UplinkReport {
             slot: id,
             ifindex: s.ifindex,
-            state: if s.is(srcsel_common::flags::UP) { "up" } else { "down" },
-            address: ipv4(s.addr4).filter(|_| s.is(srcsel_common::flags::HAS_ADDR4)).map(|a| a.to_string()),
+            state: if s.is(srcsel_common::flags::UP) {
+                "up"
+            } else {
+                "down"
+            },
+            address: ipv4(s.addr4)
+                .filter(|_| s.is(srcsel_common::flags::HAS_ADDR4))
+                .map(|a| a.to_string()),
             gateway: ipv4(s.gateway4).map(|a| a.to_string()),
             hook_gateway: ipv4(s.hook_gateway4).map(|a| a.to_string()),
             table: s.table,
             mark: format!("{:#x}", s.mark),
-            rules: rules.iter().filter(|r| routing::in_range(id, r.priority)).map(ToString::to_string).collect(),
+            rules: rules
+                .iter()
+                .filter(|r| routing::in_range(id, r.priority))
+                .map(ToString::to_string)
+                .collect(),
             assignments,
             counters: CountersReport {
                 connections: c.connections,
@@ -125,12 +148,22 @@ fn human(r: &Report) -> String {
     let daemon = if r.daemon { "running" } else { "not running" };
     let _ = writeln!(out, "daemon: {daemon}");
     if r.uplinks.is_empty() {
-        let _ = writeln!(out, "no uplinks set up in this network namespace (srcsel run --via IFACE, or the daemon's config)");
+        let _ = writeln!(
+            out,
+            "no uplinks set up in this network namespace (srcsel run --via IFACE, or the daemon's config)"
+        );
     }
     for u in &r.uplinks {
         let addr = u.address.as_deref().unwrap_or("no address");
-        let gw = u.gateway.as_deref().map_or("no gateway".to_owned(), |g| format!("via {g}"));
-        let _ = writeln!(out, "{}: {} {addr} {gw} (table {}, mark {})", u.name, u.state, u.table, u.mark);
+        let gw = u
+            .gateway
+            .as_deref()
+            .map_or("no gateway".to_owned(), |g| format!("via {g}"));
+        let _ = writeln!(
+            out,
+            "{}: {} {addr} {gw} (table {}, mark {})",
+            u.name, u.state, u.table, u.mark
+        );
         for rule in &u.rules {
             let _ = writeln!(out, "  rule {rule}");
         }

@@ -35,7 +35,10 @@ impl Ipv4Net {
 
     /// The network this address is in (`10.99.0.0/24`).
     pub fn network(self) -> Self {
-        Self { addr: Ipv4Addr::from(u32::from(self.addr) & self.mask()), len: self.len }
+        Self {
+            addr: Ipv4Addr::from(u32::from(self.addr) & self.mask()),
+            len: self.len,
+        }
     }
 
     pub fn contains(self, addr: Ipv4Addr) -> bool {
@@ -77,7 +80,13 @@ pub struct Uplink {
 impl Uplink {
     /// An uplink whose interface does not exist (a USB device unplugged).
     pub fn absent(name: &str) -> Self {
-        Self { name: name.to_owned(), index: 0, up: false, addr: None, gateway: None }
+        Self {
+            name: name.to_owned(),
+            index: 0,
+            up: false,
+            addr: None,
+            gateway: None,
+        }
     }
 
     /// Whether new connections can use it now.

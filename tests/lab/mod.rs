@@ -150,7 +150,11 @@ impl Lab {
     /// Starts a background process under `role`; its output goes to `<role>.log`.
     pub fn spawn(&mut self, role: &str, cmd: &mut Command) {
         self.stop(role);
-        let log = fs::OpenOptions::new().create(true).append(true).open(self.log_path(role)).expect("log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(role))
+            .expect("log");
         let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -169,7 +173,10 @@ impl Lab {
     }
 
     pub fn pid(&self, role: &str) -> Option<u32> {
-        self.procs.iter().find(|(r, _)| r == role).map(|(_, c)| c.id())
+        self.procs
+            .iter()
+            .find(|(r, _)| r == role)
+            .map(|(_, c)| c.id())
     }
 
     /// Sends `signal` to the process of `role` and waits for it to end.
@@ -192,9 +199,14 @@ impl Lab {
         cmd.args(args).env("SRCSEL_LOG", "debug");
         self.spawn("daemon", &mut cmd);
         let log = self.log_path("daemon");
-        wait_until("the daemon to watch netlink", Duration::from_secs(10), || {
-            fs::read_to_string(&log).is_ok_and(|l| l.matches("watching links").count() > self.daemon_starts)
-        });
+        wait_until(
+            "the daemon to watch netlink",
+            Duration::from_secs(10),
+            || {
+                fs::read_to_string(&log)
+                    .is_ok_and(|l| l.matches("watching links").count() > self.daemon_starts)
+            },
+        );
         self.daemon_starts += 1;
     }
 
@@ -205,9 +217,13 @@ impl Lab {
         let ns = self.ns("inet");
         let log = self.server_log();
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &ns, "python3"]).args([&script, &log, &ready]).arg(SERVER);
+        cmd.args(["netns", "exec", &ns, "python3"])
+            .args([&script, &log, &ready])
+            .arg(SERVER);
         self.spawn("server", &mut cmd);
-        wait_until("the lab server to listen", Duration::from_secs(10), || ready.exists());
+        wait_until("the lab server to listen", Duration::from_secs(10), || {
+            ready.exists()
+        });
     }
 
     pub fn server_log(&self) -> PathBuf {
@@ -226,12 +242,28 @@ impl Lab {
         let leases = self.dir.join(format!("dnsmasq-{role}.leases"));
         let _ = fs::remove_file(&leases);
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &ns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0"])
-            .args(["--interface=lan", "--bind-dynamic", "--dhcp-authoritative", "--log-dhcp", "--log-facility=-"])
-            .arg(format!("--dhcp-range={prefix}.100,{prefix}.150,255.255.255.0,10m"))
-            .arg(format!("--dhcp-option=option:router,{router}"))
-            .arg(format!("--dhcp-leasefile={}", leases.display()))
-            .arg("--pid-file=");
+        cmd.args([
+            "netns",
+            "exec",
+            &ns,
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--port=0",
+        ])
+        .args([
+            "--interface=lan",
+            "--bind-dynamic",
+            "--dhcp-authoritative",
+            "--log-dhcp",
+            "--log-facility=-",
+        ])
+        .arg(format!(
+            "--dhcp-range={prefix}.100,{prefix}.150,255.255.255.0,10m"
+        ))
+        .arg(format!("--dhcp-option=option:router,{router}"))
+        .arg(format!("--dhcp-leasefile={}", leases.display()))
+        .arg("--pid-file=");
         self.spawn(&format!("dnsmasq-{role}"), &mut cmd);
     }
 
@@ -246,7 +278,9 @@ impl Lab {
         ip(&format!("-n {r2} link set lan up"));
         wait_until("usb0's new lease", Duration::from_secs(30), || {
             self.usb0_addr_now().is_some_and(|a| a.starts_with(prefix))
-                && self.client_out("ip -4 route show dev usb0").contains(&format!("default via {router}"))
+                && self
+                    .client_out("ip -4 route show dev usb0")
+                    .contains(&format!("default via {router}"))
         });
     }
 
@@ -260,7 +294,9 @@ impl Lab {
     /// (Re)starts dhcpcd for `iface` with extra config lines and a hook script.
     pub fn start_dhcpcd_on(&mut self, iface: &str, extra: &str, hook: &str) {
         let conf = self.dir.join(format!("dhcpcd-{iface}.conf"));
-        let text = format!("interface {iface}\n{extra}\nipv4only\nnoipv6rs\nnoarp\nnohook resolv.conf hostname\n");
+        let text = format!(
+            "interface {iface}\n{extra}\nipv4only\nnoipv6rs\nnoarp\nnohook resolv.conf hostname\n"
+        );
         fs::write(&conf, text).expect("dhcpcd.conf");
         let script = format!(
             "mount -t tmpfs tmpfs /run && mkdir -p /run/dhcpcd && mount -t tmpfs tmpfs /var/lib/dhcpcd && \
@@ -269,7 +305,16 @@ impl Lab {
         );
         let netns = format!("--net=/run/netns/{}", self.ns("client"));
         let mut cmd = Command::new("nsenter");
-        cmd.args([&netns, "unshare", "-m", "--propagation", "private", "sh", "-c", &script]);
+        cmd.args([
+            &netns,
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+        ]);
         self.spawn(&format!("dhcpcd-{iface}"), &mut cmd);
     }
 

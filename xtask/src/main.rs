@@ -144,6 +144,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
             "lab-tests",
             "--test",
             "lab",
+            "--test",
+            "daemon",
             "--",
         ])
         .args(args))
