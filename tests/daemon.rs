@@ -175,6 +175,12 @@ fn link_down_up_and_replug_with_a_new_ifindex_are_followed() {
     assert_eq!(lab.source_of(&t), lab.usb0_addr());
 }
 
+/// One `srcsel run --via IFACE -- curl` carrying `token`.
+fn curl_via(lab: &Lab, iface: &str, token: &str) {
+    let url = format!("http://{SERVER}:{TCP_PORT}/{token}");
+    ok(&mut lab.srcsel(["run", "--via", iface, "--", "curl", "-sf", &url]));
+}
+
 /// A macvlan on eth0 with an address of its own, as a server with extra
 /// public addresses has.
 fn add_macvlan(lab: &Lab, addr: Option<&str>) {
@@ -259,15 +265,7 @@ fn nogateway_macvlan_gets_its_gateway_from_the_lease_hook() {
         lab.log("daemon")
     );
     let t = unique("hook");
-    ok(&mut lab.srcsel([
-        "run",
-        "--via",
-        "eth0v0",
-        "--",
-        "curl",
-        "-sf",
-        &format!("http://{SERVER}:{TCP_PORT}/{t}"),
-    ]));
+    curl_via(&lab, "eth0v0", &t);
     assert_eq!(lab.source_of(&t), addr);
 
     // Without a daemon, the hook applies the lease itself.
@@ -281,15 +279,7 @@ fn nogateway_macvlan_gets_its_gateway_from_the_lease_hook() {
         || owned(&lab).contains("default via 10.1.0.1 dev eth0v0"),
     );
     let t = unique("nodaemon");
-    ok(&mut lab.srcsel([
-        "run",
-        "--via",
-        "eth0v0",
-        "--",
-        "curl",
-        "-sf",
-        &format!("http://{SERVER}:{TCP_PORT}/{t}"),
-    ]));
+    curl_via(&lab, "eth0v0", &t);
     assert_eq!(lab.source_of(&t), lab.addr_of("eth0v0").unwrap());
 }
 

@@ -35,7 +35,17 @@ pub enum Parsed {
 }
 
 const BOUND: &[&str] = &[
-    "BOUND", "RENEW", "REBIND", "REBOOT", "INFORM", "STATIC", "TIMEOUT", "bound", "renew",
+    "BOUND",
+    "RENEW",
+    "REBIND",
+    "REBOOT",
+    "INFORM",
+    "STATIC",
+    "TIMEOUT",
+    "bound",
+    "renew",
+    "up",
+    "dhcp4-change",
 ];
 const ENDED: &[&str] = &[
     "EXPIRE",
@@ -49,7 +59,38 @@ const ENDED: &[&str] = &[
     "deconfig",
     "leasefail",
     "nak",
+    "down",
 ];
+
+/// The variable names one family of DHCP clients uses for a lease.
+struct Names {
+    routers: &'static str,
+    address: &'static str,
+    mtu: &'static str,
+    dns: &'static str,
+}
+
+/// dhcpcd and dhclient (`reason` in the environment).
+const DHCLIENT: Names = Names {
+    routers: "new_routers",
+    address: "new_ip_address",
+    mtu: "new_interface_mtu",
+    dns: "new_domain_name_servers",
+};
+/// udhcpc (the event is `$1`).
+const UDHCPC: Names = Names {
+    routers: "router",
+    address: "ip",
+    mtu: "mtu",
+    dns: "dns",
+};
+/// NetworkManager's dispatcher (`$1` interface, `$2` action).
+const NETWORK_MANAGER: Names = Names {
+    routers: "DHCP4_ROUTERS",
+    address: "DHCP4_IP_ADDRESS",
+    mtu: "DHCP4_INTERFACE_MTU",
+    dns: "DHCP4_DOMAIN_NAME_SERVERS",
+};
 
 fn ipv4s(s: Option<&String>) -> Vec<Ipv4Addr> {
     s.map(|s| s.split([' ', ',']).filter_map(|w| w.parse().ok()).collect())
@@ -59,75 +100,36 @@ fn ipv4s(s: Option<&String>) -> Vec<Ipv4Addr> {
 /// Parses hook variables `env` and arguments `args` (udhcpc passes the event
 /// as `$1`; NetworkManager passes interface and action).
 pub fn parse(env: &HashMap<String, String>, args: &[String]) -> Result<Parsed, LeaseError> {
-    let get = |k: &str| env.get(k);
-    // NetworkManager dispatcher: $1 = interface, $2 = action, DHCP4_* variables.
-    if let [iface, action] = args
-        && get("interface").is_none()
-    {
-        let gateway = match action.as_str() {
-            "up" | "dhcp4-change" => ipv4s(get("DHCP4_ROUTERS")).first().copied(),
-            "down" => None,
-            _ => {
-                return Ok(Parsed::Ignored {
-                    interface: iface.clone(),
-                    reason: action.clone(),
-                });
-            }
+    match (env.get("interface"), env.get("reason"), args) {
+        (Some(iface), Some(reason), _) => Ok(event(env, iface, reason, &DHCLIENT)),
+        (Some(iface), None, [event_name, ..]) => Ok(event(env, iface, event_name, &UDHCPC)),
+        (None, _, [iface, action]) => Ok(event(env, iface, action, &NETWORK_MANAGER)),
+        _ => Err(LeaseError::NotAHook),
+    }
+}
+
+fn event(env: &HashMap<String, String>, interface: &str, reason: &str, names: &Names) -> Parsed {
+    let ended = ENDED.contains(&reason);
+    if !ended && !BOUND.contains(&reason) {
+        return Parsed::Ignored {
+            interface: interface.to_owned(),
+            reason: reason.to_owned(),
         };
-        return Ok(Parsed::Event(LeaseEvent {
-            interface: iface.clone(),
-            gateway,
-            address: ipv4s(get("DHCP4_IP_ADDRESS")).first().copied(),
-            mtu: get("DHCP4_INTERFACE_MTU").and_then(|m| m.parse().ok()),
-            dns: ipv4s(get("DHCP4_DOMAIN_NAME_SERVERS")),
-        }));
     }
-    let interface = get("interface").ok_or(LeaseError::NotAHook)?.clone();
-    // udhcpc: the event is $1 and variables have short names.
-    if let Some(event) = args.first().filter(|_| get("reason").is_none()) {
-        let ended = ENDED.contains(&event.as_str());
-        if !ended && !BOUND.contains(&event.as_str()) {
-            return Ok(Parsed::Ignored {
-                interface,
-                reason: event.clone(),
-            });
+    let first = |k: &str| {
+        if ended {
+            None
+        } else {
+            ipv4s(env.get(k)).first().copied()
         }
-        return Ok(Parsed::Event(LeaseEvent {
-            interface,
-            gateway: if ended {
-                None
-            } else {
-                ipv4s(get("router")).first().copied()
-            },
-            address: if ended {
-                None
-            } else {
-                ipv4s(get("ip")).first().copied()
-            },
-            mtu: get("mtu").and_then(|m| m.parse().ok()),
-            dns: ipv4s(get("dns")),
-        }));
-    }
-    let reason = get("reason").ok_or(LeaseError::NotAHook)?.clone();
-    let ended = ENDED.contains(&reason.as_str());
-    if !ended && !BOUND.contains(&reason.as_str()) {
-        return Ok(Parsed::Ignored { interface, reason });
-    }
-    Ok(Parsed::Event(LeaseEvent {
-        interface,
-        gateway: if ended {
-            None
-        } else {
-            ipv4s(get("new_routers")).first().copied()
-        },
-        address: if ended {
-            None
-        } else {
-            ipv4s(get("new_ip_address")).first().copied()
-        },
-        mtu: get("new_interface_mtu").and_then(|m| m.parse().ok()),
-        dns: ipv4s(get("new_domain_name_servers")),
-    }))
+    };
+    Parsed::Event(LeaseEvent {
+        interface: interface.to_owned(),
+        gateway: first(names.routers),
+        address: first(names.address),
+        mtu: env.get(names.mtu).and_then(|m| m.parse().ok()),
+        dns: ipv4s(env.get(names.dns)),
+    })
 }
 
 /// The line a hook sends to the daemon, and its parser.
