@@ -13,7 +13,9 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::{SkBuffContext, SockAddrContext, SockContext},
 };
-use srcsel_common::{Counters, MARK_MASK, MAX_UPLINKS, STRICT_BIT, UPLINK_MASK, UplinkState};
+use srcsel_common::{
+    Counters, MARK_MASK, MAX_UPLINKS, STRICT_BIT, UPLINK_MASK, UplinkState, mark_for,
+};
 
 const ALLOW: i32 = 1;
 const DENY: i32 = 0;
@@ -165,8 +167,9 @@ pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
 /// Bytes of this uplink's sockets, told apart by the socket mark, so that
 /// nested assignments never count a packet twice.
 fn count_bytes(ctx: &SkBuffContext, mark: u32, outbound: bool) {
-    let Some(u) = uplink() else { return };
-    if mark & UPLINK_MASK != u.mark {
+    // The slot's mark is derived from its id: no map lookup per packet.
+    let id = unsafe { core::ptr::read_volatile(&UPLINK_ID) };
+    if mark & UPLINK_MASK != mark_for(id) {
         return;
     }
     let len = u64::from(ctx.len());

@@ -214,7 +214,7 @@ fn alive(pid: i32) -> bool {
 }
 
 /// Run cgroups whose `srcsel run` died (kill -9, reboot of a container...).
-pub fn stale_runs(root: &Path) -> Vec<PathBuf> {
+fn stale_runs(root: &Path) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir(root.join(SUBTREE)) else {
         return vec![];
     };
@@ -230,12 +230,15 @@ pub fn stale_runs(root: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Removes run cgroups whose owner is gone, killing what they still hold.
-pub fn remove_stale(root: &Path) -> Vec<(PathBuf, CgroupError)> {
-    stale_runs(root)
-        .into_iter()
-        .filter_map(|p| remove_cgroup(&p).err().map(|e| (p, e)))
-        .collect()
+/// Removes run cgroups whose owner is gone, killing what they still hold;
+/// returns how many there were and those that could not be removed.
+pub fn remove_stale(root: &Path) -> (usize, Vec<(PathBuf, CgroupError)>) {
+    let stale = stale_runs(root);
+    let failed = stale
+        .iter()
+        .filter_map(|p| remove_cgroup(p).err().map(|e| (p.clone(), e)))
+        .collect();
+    (stale.len(), failed)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 use crate::{
     config::Config,
     ebpf::{self, Namespace},
-    lease, privileges, reconcile, routing,
+    lease, privileges, reconcile, routing, uplink,
 };
 
 struct Daemon {
@@ -131,9 +131,9 @@ impl Daemon {
         for name in self.managed(&ns)? {
             let cfg = self.config.uplink(&name);
             let result = async {
-                let r =
-                    reconcile::resolve(&self.handle, &mut ns, &name, cfg, &routes, true).await?;
-                reconcile::commit(&self.handle, &mut ns, &r).await
+                let up = uplink::observe_or_absent(&self.handle, &name, &routes).await?;
+                let r = reconcile::resolve(&mut ns, up, cfg, &routes)?;
+                reconcile::commit(&self.handle, &mut ns, &r, &routes).await
             };
             if let Err(e) = result.await {
                 warn!("{name}: {e:#}");
@@ -229,15 +229,8 @@ pub fn lease_command(args: &[String]) -> anyhow::Result<()> {
         let routes = routing::all_routes4(&handle).await?;
         let mut ns = Namespace::open(&bpffs, cookie)?;
         let config = Config::load(Path::new(crate::config::DEFAULT_PATH), false)?;
-        let r = reconcile::resolve(
-            &handle,
-            &mut ns,
-            &event.interface,
-            config.uplink(&event.interface),
-            &routes,
-            true,
-        )
-        .await?;
-        reconcile::commit(&handle, &mut ns, &r).await
+        let up = uplink::observe_or_absent(&handle, &event.interface, &routes).await?;
+        let r = reconcile::resolve(&mut ns, up, config.uplink(&event.interface), &routes)?;
+        reconcile::commit(&handle, &mut ns, &r, &routes).await
     })
 }

@@ -16,9 +16,9 @@ pub fn down() -> anyhow::Result<()> {
     };
     let mut cgroups = 0;
     if let Ok(root) = cgroup::cgroup2_mount() {
-        let stale = cgroup::stale_runs(&root);
-        cgroups = stale.len();
-        for (path, err) in cgroup::remove_stale(&root) {
+        let (stale, failed) = cgroup::remove_stale(&root);
+        cgroups = stale;
+        for (path, err) in failed {
             warn!("could not remove cgroup {}: {err}", path.display());
         }
         let _ = std::fs::remove_dir(root.join(cgroup::SUBTREE));

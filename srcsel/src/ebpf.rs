@@ -155,6 +155,21 @@ pub fn netns_cookie() -> Result<u64, EbpfError> {
     Ok(cookie)
 }
 
+/// The hook gateway recorded for uplink `name`, read without mounting bpffs
+/// or creating any state (for checks that must change nothing).
+pub fn peek_hook_gateway(cookie: u64, name: &str) -> Result<Option<Ipv4Addr>, EbpfError> {
+    let Some(bpffs) = mounts::find("bpf").map_err(io_err(Path::new(mounts::MOUNTINFO)))? else {
+        return Ok(None);
+    };
+    let Some(ns) = Namespace::open_existing(&bpffs, cookie)? else {
+        return Ok(None);
+    };
+    match ns.find(name)? {
+        Some(id) => ns.hook_gateway(id),
+        None => Ok(None),
+    }
+}
+
 /// The folder of this namespace's pins.
 pub fn ns_dir(bpffs: &Path, cookie: u64) -> PathBuf {
     bpffs.join(TOP).join(format!("net-{cookie}"))

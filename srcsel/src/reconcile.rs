@@ -10,7 +10,7 @@ use crate::{
     config::UplinkConfig,
     ebpf::Namespace,
     routing::{self, Slot},
-    uplink::{self, Uplink, UplinkError},
+    uplink::Uplink,
 };
 
 /// Where the gateway came from, for logs and status.
@@ -30,22 +30,15 @@ pub struct Resolved {
     pub hook_gateway: Option<Ipv4Addr>,
 }
 
-/// Observes `name` and decides its slot, table and gateway. With
-/// `missing_ok`, an interface that does not exist (unplugged) is an uplink
-/// that is down, not an error.
-pub async fn resolve(
-    handle: &Handle,
+/// Decides an observed uplink's slot, table and gateway.
+pub fn resolve(
     ns: &mut Namespace,
-    name: &str,
+    mut up: Uplink,
     cfg: Option<&UplinkConfig>,
     routes: &[RouteMessage],
-    missing_ok: bool,
 ) -> anyhow::Result<Resolved> {
-    let mut up = match uplink::observe(handle, name, routes).await {
-        Ok(up) => up,
-        Err(UplinkError::NotFound(_)) if missing_ok => Uplink::absent(name),
-        Err(e) => return Err(e.into()),
-    };
+    let name = up.name.clone();
+    let name = name.as_str();
     let id = ns.slot(name, cfg.and_then(UplinkConfig::slot))?;
     let table = cfg
         .and_then(|c| c.table.as_ref())
@@ -85,7 +78,12 @@ pub fn choose_gateway(
 }
 
 /// Publishes the live state to the programs and makes table and rules match.
-pub async fn commit(handle: &Handle, ns: &mut Namespace, r: &Resolved) -> anyhow::Result<()> {
+pub async fn commit(
+    handle: &Handle,
+    ns: &mut Namespace,
+    r: &Resolved,
+    routes: &[RouteMessage],
+) -> anyhow::Result<()> {
     if ns.publish(r.slot, &r.uplink, r.hook_gateway)? {
         let u = &r.uplink;
         let addr = u.addr.map_or("no address".into(), |a| a.to_string());
@@ -99,7 +97,7 @@ pub async fn commit(handle: &Handle, ns: &mut Namespace, r: &Resolved) -> anyhow
             u.index
         );
     }
-    routing::apply(handle, r.slot, &r.uplink).await?;
+    routing::apply(handle, r.slot, &r.uplink, routes).await?;
     Ok(())
 }
 

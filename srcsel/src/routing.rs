@@ -244,13 +244,19 @@ pub fn check_table_free(
 }
 
 /// Makes the kernel's table and rules for an uplink equal to the desired ones.
-pub async fn apply(handle: &Handle, slot: Slot, up: &Uplink) -> Result<(), RoutingError> {
+/// `routes` is this pass's dump of every IPv4 table ([`all_routes4`]); the
+/// table must already have passed [`check_table_free`].
+pub async fn apply(
+    handle: &Handle,
+    slot: Slot,
+    up: &Uplink,
+    routes: &[RouteMessage],
+) -> Result<(), RoutingError> {
     let Slot { id, table } = slot;
-    let routes = table_routes(handle, table).await?;
-    check_table_free(table, &up.name, &routes)?;
-    let current: Vec<(Route, RouteMessage)> = routes
-        .into_iter()
-        .filter_map(|m| Some((parse_route(&m)?, m)))
+    let current: Vec<(Route, &RouteMessage)> = routes
+        .iter()
+        .filter(|m| route_table(m) == table)
+        .filter_map(|m| Some((parse_route(m)?, m)))
         .collect();
     let current_specs: Vec<Route> = current.iter().map(|(r, _)| r.clone()).collect();
     let (remove, add) = diff(&current_specs, &desired_routes(table, up));
@@ -258,7 +264,7 @@ pub async fn apply(handle: &Handle, slot: Slot, up: &Uplink) -> Result<(), Routi
         if remove.contains(spec) {
             handle
                 .route()
-                .del(msg.clone())
+                .del((*msg).clone())
                 .execute()
                 .await
                 .map_err(nl(format!("deleting route {spec}")))?;
@@ -346,14 +352,6 @@ async fn dump_routes(
 /// All IPv4 routes of every table.
 pub async fn all_routes4(handle: &Handle) -> Result<Vec<RouteMessage>, RoutingError> {
     dump_routes(handle, IpVersion::V4).await
-}
-
-async fn table_routes(handle: &Handle, table: u32) -> Result<Vec<RouteMessage>, RoutingError> {
-    Ok(all_routes4(handle)
-        .await?
-        .into_iter()
-        .filter(|m| route_table(m) == table)
-        .collect())
 }
 
 pub fn route_table(m: &RouteMessage) -> u32 {

@@ -8,7 +8,7 @@ use crate::{
     cgroup::{self, RunCgroup},
     config::{self, Config},
     ebpf::{self, ProgramSet},
-    mounts, privileges, reconcile, routing, supervise, uplink,
+    privileges, reconcile, routing, supervise, uplink,
 };
 
 pub struct RunArgs {
@@ -27,7 +27,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
         args.via,
         if args.fallback { "fallback" } else { "strict" }
     );
-    for (path, err) in cgroup::remove_stale(&cg_root) {
+    for (path, err) in cgroup::remove_stale(&cg_root).1 {
         warn!("could not remove stale cgroup {}: {err}", path.display());
     }
     let cg = RunCgroup::create(&cg_root, &label)?;
@@ -56,16 +56,7 @@ pub async fn prepare(via: &str, strict: bool) -> anyhow::Result<ProgramSet> {
     let mut up = uplink::observe(&handle, via, &routes).await?;
     let cfg = config.uplink(&up.name);
     let cookie = ebpf::netns_cookie()?;
-    let hook = match mounts::find("bpf")? {
-        Some(bpffs) => match ebpf::Namespace::open_existing(&bpffs, cookie)? {
-            Some(ns) => match ns.find(&up.name)? {
-                Some(id) => ns.hook_gateway(id)?,
-                None => None,
-            },
-            None => None,
-        },
-        None => None,
-    };
+    let hook = ebpf::peek_hook_gateway(cookie, &up.name)?;
     reconcile::choose_gateway(&mut up, hook, cfg);
     uplink::check_ready(&up)?;
     if !up.usable() {
@@ -78,8 +69,9 @@ pub async fn prepare(via: &str, strict: bool) -> anyhow::Result<ProgramSet> {
     }
     let bpffs = ebpf::bpffs()?;
     let mut ns = ebpf::Namespace::open(&bpffs, cookie)?;
-    let resolved = reconcile::resolve(&handle, &mut ns, &up.name, cfg, &routes, false).await?;
-    reconcile::commit(&handle, &mut ns, &resolved).await?;
+    let name = up.name.clone();
+    let resolved = reconcile::resolve(&mut ns, up, cfg, &routes)?;
+    reconcile::commit(&handle, &mut ns, &resolved, &routes).await?;
     ns.sync_exempt(&routing::exempt_prefixes(&routes))?;
-    Ok(ns.ensure_programs(&up.name, resolved.slot.id, strict)?)
+    Ok(ns.ensure_programs(&name, resolved.slot.id, strict)?)
 }

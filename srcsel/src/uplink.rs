@@ -208,6 +208,19 @@ pub fn gateway_from(routes: &[RouteMessage], index: u32) -> Option<Ipv4Addr> {
         })
 }
 
+/// Like [`observe`], but an interface that does not exist (a USB device
+/// unplugged) is an uplink that is down, not an error.
+pub async fn observe_or_absent(
+    handle: &Handle,
+    name: &str,
+    routes: &[RouteMessage],
+) -> Result<Uplink, UplinkError> {
+    match observe(handle, name, routes).await {
+        Err(UplinkError::NotFound(_)) => Ok(Uplink::absent(name)),
+        other => other,
+    }
+}
+
 /// Checks that a command can be steered through `up` now, or explains why not.
 /// A link that is down is fine: strict sockets fail until it returns.
 pub fn check_ready(up: &Uplink) -> Result<(), UplinkError> {
