@@ -1,141 +1,82 @@
-//! Bringing one uplink's state in line with what the kernel says about its
-//! link and lease: its slot, live map entry, routing table and rules.
-//! `resolve` only reads; `commit` changes, and changes nothing that matches.
-use std::net::Ipv4Addr;
-
-use netlink_packet_route::route::RouteMessage;
+//! One reconcile pass, the same for the daemon, `srcsel lease` and `srcsel
+//! run`: read one kernel snapshot and the slot registry, plan (pure), apply.
+//! Applying writes only what the plan says differs.
 use rtnetlink::Handle;
+use tracing::info;
 
 use crate::{
-    config::UplinkConfig,
-    ebpf::Namespace,
-    routing::{self, Slot},
-    uplink::Uplink,
+    config::Config,
+    kernel::{
+        bpf::Namespace,
+        netlink::{Dump, apply},
+    },
+    policy::{
+        Plan, Scope, UplinkPlan,
+        plan::{self, HookReport},
+    },
 };
 
-/// Where the gateway came from, for logs and status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(dead_code)] // read through Debug in logs
-pub enum GatewaySource {
-    Route,
-    Hook,
-    Config,
-    None,
-}
+/// Uplinks a pass could not bring up to date, and why.
+pub type Failures = Vec<(String, anyhow::Error)>;
 
-pub struct Resolved {
-    pub slot: Slot,
-    pub uplink: Uplink,
-    pub gateway_source: GatewaySource,
-    pub hook_gateway: Option<Ipv4Addr>,
-}
-
-/// Decides an observed uplink's slot, table and gateway.
-pub fn resolve(
-    ns: &mut Namespace,
-    mut up: Uplink,
-    cfg: Option<&UplinkConfig>,
-    routes: &[RouteMessage],
-) -> anyhow::Result<Resolved> {
-    let name = up.name.clone();
-    let name = name.as_str();
-    let id = ns.slot(name, cfg.and_then(UplinkConfig::slot))?;
-    let table = cfg
-        .and_then(|c| c.table.as_ref())
-        .map_or(routing::table_for(id), |t| *t.get_ref());
-    let hook_gateway = ns.hook_gateway(id)?;
-    let gateway_source = choose_gateway(&mut up, hook_gateway, cfg);
-    routing::check_table_free(table, name, routes)?;
-    Ok(Resolved {
-        slot: Slot { id, table },
-        uplink: up,
-        gateway_source,
-        hook_gateway,
-    })
-}
-
-/// Fills in the gateway when no default route names one: the DHCP client
-/// hook's, else the config's; either only if it is on the uplink's subnet.
-pub fn choose_gateway(
-    up: &mut Uplink,
-    hook: Option<Ipv4Addr>,
-    cfg: Option<&UplinkConfig>,
-) -> GatewaySource {
-    if up.gateway.is_some() {
-        return GatewaySource::Route;
-    }
-    let on_link = |gw: &Ipv4Addr| up.addr.is_some_and(|a| a.network().contains(*gw));
-    let (gw, source) = match (
-        hook.filter(on_link),
-        cfg.and_then(|c| c.gateway).filter(on_link),
-    ) {
-        (Some(gw), _) => (Some(gw), GatewaySource::Hook),
-        (None, Some(gw)) => (Some(gw), GatewaySource::Config),
-        (None, None) => (None, GatewaySource::None),
-    };
-    up.gateway = gw;
-    source
-}
-
-/// Publishes the live state to the programs and makes table and rules match.
-pub async fn commit(
+/// Reads, plans and applies for `scope`.
+pub async fn pass(
     handle: &Handle,
     ns: &mut Namespace,
-    r: &Resolved,
-    routes: &[RouteMessage],
-) -> anyhow::Result<()> {
-    if ns.publish(r.slot, &r.uplink, r.hook_gateway)? {
-        let u = &r.uplink;
-        let addr = u.addr.map_or("no address".into(), |a| a.to_string());
-        let gw = u.gateway.map_or("no gateway".into(), |g| {
-            format!("gateway {g} ({:?})", r.gateway_source)
-        });
-        tracing::info!(
-            "{}: {} (ifindex {}), {addr}, {gw}",
-            u.name,
-            if u.usable() { "up" } else { "down" },
-            u.index
-        );
-    }
-    routing::apply(handle, r.slot, &r.uplink, routes).await?;
-    Ok(())
+    config: &Config,
+    scope: Scope<'_>,
+    hook: Option<&HookReport>,
+) -> anyhow::Result<Failures> {
+    let dump = Dump::read(handle).await?;
+    let plan = plan::plan(config, &dump.snapshot, &ns.registry()?, scope, hook);
+    apply(handle, &dump, ns, &plan).await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn up(addr: &str, gw: Option<&str>) -> Uplink {
-        Uplink {
-            name: "eth0v0".into(),
-            index: 4,
-            up: true,
-            addr: Some(addr.parse().unwrap()),
-            gateway: gw.map(|g| g.parse().unwrap()),
+/// Applies `plan`, made from `dump`: each uplink on its own (one failing
+/// leaves the others in force), then the exempt prefixes.
+pub async fn apply(
+    handle: &Handle,
+    dump: &Dump,
+    ns: &mut Namespace,
+    plan: &Plan,
+) -> anyhow::Result<Failures> {
+    let mut failed: Failures = plan
+        .failed
+        .iter()
+        .map(|(name, e)| (name.clone(), anyhow::Error::new(e.clone())))
+        .collect();
+    for u in &plan.uplinks {
+        if let Err(e) = apply_uplink(handle, dump, ns, u).await {
+            failed.push((u.uplink.name.clone(), e));
         }
     }
+    ns.sync_exempt(&plan.exempt4)?;
+    Ok(failed)
+}
 
-    #[test]
-    fn route_beats_hook_beats_config_and_off_link_gateways_are_ignored() {
-        let cfg = crate::config::Config::parse(
-            "[[uplink]]\nname = \"eth0v0\"\ngateway = \"203.0.113.254\"\n",
-            "t",
-        )
-        .unwrap();
-        let cfg = cfg.uplink("eth0v0");
-        let hook = Some("203.0.113.1".parse().unwrap());
-        let mut u = up("203.0.113.7/24", Some("203.0.113.9"));
-        assert_eq!(choose_gateway(&mut u, hook, cfg), GatewaySource::Route);
-        let mut u = up("203.0.113.7/24", None);
-        assert_eq!(choose_gateway(&mut u, hook, cfg), GatewaySource::Hook);
-        assert_eq!(u.gateway, hook);
-        let mut u = up("203.0.113.7/24", None);
-        assert_eq!(
-            choose_gateway(&mut u, Some("10.0.0.1".parse().unwrap()), cfg),
-            GatewaySource::Config
-        );
-        let mut u = up("198.51.100.7/24", None);
-        assert_eq!(choose_gateway(&mut u, hook, cfg), GatewaySource::None);
-        assert_eq!(u.gateway, None);
+async fn apply_uplink(
+    handle: &Handle,
+    dump: &Dump,
+    ns: &mut Namespace,
+    p: &UplinkPlan,
+) -> anyhow::Result<()> {
+    if p.claim {
+        ns.claim(p.slot, &p.uplink.name)?;
     }
+    if ns.publish(p)? {
+        let u = &p.uplink;
+        let addr = u.addr.map_or("no address".into(), |a| a.to_string());
+        let gw = u.gateway.map_or("no gateway".into(), |g| {
+            format!("gateway {g} ({:?})", p.gateway_source)
+        });
+        let state = if u.usable() { "up" } else { "down" };
+        info!("{}: {state} (ifindex {}), {addr}, {gw}", u.name, u.index);
+    }
+    if !p.routes.is_empty() {
+        apply::routes(handle, dump, &p.uplink.name, &p.routes).await?;
+    }
+    if !p.rules.is_empty() {
+        apply::rules(handle, dump, &p.rules).await?;
+    }
+    Ok(())
 }

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::cgroup::RunCgroup;
+use crate::kernel::cgroup::RunCgroup;
 
 /// Exit statuses for a command that could not be started, as in POSIX shells.
 pub const NOT_FOUND: u8 = 127;

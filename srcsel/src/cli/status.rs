@@ -4,9 +4,15 @@
 use serde::Serialize;
 
 use crate::{
-    cgroup,
-    ebpf::{self, Namespace, ipv4},
-    lease, mounts, privileges, routing,
+    daemon::socket,
+    kernel::{
+        self,
+        bpf::{Namespace, pins, registry::name_of},
+        cgroup, mounts,
+        netlink::{self, Dump},
+        privileges,
+    },
+    policy::{routing::from_raw4, slot::in_range},
 };
 
 #[derive(Serialize)]
@@ -56,7 +62,7 @@ pub struct CountersReport {
 
 pub fn status(json: bool) -> anyhow::Result<()> {
     privileges::require()?;
-    let report = crate::block_on(collect())?;
+    let report = kernel::block_on(collect())?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -66,37 +72,35 @@ pub fn status(json: bool) -> anyhow::Result<()> {
 }
 
 async fn collect() -> anyhow::Result<Report> {
-    let cookie = ebpf::netns_cookie()?;
-    let daemon = daemon_listening();
+    let cookie = pins::netns_cookie()?;
+    let daemon = socket::daemon_listening();
     let mut report = Report {
         version: 1,
         netns_cookie: cookie,
         daemon,
         uplinks: Vec::new(),
     };
-    let Some(bpffs) = mounts::find("bpf")? else {
+    let Some(bpffs) = pins::find_bpffs()? else {
         return Ok(report);
     };
     let Some(ns) = Namespace::open_existing(&bpffs, cookie)? else {
         return Ok(report);
     };
-    let handle = crate::netlink()?;
-    let rules = routing::owned_rule_specs(&handle).await?;
+    let dump = Dump::read(&netlink::connect()?).await?;
     let runs = mounts::find("cgroup2")?
         .map(|root| cgroup::runs(&root))
         .unwrap_or_default();
-    for (id, s) in ns.uplinks()? {
-        let name = String::from_utf8_lossy(&s.name)
-            .trim_end_matches('\0')
-            .to_owned();
+    for (id, r) in ns.records()? {
+        let name = name_of(&r);
+        let s = ns.state(id)?;
         let c = ns.counters(id)?;
         let assignments = runs
             .iter()
             .filter_map(|(path, label, pids)| {
-                let (via, mode) = label.as_deref()?.split_once(' ')?;
-                (via == name).then(|| Assignment {
+                let a = label.as_ref()?;
+                (a.via == name).then(|| Assignment {
                     cgroup: path.display().to_string(),
-                    mode: mode.to_owned(),
+                    mode: a.mode.to_string(),
                     pids: pids.clone(),
                 })
             })
@@ -109,16 +113,17 @@ async fn collect() -> anyhow::Result<Report> {
             } else {
                 "down"
             },
-            address: ipv4(s.addr4)
+            address: from_raw4(s.addr4)
                 .filter(|_| s.is(srcsel_common::flags::HAS_ADDR4))
                 .map(|a| a.to_string()),
-            gateway: ipv4(s.gateway4).map(|a| a.to_string()),
-            hook_gateway: ipv4(s.hook_gateway4).map(|a| a.to_string()),
-            table: s.table,
-            mark: format!("{:#x}", s.mark),
-            rules: rules
-                .iter()
-                .filter(|r| routing::in_range(id, r.priority))
+            gateway: from_raw4(r.gateway4).map(|a| a.to_string()),
+            hook_gateway: from_raw4(r.hook_gateway4).map(|a| a.to_string()),
+            table: r.table,
+            mark: format!("{:#x}", srcsel_common::mark_for(id)),
+            rules: dump
+                .snapshot
+                .our_rules()
+                .filter(|r| in_range(id, r.priority))
                 .map(ToString::to_string)
                 .collect(),
             assignments,
@@ -133,13 +138,6 @@ async fn collect() -> anyhow::Result<Report> {
         });
     }
     Ok(report)
-}
-
-fn daemon_listening() -> bool {
-    use std::os::{linux::net::SocketAddrExt as _, unix::net::SocketAddr};
-    SocketAddr::from_abstract_name(lease::SOCKET)
-        .and_then(|a| std::os::unix::net::UnixStream::connect_addr(&a))
-        .is_ok()
 }
 
 fn human(r: &Report) -> String {

@@ -1,17 +1,17 @@
 //! `srcsel down`: removes what srcsel added in this network namespace.
 use tracing::warn;
 
-use crate::{cgroup, ebpf, mounts, privileges, routing};
+use crate::kernel::{self, bpf::pins, cgroup, netlink, privileges};
 
 pub fn down() -> anyhow::Result<()> {
     privileges::require()?;
-    let removed = crate::block_on(async {
-        let handle = crate::netlink()?;
-        anyhow::Ok(routing::remove_all(&handle).await?)
+    let removed = kernel::block_on(async {
+        let handle = netlink::connect()?;
+        anyhow::Ok(netlink::apply::remove_all(&handle).await?)
     })?;
     // Without a bpffs there are no pins to remove; do not mount one for that.
-    let pins = match mounts::find("bpf")? {
-        Some(bpffs) => ebpf::remove_namespace(&bpffs, ebpf::netns_cookie()?)?,
+    let had_pins = match pins::find_bpffs()? {
+        Some(bpffs) => pins::remove_namespace(&bpffs, pins::netns_cookie()?)?,
         None => false,
     };
     let mut cgroups = 0;
@@ -25,7 +25,7 @@ pub fn down() -> anyhow::Result<()> {
     }
     eprintln!(
         "srcsel: removed {removed} rules and routes, {} and {cgroups} stale cgroups",
-        if pins {
+        if had_pins {
             "this namespace's pinned programs and maps"
         } else {
             "no pins (none here)"

@@ -1,6 +1,5 @@
-//! `srcsel lease`: what a DHCP client hook knows about a lease (dhcpcd,
-//! dhclient, udhcpc, NetworkManager's dispatcher), for links whose client
-//! installs no default route (dhcpcd `nogateway`).
+//! What a DHCP client hook knows about a lease (dhcpcd, dhclient, udhcpc,
+//! NetworkManager's dispatcher), read from its variables for `srcsel lease`.
 use std::{collections::HashMap, net::Ipv4Addr};
 
 /// One lease event, reduced to what srcsel uses.
@@ -132,28 +131,6 @@ fn event(env: &HashMap<String, String>, interface: &str, reason: &str, names: &N
     })
 }
 
-/// The line a hook sends to the daemon, and its parser.
-pub fn to_line(e: &LeaseEvent) -> String {
-    let gw = e.gateway.map_or("-".to_owned(), |g| g.to_string());
-    format!("lease {} {gw}\n", e.interface)
-}
-
-pub fn from_line(line: &str) -> Option<(String, Option<Ipv4Addr>)> {
-    let mut w = line.split_whitespace();
-    if w.next()? != "lease" {
-        return None;
-    }
-    let iface = w.next()?.to_owned();
-    let gw = match w.next()? {
-        "-" => None,
-        g => Some(g.parse().ok()?),
-    };
-    Some((iface, gw))
-}
-
-/// The daemon's socket: abstract, so each network namespace has its own.
-pub const SOCKET: &str = "srcsel-daemon";
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,19 +227,5 @@ mod tests {
             parse(&env(&[("PATH", "/bin")]), &[]),
             Err(LeaseError::NotAHook)
         );
-    }
-
-    #[test]
-    fn socket_lines_round_trip() {
-        let e = LeaseEvent {
-            interface: "eth0v0".into(),
-            gateway: Some("203.0.113.1".parse().unwrap()),
-            address: None,
-            mtu: None,
-            dns: vec![],
-        };
-        assert_eq!(from_line(&to_line(&e)), Some(("eth0v0".into(), e.gateway)));
-        assert_eq!(from_line("lease usb0 -"), Some(("usb0".into(), None)));
-        assert_eq!(from_line("bogus"), None);
     }
 }

@@ -1,5 +1,5 @@
 //! srcsel's cgroups: `<cgroup2 mount>/srcsel/run-<pid>`, one per `srcsel run`.
-use crate::mounts;
+use crate::{kernel::mounts, policy::Assignment};
 use std::{
     fs,
     io::{self, ErrorKind},
@@ -54,7 +54,7 @@ pub struct RunCgroup {
 impl RunCgroup {
     /// Creates `<root>/srcsel/run-<our pid>`, labelled with its assignment
     /// (`usb0 strict`) for `srcsel status`.
-    pub fn create(root: &Path, label: &str) -> Result<Self, CgroupError> {
+    pub fn create(root: &Path, assignment: &Assignment) -> Result<Self, CgroupError> {
         let parent = root.join(SUBTREE);
         let path = parent.join(format!("{RUN_PREFIX}{}", std::process::id()));
         // Another run may remove the empty parent between our two mkdirs.
@@ -71,7 +71,7 @@ impl RunCgroup {
             }
         }
         // Best effort: cgroupfs has user xattrs since Linux 5.7.
-        let _ = set_label(&path, label);
+        let _ = set_label(&path, &assignment.to_string());
         let dir = fs::File::open(&path).map_err(io_err(&path))?;
         Ok(Self { path, dir })
     }
@@ -158,8 +158,8 @@ fn set_label(path: &Path, label: &str) -> io::Result<()> {
     }
 }
 
-/// The assignment label of a cgroup (`usb0 strict`), if it has one.
-pub fn label(path: &Path) -> Option<String> {
+/// The assignment a cgroup is labelled with, if any.
+pub fn label(path: &Path) -> Option<Assignment> {
     let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
     let mut buf = [0u8; 64];
     // SAFETY: valid C strings and a buffer with its length.
@@ -172,11 +172,11 @@ pub fn label(path: &Path) -> Option<String> {
         )
     };
     let n = usize::try_from(n).ok()?;
-    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    String::from_utf8_lossy(&buf[..n]).parse().ok()
 }
 
 /// srcsel's run cgroups with their labels and processes.
-pub fn runs(root: &Path) -> Vec<(PathBuf, Option<String>, Vec<u32>)> {
+pub fn runs(root: &Path) -> Vec<(PathBuf, Option<Assignment>, Vec<u32>)> {
     let Ok(entries) = fs::read_dir(root.join(SUBTREE)) else {
         return vec![];
     };

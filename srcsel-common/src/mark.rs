@@ -1,0 +1,20 @@
+//! The socket-mark bits srcsel owns. Other users of the mark (Kubernetes,
+//! Tailscale, WireGuard, nftables rules) keep the rest.
+
+pub const MARK_MASK: u32 = 0x7f00_0000;
+/// The part of the mark that names the uplink.
+pub const UPLINK_MASK: u32 = 0x3f00_0000;
+/// Set on sockets of strict assignments: routing rules stop them when the
+/// uplink has no route, instead of letting them fall through to the main table.
+pub const STRICT_BIT: u32 = 0x4000_0000;
+const MARK_SHIFT: u32 = 24;
+
+/// The socket mark of uplink `id` (1..MAX_UPLINKS), without the strict bit.
+pub const fn mark_for(id: u32) -> u32 {
+    (id << MARK_SHIFT) & UPLINK_MASK
+}
+
+/// The uplink slot a mark names (0: none).
+pub const fn slot_of(mark: u32) -> u32 {
+    (mark & UPLINK_MASK) >> MARK_SHIFT
+}

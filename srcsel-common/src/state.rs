@@ -1,0 +1,75 @@
+//! Per-slot map values: what the programs read ([`UplinkState`]), what only
+//! userspace keeps ([`UplinkRecord`]), and the counters.
+
+/// `UplinkState::flags` bits.
+pub mod flags {
+    /// The link is up and has a gateway (or is point-to-point): traffic can leave.
+    pub const UP: u32 = 1 << 0;
+    /// `addr4` holds the uplink's current IPv4 address.
+    pub const HAS_ADDR4: u32 = 1 << 2;
+}
+
+/// Live state of one uplink, as the programs read it on every connect/sendmsg.
+/// Userspace rewrites it on lease events, so programs never need re-attaching.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UplinkState {
+    /// Network namespace the uplink lives in (`SO_NETNS_COOKIE`); the programs
+    /// ignore sockets of other namespaces.
+    pub netns_cookie: u64,
+    /// The socket mark (only bits of [`crate::MARK_MASK`]); 0 for a free slot.
+    pub mark: u32,
+    pub ifindex: u32,
+    /// IPv4 address in network byte order, valid when `flags & HAS_ADDR4`.
+    pub addr4: u32,
+    pub flags: u32,
+}
+
+impl UplinkState {
+    pub const fn is(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// Whether new connections can be bound to this uplink now.
+    pub const fn usable4(&self) -> bool {
+        self.is(flags::UP) && self.is(flags::HAS_ADDR4)
+    }
+}
+
+/// What userspace keeps about a slot, shared by every srcsel process of the
+/// namespace (run, daemon, DHCP hook); the programs never read it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UplinkRecord {
+    /// Interface name, NUL-padded; all zero for a free slot.
+    pub name: [u8; 16],
+    /// The routing table in use.
+    pub table: u32,
+    /// The gateway in use (network byte order, 0 if none), for `srcsel status`.
+    pub gateway4: u32,
+    /// The gateway a DHCP client hook reported (`srcsel lease`); 0 if none.
+    pub hook_gateway4: u32,
+    pub _pad: u32,
+}
+
+/// Per-uplink counters (a per-CPU array indexed by slot), for `srcsel status`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Connections the programs bound to the uplink.
+    pub connections: u64,
+    /// Unconnected UDP datagrams given the uplink's source.
+    pub datagrams: u64,
+    /// connect/sendmsg calls refused in strict mode while the uplink was unusable.
+    pub refused: u64,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain #[repr(C)] integers with explicit padding.
+    unsafe impl aya::Pod for super::UplinkState {}
+    unsafe impl aya::Pod for super::UplinkRecord {}
+    unsafe impl aya::Pod for super::Counters {}
+}

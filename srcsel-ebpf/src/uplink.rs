@@ -1,0 +1,57 @@
+//! Which uplink this program set serves (globals set by the loader), its live
+//! state in the shared map, and the socket mark that assigns a socket to it.
+use aya_ebpf::{
+    EbpfContext, Global, bindings::bpf_sock, helpers::bpf_get_netns_cookie, macros::map,
+    maps::Array, programs::SockContext,
+};
+use srcsel_common::{MARK_MASK, MAX_UPLINKS, STRICT_BIT, UplinkRecord, UplinkState};
+
+/// Which slot of UPLINKS this program set serves; set by the loader.
+#[unsafe(no_mangle)]
+static UPLINK_ID: Global<u32> = Global::new(0);
+/// 1: strict (refuse while the uplink is unusable), 0: fall back; set by the loader.
+#[unsafe(no_mangle)]
+static STRICT: Global<u32> = Global::new(0);
+
+#[map(name = "SRCSEL_UPLINKS")]
+static UPLINKS: Array<UplinkState> = Array::pinned(MAX_UPLINKS, 0);
+
+/// Userspace's slot registry. No program reads it; it lives in this object
+/// so that it is created and pinned with the other maps.
+#[map(name = "SRCSEL_REGISTRY")]
+static REGISTRY: Array<UplinkRecord> = Array::pinned(MAX_UPLINKS, 0);
+
+pub const AF_INET: u32 = 2;
+pub const AF_INET6: u32 = 10;
+
+pub fn id() -> u32 {
+    UPLINK_ID.load()
+}
+
+pub fn strict() -> bool {
+    STRICT.load() != 0
+}
+
+/// The uplink, if its slot is taken and `ctx` belongs to its network namespace.
+pub fn here<C: EbpfContext>(ctx: &C) -> Option<&'static UplinkState> {
+    let u = UPLINKS.get(id()).filter(|u| u.mark != 0)?;
+    let cookie = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
+    (u.netns_cookie == cookie).then_some(u)
+}
+
+/// Gives a new IPv4/IPv6 socket the uplink's mark, unless a nearer assigned
+/// cgroup's program (which runs first) already chose.
+pub fn mark_socket(ctx: &SockContext) {
+    let sk: *mut bpf_sock = ctx.sock;
+    let Some(u) = here(ctx) else { return };
+    let family = unsafe { (*sk).family };
+    if family != AF_INET && family != AF_INET6 {
+        return;
+    }
+    let mark = unsafe { (*sk).mark };
+    if mark & MARK_MASK != 0 {
+        return;
+    }
+    let strict_bit = if strict() { STRICT_BIT } else { 0 };
+    unsafe { (*sk).mark = (mark & !MARK_MASK) | u.mark | strict_bit };
+}

@@ -1,0 +1,107 @@
+//! The command line: clap types, one file per subcommand, and the exit
+//! status convention (125 when srcsel itself failed).
+mod daemon;
+mod down;
+mod lease;
+mod run;
+mod status;
+
+use std::{ffi::OsString, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+/// Exit status when srcsel itself fails (before or after running the command),
+/// as `env`, `timeout` and `docker run` use it.
+const SRCSEL_FAILED: u8 = 125;
+
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a command whose traffic (and that of everything it starts) leaves through one uplink.
+    ///
+    /// The command runs in a fresh cgroup with srcsel's eBPF programs attached:
+    /// its sockets get the uplink's mark, and unbound sockets are bound to the
+    /// uplink's current address, so programs that never bind are steered too.
+    /// The uplink's routing table and rules are set up (or refreshed) first.
+    /// srcsel exits with the command's status (128+N if signal N killed it);
+    /// 125 if srcsel itself failed. When the command exits, anything it left
+    /// running in its cgroup is killed, and the cgroup is removed.
+    #[command(arg_required_else_help = true)]
+    Run {
+        /// Uplink interface to leave through (for example usb0)
+        #[arg(long, value_name = "IFACE")]
+        via: String,
+        /// While the uplink is down, use normal routing instead of failing
+        /// connections (the default, strict mode, never leaks through another uplink)
+        #[arg(long)]
+        fallback: bool,
+        /// The command and its arguments (after `--`)
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        command: Vec<OsString>,
+    },
+    /// Remove everything srcsel added in this network namespace: rules, routes,
+    /// pinned programs and maps, and cgroups of runs that are gone.
+    Down,
+    /// Keep managed uplinks' tables, rules and eBPF state in sync with their
+    /// links and leases, on netlink events. Runs in the foreground, logs to stderr.
+    Daemon {
+        /// Configuration file
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Show uplinks, leases, tables, rules, assignments and counters in this network namespace.
+    Status {
+        /// Machine-readable output (layout documented in README.md)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Report a DHCP lease from a client hook (dhcpcd, dhclient, udhcpc,
+    /// NetworkManager dispatcher): reads the hook's variables, for uplinks
+    /// whose DHCP client installs no default route (dhcpcd `nogateway`).
+    Lease {
+        /// Arguments the hook was given (udhcpc: the event; NetworkManager: interface and action)
+        args: Vec<String>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SRCSEL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .with_target(false)
+        .init();
+    let result = match Cli::parse().command {
+        Command::Run {
+            via,
+            fallback,
+            command,
+        } => run::run(&via, fallback, &command),
+        Command::Down => down::down().map(|()| 0),
+        Command::Daemon { config } => daemon::daemon(config).map(|()| 0),
+        Command::Status { json } => status::status(json).map(|()| 0),
+        Command::Lease { args } => lease::lease(&args).map(|()| 0),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("srcsel: {e:#}");
+            ExitCode::from(SRCSEL_FAILED)
+        }
+    }
+}

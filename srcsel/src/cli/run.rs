@@ -1,0 +1,93 @@
+//! `srcsel run --via IFACE -- CMD`: CMD and all it starts leave through IFACE.
+use std::{ffi::OsString, path::Path};
+
+use anyhow::Context as _;
+use tracing::warn;
+
+use crate::{
+    config::{self, Config},
+    kernel::{
+        self,
+        bpf::{Namespace, ProgramSet, pins},
+        cgroup::{self, RunCgroup},
+        netlink::{self, Dump},
+        privileges,
+    },
+    policy::{Assignment, Mode, Scope, Uplink, plan},
+    reconcile, supervise,
+};
+
+/// Returns the command's exit status.
+pub fn run(via: &str, fallback: bool, command: &[OsString]) -> anyhow::Result<u8> {
+    privileges::require()?;
+    let cg_root = cgroup::cgroup2_mount()?;
+    let mode = if fallback {
+        Mode::Fallback
+    } else {
+        Mode::Strict
+    };
+    let set = kernel::block_on(prepare(via, mode))?;
+    for (path, err) in cgroup::remove_stale(&cg_root).1 {
+        warn!("could not remove stale cgroup {}: {err}", path.display());
+    }
+    let assignment = Assignment {
+        via: via.to_owned(),
+        mode,
+    };
+    let cg = RunCgroup::create(&cg_root, &assignment)?;
+    let status = attach_and_run(&cg, &set, command);
+    let removed = cg.remove();
+    supervise::reap_all();
+    let status = status?;
+    removed?;
+    Ok(status)
+}
+
+fn attach_and_run(cg: &RunCgroup, set: &ProgramSet, command: &[OsString]) -> anyhow::Result<u8> {
+    let _attached = set
+        .attach(cg)
+        .with_context(|| format!("attaching to cgroup {}", cg.path().display()))?;
+    supervise::run_in(cg, command)
+}
+
+/// Checks the uplink, then brings its pins, table, rules and live state up to
+/// date. Nothing is changed unless every check passes.
+async fn prepare(via: &str, mode: Mode) -> anyhow::Result<ProgramSet> {
+    let config = Config::load(Path::new(config::DEFAULT_PATH), false)?;
+    let handle = netlink::connect()?;
+    let dump = Dump::read(&handle).await?;
+    Uplink::observe(&dump.snapshot, via)?;
+    let cookie = pins::netns_cookie()?;
+    // Planned from what is there now, without creating anything: the checks.
+    let registry = Namespace::peek_registry(cookie)?;
+    let scope = Scope::One(via);
+    let mut plan = plan::plan(&config, &dump.snapshot, &registry, scope, None);
+    if let Some((_, e)) = plan.failed.first() {
+        return Err(e.clone().into());
+    }
+    let up = &plan.uplink(via).expect("planned").uplink;
+    up.check_ready()?;
+    if !up.usable() {
+        let what = match mode {
+            Mode::Strict => "its connections fail until it is back",
+            Mode::Fallback => "it uses normal routing until it is back",
+        };
+        warn!("{} is down or has no gateway: {what}", up.name);
+    }
+    // Under the namespace's lock: plan again only if another srcsel changed
+    // the registry meanwhile.
+    let mut ns = Namespace::open(&pins::bpffs()?, cookie)?;
+    let locked = ns.registry()?;
+    if locked != registry {
+        plan = plan::plan(&config, &dump.snapshot, &locked, scope, None);
+    }
+    if let Some((name, e)) = reconcile::apply(&handle, &dump, &mut ns, &plan)
+        .await?
+        .into_iter()
+        .next()
+    {
+        return Err(e.context(name));
+    }
+    let slot = plan.uplink(via).expect("planned").slot;
+    Ok(ns.ensure_programs(via, slot.id, mode)?)
+}

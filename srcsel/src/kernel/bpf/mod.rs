@@ -1,0 +1,71 @@
+//! The eBPF adapter: srcsel's folder in bpffs, the slot registry and the
+//! maps every program set shares, and loading, pinning and attaching the
+//! programs.
+//!
+//! Layout, per network namespace (by its cookie, never reused while the
+//! machine runs): `<bpffs>/srcsel/net-<cookie>/maps/<map>` and
+//! `<bpffs>/srcsel/net-<cookie>/<uplink>/<strict|fallback>/<program>`.
+mod maps;
+pub mod pins;
+pub mod programs;
+pub mod registry;
+
+use std::{io, path::PathBuf};
+
+pub use programs::ProgramSet;
+pub use registry::Namespace;
+
+/// The eBPF object, built by build.rs (empty when built without the toolchain).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/srcsel"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    #[error(
+        "this srcsel binary was built without its eBPF programs (no bpf-linker or nightly rust-src at build time); \
+         rebuild it after `cargo xtask setup`"
+    )]
+    NoObject,
+    #[error(
+        "no bpffs mounted, and mounting one at {path} failed (mount it with `mount -t bpf bpf {path}`)"
+    )]
+    Bpffs {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("loading srcsel's eBPF programs")]
+    Load(#[from] aya::EbpfError),
+    #[error("eBPF program {name}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("pinning {path}")]
+    Pin {
+        path: PathBuf,
+        #[source]
+        source: aya::pin::PinError,
+    },
+    #[error("srcsel map {path}")]
+    Map {
+        path: PathBuf,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("reading this network namespace's cookie (SO_NETNS_COOKIE needs Linux 5.14)")]
+    Cookie(#[source] io::Error),
+}
+
+fn io_err(path: &std::path::Path) -> impl FnOnce(io::Error) -> BpfError + '_ {
+    move |source| BpfError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}

@@ -1,0 +1,100 @@
+//! srcsel's folder in bpffs (mounted at /sys/fs/bpf when there is none) and
+//! the network namespace cookie that names each namespace's pins.
+use std::{
+    fs, io,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+};
+
+use super::{BpfError, io_err};
+use crate::kernel::mounts;
+
+const DEFAULT_BPFFS: &str = "/sys/fs/bpf";
+const TOP: &str = "srcsel";
+
+/// The bpffs mount point; mounts one at /sys/fs/bpf when there is none.
+pub fn bpffs() -> Result<PathBuf, BpfError> {
+    if let Some(p) = find_bpffs()? {
+        return Ok(p);
+    }
+    let path = PathBuf::from(DEFAULT_BPFFS);
+    let err = |source| BpfError::Bpffs {
+        path: path.clone(),
+        source,
+    };
+    fs::create_dir_all(&path).map_err(err)?;
+    let target = std::ffi::CString::new(DEFAULT_BPFFS).expect("no NUL");
+    // SAFETY: plain mount(2) with valid C strings.
+    let rc = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            target.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    Ok(path)
+}
+
+/// The bpffs mount point, if there is one (never mounts).
+pub fn find_bpffs() -> Result<Option<PathBuf>, BpfError> {
+    mounts::find("bpf").map_err(io_err(Path::new(mounts::MOUNTINFO)))
+}
+
+/// The cookie of the calling thread's network namespace.
+pub fn netns_cookie() -> Result<u64, BpfError> {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0")
+        .or_else(|_| std::net::UdpSocket::bind("[::1]:0"))
+        .map_err(BpfError::Cookie)?;
+    let mut cookie = 0u64;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: the buffer and its length match.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(BpfError::Cookie(io::Error::last_os_error()));
+    }
+    Ok(cookie)
+}
+
+/// The folder of a namespace's pins.
+pub fn ns_dir(bpffs: &Path, cookie: u64) -> PathBuf {
+    bpffs.join(TOP).join(format!("net-{cookie}"))
+}
+
+/// Removes a pin folder and everything below it (bpffs: unlink drops the pin).
+pub fn remove_tree(dir: &Path) -> io::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    for entry in fs::read_dir(dir)? {
+        let p = entry?.path();
+        if p.is_dir() {
+            remove_tree(&p)?
+        } else {
+            fs::remove_file(&p)?
+        }
+    }
+    fs::remove_dir(dir)
+}
+
+/// Removes a namespace's pins, and srcsel's top folder if no other namespace
+/// uses it. Returns whether there was anything.
+pub fn remove_namespace(bpffs: &Path, cookie: u64) -> io::Result<bool> {
+    let dir = ns_dir(bpffs, cookie);
+    let existed = dir.exists();
+    remove_tree(&dir)?;
+    let _ = fs::remove_dir(bpffs.join(TOP));
+    Ok(existed)
+}

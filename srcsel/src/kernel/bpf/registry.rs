@@ -1,0 +1,172 @@
+//! A namespace's pinned maps, opened under its lock: the slot registry
+//! (which uplink holds which slot, and what only userspace keeps about it).
+use std::{
+    fs, io,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+};
+
+use aya::maps::{Array, LpmTrie, Map, MapData};
+use srcsel_common::{MAX_UPLINKS, UplinkRecord, UplinkState, maps};
+
+use super::{BpfError, OBJECT, io_err, pins, programs};
+use crate::policy::{
+    Slot,
+    plan::{Registry, SlotRecord},
+    routing::from_raw4,
+};
+
+/// srcsel's pinned state in one network namespace, locked for the caller.
+pub struct Namespace {
+    pub(super) dir: PathBuf,
+    pub(super) cookie: u64,
+    pub(super) uplinks: Array<MapData, UplinkState>,
+    pub(super) records: Array<MapData, UplinkRecord>,
+    pub(super) exempt: LpmTrie<MapData, [u8; 4], [u32; 2]>,
+    _lock: fs::File,
+}
+
+impl Namespace {
+    /// Opens (creating if needed) the namespace's folder and maps, and takes
+    /// its lock so concurrent srcsel processes do not race on slots and pins.
+    pub fn open(bpffs: &Path, cookie: u64) -> Result<Self, BpfError> {
+        if OBJECT.is_empty() {
+            return Err(BpfError::NoObject);
+        }
+        let dir = pins::ns_dir(bpffs, cookie);
+        fs::create_dir_all(dir.join("maps")).map_err(io_err(&dir))?;
+        let lock = fs::File::open(&dir).map_err(io_err(&dir))?;
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io_err(&dir)(io::Error::last_os_error()));
+        }
+        let maps_dir = dir.join("maps");
+        if !maps_pinned(&maps_dir) {
+            // Parsing the object creates and pins its by-name maps.
+            programs::loader(&maps_dir).load(OBJECT)?;
+        }
+        Ok(Self {
+            uplinks: open_map(&maps_dir.join(maps::UPLINKS), Map::Array)?,
+            records: open_map(&maps_dir.join(maps::REGISTRY), Map::Array)?,
+            exempt: open_map(&maps_dir.join(maps::EXEMPT4), Map::LpmTrie)?,
+            dir,
+            cookie,
+            _lock: lock,
+        })
+    }
+
+    /// Opens the namespace's state only if it already exists (read-only use:
+    /// refusing bad input must not create pins).
+    pub fn open_existing(bpffs: &Path, cookie: u64) -> Result<Option<Self>, BpfError> {
+        if !maps_pinned(&pins::ns_dir(bpffs, cookie).join("maps")) {
+            return Ok(None);
+        }
+        Self::open(bpffs, cookie).map(Some)
+    }
+
+    /// The registry of the namespace `cookie` without creating anything
+    /// (empty when srcsel has no state there).
+    pub fn peek_registry(cookie: u64) -> Result<Registry, BpfError> {
+        let Some(bpffs) = pins::find_bpffs()? else {
+            return Ok(Registry::new());
+        };
+        match Self::open_existing(&bpffs, cookie)? {
+            Some(ns) => ns.registry(),
+            None => Ok(Registry::new()),
+        }
+    }
+
+    /// Every taken slot, as policy reads it.
+    pub fn registry(&self) -> Result<Registry, BpfError> {
+        Ok(self
+            .records()?
+            .into_iter()
+            .map(|(id, r)| {
+                let rec = SlotRecord {
+                    name: name_of(&r),
+                    hook_gateway: from_raw4(r.hook_gateway4),
+                };
+                (id, rec)
+            })
+            .collect())
+    }
+
+    /// Every taken slot's record, by slot.
+    pub fn records(&self) -> Result<Vec<(u32, UplinkRecord)>, BpfError> {
+        let mut all = Vec::new();
+        for id in 1..MAX_UPLINKS {
+            let r = self.record(id)?;
+            if r.name[0] != 0 {
+                all.push((id, r));
+            }
+        }
+        Ok(all)
+    }
+
+    pub fn record(&self, id: u32) -> Result<UplinkRecord, BpfError> {
+        self.records
+            .get(&id, 0)
+            .map_err(|source| self.map_err(maps::REGISTRY, source))
+    }
+
+    /// Records that `name` holds `slot`, at once, so that the next srcsel
+    /// process (under the same lock) cannot claim it too.
+    pub fn claim(&mut self, slot: Slot, name: &str) -> Result<(), BpfError> {
+        let record = UplinkRecord {
+            name: name_key(name),
+            table: slot.table,
+            ..Default::default()
+        };
+        self.write_record(slot.id, record)?;
+        let state = UplinkState {
+            netns_cookie: self.cookie,
+            mark: slot.mark(),
+            ..Default::default()
+        };
+        self.uplinks
+            .set(slot.id, state, 0)
+            .map_err(|source| self.map_err(maps::UPLINKS, source))
+    }
+
+    pub(super) fn write_record(&mut self, id: u32, r: UplinkRecord) -> Result<(), BpfError> {
+        self.records
+            .set(id, r, 0)
+            .map_err(|source| self.map_err(maps::REGISTRY, source))
+    }
+
+    pub(super) fn map_err(&self, name: &str, source: aya::maps::MapError) -> BpfError {
+        BpfError::Map {
+            path: self.dir.join("maps").join(name),
+            source,
+        }
+    }
+}
+
+fn maps_pinned(maps_dir: &Path) -> bool {
+    maps::ALL.iter().all(|m| maps_dir.join(m).exists())
+}
+
+pub(super) fn open_map<T: TryFrom<Map, Error = aya::maps::MapError>>(
+    path: &Path,
+    kind: fn(MapData) -> Map,
+) -> Result<T, BpfError> {
+    let err = |source| BpfError::Map {
+        path: path.to_owned(),
+        source,
+    };
+    T::try_from(kind(MapData::from_pin(path).map_err(err)?)).map_err(err)
+}
+
+pub(super) fn name_key(name: &str) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    let n = name.len().min(15);
+    key[..n].copy_from_slice(&name.as_bytes()[..n]);
+    key
+}
+
+/// A record's interface name.
+pub fn name_of(r: &UplinkRecord) -> String {
+    String::from_utf8_lossy(&r.name)
+        .trim_end_matches('\0')
+        .to_owned()
+}

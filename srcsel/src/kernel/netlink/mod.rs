@@ -1,0 +1,32 @@
+//! The rtnetlink adapter: one snapshot per pass, codecs, applying a plan's
+//! route and rule changes, and the event stream the daemon reacts to.
+//!
+//! Netlink sockets belong to the network namespace of the thread that opens
+//! them, so every handle is opened on the thread that uses it.
+pub mod apply;
+pub mod codec;
+pub mod dump;
+pub mod events;
+
+pub use dump::Dump;
+
+#[derive(Debug, thiserror::Error)]
+#[error("netlink: {what}")]
+pub struct NetlinkError {
+    pub what: String,
+    #[source]
+    pub source: rtnetlink::Error,
+}
+
+pub(crate) fn err(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+    let what = what.into();
+    move |source| NetlinkError { what, source }
+}
+
+/// A route-netlink handle for the calling thread's network namespace.
+/// Must be called inside the runtime: the connection runs as a task of it.
+pub fn connect() -> std::io::Result<rtnetlink::Handle> {
+    let (conn, handle, _) = rtnetlink::new_connection()?;
+    tokio::spawn(conn);
+    Ok(handle)
+}

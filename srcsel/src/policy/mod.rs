@@ -1,0 +1,18 @@
+//! srcsel's decisions as pure functions of plain data: which slot, table,
+//! mark and rules an uplink gets, which gateway it uses, and the plan that
+//! turns one kernel snapshot into the changes to make. Nothing here touches
+//! the kernel, so all of it is unit-tested without root.
+pub mod assignment;
+pub mod gateway;
+pub mod plan;
+pub mod routing;
+pub mod slot;
+pub mod snapshot;
+pub mod uplink;
+
+pub use assignment::{Assignment, Mode};
+pub use plan::{Plan, Scope, UplinkPlan};
+pub use routing::{Action, Family, Route, Rule};
+pub use slot::{PROTO, Slot};
+pub use snapshot::Snapshot;
+pub use uplink::Uplink;

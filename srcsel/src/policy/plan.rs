@@ -1,0 +1,206 @@
+//! One pass's decisions as data: from the config, one kernel snapshot and the
+//! slot registry, what each managed uplink's slot, live state, routes and
+//! rules should be, and what must change to get there.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
+
+use ipnet::Ipv4Net;
+use srcsel_common::{MAX_UPLINKS, mark_for};
+
+use super::{
+    Route, Rule, Snapshot, Uplink,
+    gateway::{self, GatewaySource},
+    routing::{self, Changes, ForeignTable},
+    slot::{Slot, in_range, table_for},
+};
+use crate::config::{Config, UplinkConfig};
+
+/// What the slot registry holds for one slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotRecord {
+    pub name: String,
+    /// The gateway a DHCP client hook last reported.
+    pub hook_gateway: Option<Ipv4Addr>,
+}
+
+/// The slot registry as one pass reads it: taken slots by id.
+pub type Registry = BTreeMap<u32, SlotRecord>;
+
+/// The slot `name` holds in `reg`, if any.
+pub fn slot_of(reg: &Registry, name: &str) -> Option<u32> {
+    reg.iter().find(|(_, r)| r.name == name).map(|(id, _)| *id)
+}
+
+/// A gateway reported by a DHCP client hook (`srcsel lease`); None: the
+/// lease ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookReport {
+    pub interface: String,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// Which uplinks a pass covers.
+#[derive(Clone, Copy, Debug)]
+pub enum Scope<'a> {
+    /// Those in the config and every one with a slot (the daemon).
+    Managed,
+    /// One uplink (`srcsel run`, `srcsel lease` without a daemon).
+    One(&'a str),
+}
+
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("all {max} uplink slots of this network namespace are taken; `srcsel down` frees them", max = MAX_UPLINKS - 1)]
+    NoSlot,
+    #[error("{name} uses mark {:#x} but the config asks for {:#x}; run `srcsel down` to renumber", mark_for(*id), mark_for(*wanted))]
+    SlotMoved { name: String, id: u32, wanted: u32 },
+    #[error("the config gives {name} mark {:#x}, which another uplink already holds; run `srcsel down` to renumber", mark_for(*wanted))]
+    SlotTaken { name: String, wanted: u32 },
+    #[error(transparent)]
+    ForeignTable(#[from] ForeignTable),
+}
+
+/// One uplink's part of a plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UplinkPlan {
+    /// As observed, with the gateway chosen.
+    pub uplink: Uplink,
+    pub gateway_source: GatewaySource,
+    pub slot: Slot,
+    /// The slot is new: record it in the registry first.
+    pub claim: bool,
+    pub hook_gateway: Option<Ipv4Addr>,
+    pub routes: Changes<Route>,
+    pub rules: Changes<Rule>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub uplinks: Vec<UplinkPlan>,
+    /// Uplinks that cannot be set up, and why; nothing is planned for them.
+    pub failed: Vec<(String, PlanError)>,
+    /// What the exempt-destination trie should hold.
+    pub exempt4: BTreeSet<Ipv4Net>,
+}
+
+impl Plan {
+    pub fn uplink(&self, name: &str) -> Option<&UplinkPlan> {
+        self.uplinks.iter().find(|u| u.uplink.name == name)
+    }
+}
+
+/// The plan for `scope`; a hook's report is recorded for its uplink (which
+/// it brings under management) in place of the registry's.
+pub fn plan(
+    config: &Config,
+    snap: &Snapshot,
+    reg: &Registry,
+    scope: Scope<'_>,
+    hook: Option<&HookReport>,
+) -> Plan {
+    let mut names: BTreeSet<String> = match scope {
+        Scope::Managed => config
+            .uplinks
+            .iter()
+            .map(|u| u.name.get_ref().clone())
+            .chain(reg.values().map(|r| r.name.clone()))
+            .collect(),
+        Scope::One(name) => BTreeSet::from([name.to_owned()]),
+    };
+    names.extend(hook.map(|h| h.interface.clone()));
+    let mut plan = Plan {
+        exempt4: routing::exempt_prefixes(snap),
+        ..Plan::default()
+    };
+    let mut taken: BTreeSet<u32> = reg.keys().copied().collect();
+    for name in names {
+        let hook = hook.filter(|h| h.interface == name);
+        match plan_uplink(config.uplink(&name), snap, reg, &mut taken, &name, hook) {
+            Ok(p) => plan.uplinks.push(p),
+            Err(e) => plan.failed.push((name, e)),
+        }
+    }
+    plan
+}
+
+fn plan_uplink(
+    cfg: Option<&UplinkConfig>,
+    snap: &Snapshot,
+    reg: &Registry,
+    taken: &mut BTreeSet<u32>,
+    name: &str,
+    hook: Option<&HookReport>,
+) -> Result<UplinkPlan, PlanError> {
+    let (id, claim) = choose_slot(reg, taken, name, cfg.and_then(UplinkConfig::slot))?;
+    let table = cfg
+        .and_then(|c| c.table.as_ref())
+        .map_or(table_for(id), |t| *t.get_ref());
+    routing::check_table_free(snap, table, name)?;
+    let slot = Slot { id, table };
+    let hook_gateway = match hook {
+        Some(h) => h.gateway,
+        None => reg.get(&id).and_then(|r| r.hook_gateway),
+    };
+    let mut uplink = Uplink::observe_or_absent(snap, name);
+    let gateway_source = gateway::choose(&mut uplink, hook_gateway, cfg.and_then(|c| c.gateway));
+    let routes: Vec<Route> = snap
+        .routes
+        .iter()
+        .filter(|r| r.spec.table == table)
+        .map(|r| r.spec.clone())
+        .collect();
+    let rules: Vec<Rule> = snap
+        .our_rules()
+        .filter(|r| in_range(id, r.priority))
+        .cloned()
+        .collect();
+    if claim {
+        taken.insert(id);
+    }
+    Ok(UplinkPlan {
+        routes: routing::diff(&routes, &routing::desired_routes(table, &uplink)),
+        rules: routing::diff(&rules, &routing::desired_rules(slot, &uplink)),
+        uplink,
+        gateway_source,
+        slot,
+        claim,
+        hook_gateway,
+    })
+}
+
+/// The slot `name` holds, or the one it should claim: the config's (from its
+/// mark) or the first free one.
+fn choose_slot(
+    reg: &Registry,
+    taken: &BTreeSet<u32>,
+    name: &str,
+    wanted: Option<u32>,
+) -> Result<(u32, bool), PlanError> {
+    if let Some(id) = slot_of(reg, name) {
+        return match wanted {
+            Some(w) if w != id => Err(PlanError::SlotMoved {
+                name: name.to_owned(),
+                id,
+                wanted: w,
+            }),
+            _ => Ok((id, false)),
+        };
+    }
+    let mut candidates = wanted.map_or(1..MAX_UPLINKS, |w| w..w + 1);
+    match candidates.find(|id| !taken.contains(id)) {
+        Some(id) => Ok((id, true)),
+        None => Err(match wanted {
+            Some(w) => PlanError::SlotTaken {
+                name: name.to_owned(),
+                wanted: w,
+            },
+            None => PlanError::NoSlot,
+        }),
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,192 @@
+use super::*;
+use crate::policy::{
+    PROTO,
+    snapshot::{Address, Link, Observed},
+};
+
+fn lab() -> Snapshot {
+    let mut s = Snapshot::default();
+    for (index, name, addr, gw) in [
+        (2, "eth0", "10.1.0.2/24", "10.1.0.1"),
+        (3, "usb0", "10.99.0.57/24", "10.99.0.1"),
+    ] {
+        s.links.push(Link {
+            index,
+            name: name.into(),
+            up: true,
+        });
+        s.addresses.push(Address {
+            index,
+            net: addr.parse().unwrap(),
+        });
+        s.routes.push(Observed {
+            spec: Route {
+                table: 254,
+                dst: "0.0.0.0/0".parse().unwrap(),
+                gateway: Some(gw.parse().unwrap()),
+                oif: index,
+                prefsrc: None,
+            },
+            proto: 16,
+        });
+        let net: ipnet::Ipv4Net = addr.parse().unwrap();
+        s.routes.push(Observed {
+            spec: Route {
+                table: 254,
+                dst: net.trunc().into(),
+                gateway: None,
+                oif: index,
+                prefsrc: None,
+            },
+            proto: 2,
+        });
+    }
+    s
+}
+
+fn config(text: &str) -> Config {
+    Config::parse(text, "t").unwrap()
+}
+
+/// The kernel as it is once `p` has been applied.
+fn applied(mut s: Snapshot, p: &UplinkPlan) -> Snapshot {
+    s.routes.extend(p.routes.add.iter().map(|r| Observed {
+        spec: r.clone(),
+        proto: PROTO,
+    }));
+    s.rules.extend(p.rules.add.iter().map(|r| Observed {
+        spec: r.clone(),
+        proto: PROTO,
+    }));
+    s
+}
+
+#[test]
+fn a_new_uplink_claims_a_free_slot_and_a_second_pass_changes_nothing() {
+    let snap = lab();
+    let mut reg = Registry::new();
+    reg.insert(
+        1,
+        SlotRecord {
+            name: "wwan0".into(),
+            hook_gateway: None,
+        },
+    );
+    let p = plan(&Config::default(), &snap, &reg, Scope::One("usb0"), None);
+    let u = p.uplink("usb0").unwrap();
+    assert_eq!((u.slot.id, u.claim), (2, true));
+    assert_eq!(u.gateway_source, GatewaySource::Route);
+    assert_eq!(u.routes.add.len(), 2);
+    assert_eq!(u.rules.add.len(), 5);
+    assert_eq!(p.exempt4.len(), 2);
+
+    let snap = applied(snap, u);
+    reg.insert(
+        2,
+        SlotRecord {
+            name: "usb0".into(),
+            hook_gateway: None,
+        },
+    );
+    let again = plan(&Config::default(), &snap, &reg, Scope::Managed, None);
+    let u = again.uplink("usb0").unwrap();
+    assert!(!u.claim && u.routes.is_empty() && u.rules.is_empty());
+    // wwan0 has a slot but no interface: down, nothing to route.
+    let w = again.uplink("wwan0").unwrap();
+    assert!(!w.uplink.up && w.routes.add.is_empty());
+}
+
+#[test]
+fn uplinks_claimed_in_one_pass_get_different_slots() {
+    let p = plan(
+        &config("[[uplink]]\nname = \"usb0\"\n[[uplink]]\nname = \"eth0\"\n"),
+        &lab(),
+        &Registry::new(),
+        Scope::Managed,
+        None,
+    );
+    let ids: BTreeSet<u32> = p.uplinks.iter().map(|u| u.slot.id).collect();
+    assert_eq!(ids.len(), 2);
+}
+
+#[test]
+fn configured_marks_and_tables_are_used_and_conflicts_refused() {
+    let cfg = config("[[uplink]]\nname = \"usb0\"\nmark = 0x05000000\ntable = 300\n");
+    let p = plan(&cfg, &lab(), &Registry::new(), Scope::Managed, None);
+    assert_eq!(p.uplinks[0].slot, Slot { id: 5, table: 300 });
+
+    let mut reg = Registry::new();
+    reg.insert(
+        2,
+        SlotRecord {
+            name: "usb0".into(),
+            hook_gateway: None,
+        },
+    );
+    let p = plan(&cfg, &lab(), &reg, Scope::Managed, None);
+    assert!(matches!(p.failed[..], [(_, PlanError::SlotMoved { .. })]));
+}
+
+#[test]
+fn a_foreign_table_is_refused_and_claims_nothing() {
+    let mut snap = lab();
+    snap.routes.push(Observed {
+        spec: Route {
+            table: table_for(1),
+            dst: "192.0.2.0/24".parse().unwrap(),
+            gateway: None,
+            oif: 2,
+            prefsrc: None,
+        },
+        proto: 3,
+    });
+    let p = plan(
+        &Config::default(),
+        &snap,
+        &Registry::new(),
+        Scope::One("usb0"),
+        None,
+    );
+    assert!(p.uplinks.is_empty());
+    assert!(matches!(p.failed[..], [(_, PlanError::ForeignTable(_))]));
+}
+
+#[test]
+fn a_hook_report_brings_its_uplink_under_management() {
+    let mut snap = lab();
+    snap.routes
+        .retain(|r| r.spec.oif != 3 || r.spec.dst.prefix_len() > 0);
+    let hook = HookReport {
+        interface: "usb0".into(),
+        gateway: Some("10.99.0.1".parse().unwrap()),
+    };
+    let p = plan(
+        &Config::default(),
+        &snap,
+        &Registry::new(),
+        Scope::Managed,
+        Some(&hook),
+    );
+    let u = p.uplink("usb0").unwrap();
+    assert!(u.claim && u.uplink.usable());
+    assert_eq!(u.hook_gateway, hook.gateway);
+}
+
+#[test]
+fn the_hook_gateway_serves_a_link_without_a_default_route() {
+    let mut snap = lab();
+    snap.routes
+        .retain(|r| r.spec.oif != 3 || r.spec.dst.prefix_len() > 0);
+    let mut reg = Registry::new();
+    reg.insert(
+        1,
+        SlotRecord {
+            name: "usb0".into(),
+            hook_gateway: Some("10.99.0.1".parse().unwrap()),
+        },
+    );
+    let p = plan(&Config::default(), &snap, &reg, Scope::One("usb0"), None);
+    let u = p.uplink("usb0").unwrap();
+    assert_eq!(u.gateway_source, GatewaySource::Hook);
+    assert!(u.uplink.usable());
+}

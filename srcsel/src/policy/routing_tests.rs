@@ -1,0 +1,113 @@
+use super::*;
+use crate::policy::slot::{in_range, table_for};
+use srcsel_common::mark_for;
+
+fn usb0(addr: Option<&str>, gw: Option<&str>, up: bool) -> Uplink {
+    Uplink {
+        name: "usb0".into(),
+        index: 7,
+        up,
+        addr: addr.map(|a| a.parse().unwrap()),
+        gateway: gw.map(|g| g.parse().unwrap()),
+    }
+}
+
+fn slot(id: u32) -> Slot {
+    Slot {
+        id,
+        table: table_for(id),
+    }
+}
+
+#[test]
+fn up_uplink_gets_connected_and_default_route() {
+    let routes = desired_routes(
+        table_for(2),
+        &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true),
+    );
+    assert_eq!(routes.len(), 2);
+    assert_eq!(routes[0].dst, "10.99.0.0/24".parse::<IpNet>().unwrap());
+    assert_eq!(routes[0].gateway, None);
+    assert_eq!(routes[1].dst, "0.0.0.0/0".parse::<IpNet>().unwrap());
+    assert_eq!(routes[1].gateway, Some("10.99.0.1".parse().unwrap()));
+    assert!(routes.iter().all(|r| r.table == table_for(2) && r.oif == 7));
+}
+
+#[test]
+fn down_uplink_keeps_no_routes() {
+    assert!(desired_routes(9, &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), false)).is_empty());
+    let no_gateway = desired_routes(9, &usb0(Some("10.99.0.57/24"), None, true));
+    assert_eq!(no_gateway.len(), 1);
+    assert!(desired_routes(9, &usb0(None, None, true)).is_empty());
+}
+
+#[test]
+fn rules_stay_in_the_uplinks_priority_range() {
+    let rules = desired_rules(
+        slot(3),
+        &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true),
+    );
+    assert!(
+        rules.iter().all(|r| in_range(3, r.priority)
+            && !in_range(2, r.priority)
+            && !in_range(4, r.priority))
+    );
+    let from: Vec<_> = rules.iter().filter_map(|r| r.from).collect();
+    assert_eq!(from, vec!["10.99.0.57/32".parse::<IpNet>().unwrap()]);
+    // The strict catch-all comes after the table lookup, for both families.
+    let unreachable: Vec<_> = rules
+        .iter()
+        .filter(|r| r.action == Action::Unreachable)
+        .collect();
+    assert_eq!(unreachable.len(), 2);
+    let lookup = rules
+        .iter()
+        .find(|r| r.action == Action::Lookup(table_for(3)))
+        .unwrap();
+    assert!(unreachable.iter().all(|u| u.priority > lookup.priority));
+}
+
+#[test]
+fn strict_rule_matches_only_strict_sockets_and_lookups_match_both() {
+    let rules = desired_rules(slot(1), &usb0(None, None, false));
+    let (m, mask) = rules
+        .iter()
+        .find(|r| r.action == Action::Unreachable)
+        .unwrap()
+        .fwmark
+        .unwrap();
+    let (lm, lmask) = rules[1].fwmark.unwrap();
+    let strict_sock = mark_for(1) | STRICT_BIT;
+    let fallback_sock = mark_for(1);
+    assert_eq!(strict_sock & mask, m);
+    assert_ne!(fallback_sock & mask, m);
+    assert_eq!(strict_sock & lmask, lm);
+    assert_eq!(fallback_sock & lmask, lm);
+    // Without an address there is no classic `from` rule.
+    assert!(rules.iter().all(|r| r.from.is_none()));
+}
+
+#[test]
+fn diff_keeps_what_matches() {
+    let old = desired_rules(
+        slot(1),
+        &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true),
+    );
+    let new = desired_rules(
+        slot(1),
+        &usb0(Some("10.77.0.9/24"), Some("10.77.0.1"), true),
+    );
+    let c = diff(&old, &new);
+    assert_eq!(c.remove.len(), 1);
+    assert_eq!(c.add.len(), 1);
+    assert_eq!(c.add[0].from, Some("10.77.0.9/32".parse().unwrap()));
+    assert!(diff(&new, &new).is_empty());
+}
+
+#[test]
+fn addresses_round_trip_through_the_map_encoding() {
+    let a: Ipv4Addr = "10.99.0.57".parse().unwrap();
+    assert_eq!(from_raw4(raw4(Some(a))), Some(a));
+    assert_eq!(raw4(None), 0);
+    assert_eq!(from_raw4(0), None);
+}

@@ -1,0 +1,57 @@
+//! The kernel state one pass works from, as plain data: links, addresses,
+//! routes and rules, each dumped once per pass (`kernel::netlink::dump`).
+use ipnet::IpNet;
+
+use super::routing::{Route, Rule};
+
+/// A network interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// Administratively up with carrier: packets can leave.
+    pub up: bool,
+}
+
+/// An address on a link, with its prefix length (`10.99.0.57/24`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Address {
+    pub index: u32,
+    pub net: IpNet,
+}
+
+/// A kernel object as dumped, with the protocol that added it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed<T> {
+    pub spec: T,
+    pub proto: u8,
+}
+
+impl<T> Observed<T> {
+    /// Whether srcsel added it.
+    pub fn is_ours(&self) -> bool {
+        self.proto == super::PROTO
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub links: Vec<Link>,
+    /// In the kernel's order (per link, the primary address first).
+    pub addresses: Vec<Address>,
+    /// Unicast routes of every table, both families.
+    pub routes: Vec<Observed<Route>>,
+    /// Rules of both families that srcsel can express (lookup, unreachable).
+    pub rules: Vec<Observed<Rule>>,
+}
+
+impl Snapshot {
+    pub fn link(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
+    /// srcsel's own rules.
+    pub fn our_rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().filter(|r| r.is_ours()).map(|r| &r.spec)
+    }
+}
