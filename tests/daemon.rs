@@ -1,34 +1,19 @@
 //! `srcsel daemon` following leases on the real kernel, with real dnsmasq and
 //! dhcpcd: renumbering, link flaps, re-plugs, two uplinks, `nogateway` with
 //! the lease hook, restarts and crashes. Needs root (`cargo xtask test`).
-mod lab;
-
 use std::{
     fs,
     path::PathBuf,
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, Stdio},
     time::Duration,
 };
 
-use lab::{ETH0_ADDR, Lab, SERVER, TCP_PORT, ip, unique, wait_until};
+use srcsel_lab::{ETH0_ADDR, Lab, SERVER, TCP_PORT, ip, ok, out, stderr, unique, url, wait_until};
 
 const CONVERGE: Duration = Duration::from_secs(10);
 
 fn lab() -> Lab {
     Lab::new(env!("CARGO_BIN_EXE_srcsel"))
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let o = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// A process started once under `srcsel run --via IFACE` that makes a new
@@ -177,8 +162,7 @@ fn link_down_up_and_replug_with_a_new_ifindex_are_followed() {
 
 /// One `srcsel run --via IFACE -- curl` carrying `token`.
 fn curl_via(lab: &Lab, iface: &str, token: &str) {
-    let url = format!("http://{SERVER}:{TCP_PORT}/{token}");
-    ok(&mut lab.srcsel(["run", "--via", iface, "--", "curl", "-sf", &url]));
+    ok(&mut lab.srcsel(["run", "--via", iface, "--", "curl", "-sf", &url(token)]));
 }
 
 /// A macvlan on eth0 with an address of its own, as a server with extra
@@ -225,9 +209,7 @@ fn two_uplinks_at_once_each_run_leaves_through_its_own() {
         assert_eq!(lab.source_of(&b), "10.1.0.200");
     }
     let plain = unique("plain");
-    ok(lab
-        .client("curl")
-        .args(["-sf", &format!("http://{SERVER}:{TCP_PORT}/{plain}")]));
+    ok(lab.client("curl").args(["-sf", &url(&plain)]));
     assert_eq!(lab.source_of(&plain), ETH0_ADDR);
 }
 
@@ -383,13 +365,8 @@ fn bad_config_is_refused_with_its_line_and_changes_nothing() {
         if let Some(t) = text {
             fs::write(&path, t).unwrap();
         }
-        let o: Output = lab
-            .srcsel(["daemon", "--config"])
-            .arg(&path)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
+        let o = out(lab.srcsel(["daemon", "--config"]).arg(&path));
+        let err = stderr(&o);
         assert_eq!(o.status.code(), Some(125), "{err}");
         assert!(err.contains(expect), "expected {expect:?} in {err}");
         assert!(

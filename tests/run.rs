@@ -1,8 +1,6 @@
 //! `srcsel run` end to end on the real kernel: the lab's server reports which
 //! address each client's traffic came from. Needs root; run with
 //! `cargo xtask test`.
-mod lab;
-
 use std::{
     fs,
     path::Path,
@@ -10,36 +8,13 @@ use std::{
     time::Duration,
 };
 
-use lab::{ETH0_ADDR, Lab, SERVER, TCP_PORT, UDP_PORT, cgroup2_root, unique, wait_until};
+use srcsel_lab::{
+    ETH0_ADDR, Lab, SERVER, TCP_PORT, UDP_PORT, cgroup2_root, ok, out, stderr, unique, url,
+    wait_until,
+};
 
 fn lab() -> Lab {
     Lab::new(env!("CARGO_BIN_EXE_srcsel"))
-}
-
-fn out(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
-}
-
-/// Runs `cmd`, asserts it succeeded, returns its stdout.
-fn ok(cmd: &mut Command) -> String {
-    let o = out(cmd);
-    assert!(
-        o.status.success(),
-        "{cmd:?} failed ({}): {}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn url(token: &str) -> String {
-    format!("http://{SERVER}:{TCP_PORT}/{token}")
 }
 
 /// Client command lines, each sending `{t}` to the server by its own means.

@@ -10,8 +10,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-
-use crate::lab::Lab;
+use srcsel_lab::Lab;
 
 const CONNECTS: u32 = 20_000;
 const ROUNDS: usize = 5;
@@ -82,8 +81,8 @@ fn daemon() -> anyhow::Result<()> {
     // (and removes its lease when it stops).
     lab.stop("dhcpcd-usb0");
     let c = lab.ns("client");
-    crate::lab::ip(&format!("-n {c} addr replace 10.99.0.200/24 dev usb0"));
-    crate::lab::ip(&format!(
+    srcsel_lab::ip(&format!("-n {c} addr replace 10.99.0.200/24 dev usb0"));
+    srcsel_lab::ip(&format!(
         "-n {c} route replace default via 10.99.0.1 dev usb0 metric 3000"
     ));
     let config = lab.dir.join("srcsel.toml");

@@ -2,8 +2,7 @@
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
-
-use crate::lab::{ETH0_ADDR, Lab, SERVER, TCP_PORT};
+use srcsel_lab::{ETH0_ADDR, Lab, SERVER, TCP_PORT};
 
 pub fn run() -> anyhow::Result<()> {
     crate::require_root("the demo")?;

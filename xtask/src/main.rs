@@ -1,11 +1,12 @@
 //! Developer tasks: `cargo xtask setup | build-ebpf | test | demo | bench`.
 mod bench;
 mod demo;
-#[path = "../../tests/lab/mod.rs"]
-mod lab;
 mod setup;
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -22,7 +23,8 @@ enum Task {
     /// Install what building and testing need (idempotent): Debian packages for
     /// the lab, nightly rust-src, and bpf-linker built against nightly's libLLVM.
     Setup,
-    /// Build the eBPF object (nightly, -Z build-std=core, bpfel-unknown-none, bpf-linker).
+    /// Build srcsel with its eBPF object, as `cargo build -p srcsel` does (srcsel/build.rs runs
+    /// aya-build: nightly, bpfel-unknown-none, bpf-linker), and show where the object is.
     BuildEbpf,
     /// Unit tests, then the root-only integration suite on the namespace lab.
     Test {
@@ -75,29 +77,43 @@ fn cargo() -> Command {
     c
 }
 
+/// The same aya-build step a plain `cargo build -p srcsel` runs (srcsel/build.rs;
+/// no second recipe to drift from it), then where it left the object: srcsel's
+/// OUT_DIR, as cargo reports it even when the build was already fresh.
 fn build_ebpf() -> anyhow::Result<()> {
     setup::toolchain()?;
-    run(Command::new("rustup").current_dir(root()).args([
-        "run",
-        "nightly",
-        "cargo",
-        "build",
-        "-Z",
-        "build-std=core",
-        "--release",
-        "--target",
-        "bpfel-unknown-none",
-        "-p",
-        "srcsel-ebpf",
-        "--bin",
-        "srcsel",
-    ]))?;
-    let object = root().join("target/bpfel-unknown-none/release/srcsel");
+    let o = cargo()
+        .args([
+            "build",
+            "-p",
+            "srcsel",
+            "--message-format=json-render-diagnostics",
+        ])
+        .env_remove("AYA_BUILD_SKIP")
+        .stderr(Stdio::inherit())
+        .output()
+        .context("starting cargo build")?;
+    if !o.status.success() {
+        bail!("cargo build -p srcsel failed: {}", o.status);
+    }
+    let object = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "build-script-executed")
+        .filter_map(|m| Some(PathBuf::from(m["out_dir"].as_str()?).join("srcsel")))
+        .find(|object| object.is_file())
+        .context("cargo reported no build script output holding the eBPF object")?;
     let size = std::fs::metadata(&object)
         .with_context(|| format!("{}", object.display()))?
         .len();
+    if size == 0 {
+        bail!(
+            "{} is the empty stub: the eBPF toolchain is missing (see the build warning)",
+            object.display()
+        );
+    }
     println!(
-        "eBPF object: {} ({size} bytes); `cargo build -p srcsel` embeds it",
+        "eBPF object: {} ({size} bytes), embedded in target/debug/srcsel",
         object.display()
     );
     Ok(())

@@ -1,0 +1,95 @@
+//! Looking at the client's state from outside srcsel: rule and route dumps,
+//! shell output, the namespace cookie and pin folder, mounts, and waiting for
+//! a condition. Tests judge srcsel by these, never by its own code.
+use std::{
+    fs,
+    path::PathBuf,
+    thread,
+    time::{Duration, Instant},
+};
+
+use crate::Lab;
+
+impl Lab {
+    /// The output of a shell command line run in the client namespace.
+    pub fn client_out(&self, line: &str) -> String {
+        let out = self
+            .client("sh")
+            .args(["-c", line])
+            .output()
+            .expect("nsenter");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn rules(&self) -> String {
+        self.client_out("ip rule; ip -6 rule")
+    }
+
+    pub fn routes(&self) -> String {
+        self.client_out("ip route show table all; ip -6 route show table all")
+    }
+
+    /// The client namespace's cookie, which names srcsel's pin folder.
+    pub fn netns_cookie(&self) -> u64 {
+        let out = self.client_out(
+            "python3 -c 'import socket; s=socket.socket(); print(int.from_bytes(s.getsockopt(socket.SOL_SOCKET, 71, 8), \"little\"))'",
+        );
+        out.trim().parse().expect("netns cookie")
+    }
+
+    /// srcsel's pin folder for the client namespace, wherever bpffs is.
+    pub fn pin_dir(&self) -> PathBuf {
+        let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let bpffs = mount_point(&info, "bpf").unwrap_or_else(|| PathBuf::from("/sys/fs/bpf"));
+        bpffs
+            .join("srcsel")
+            .join(format!("net-{}", self.netns_cookie()))
+    }
+}
+
+/// The mount point of the first filesystem of type `fstype`.
+pub fn mount_point(mountinfo: &str, fstype: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let point = left.split(' ').nth(4)?;
+        (right.split(' ').next()? == fstype).then(|| PathBuf::from(point))
+    })
+}
+
+pub fn cgroup2_root() -> PathBuf {
+    mount_point(
+        &fs::read_to_string("/proc/self/mountinfo").expect("mountinfo"),
+        "cgroup2",
+    )
+    .expect("a cgroup2 mount")
+}
+
+/// Polls `ok` every 20 ms; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_point_finds_the_first_of_a_type() {
+        let info = "\
+25 1 0:23 / /sys rw,nosuid - sysfs sysfs rw
+30 25 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw
+41 25 0:35 / /sys/fs/bpf rw,nosuid - bpf bpf rw
+42 25 0:36 / /mnt/bpf2 rw - bpf bpf rw
+";
+        assert_eq!(mount_point(info, "bpf"), Some(PathBuf::from("/sys/fs/bpf")));
+        assert_eq!(
+            mount_point(info, "cgroup2"),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
+        assert_eq!(mount_point(info, "tmpfs"), None);
+    }
+}

@@ -1,0 +1,124 @@
+//! The lab: a multi-homed client in network namespaces, built with iproute2
+//! (never with srcsel's own netlink code), torn down on drop even when a test
+//! panics.
+//!
+//! ```text
+//!   client ── eth0 10.1.0.2/24 ─── lan r1 wan 172.16.1.2 ─── isp1 ┐
+//!     │                                                           inet: 198.51.100.10
+//!     └── usb0 (DHCP from dnsmasq) ── lan r2 wan 172.16.2.2 ─── isp2 ┘   (server.py)
+//! ```
+//! The client runs dhcpcd on usb0 as our users do (`metric 3000`), with
+//! rp_filter=1. The routers do not NAT, so the server sees which uplink a
+//! connection left through by its source address.
+//!
+//! A crate of its own so that both integration suites and xtask's demo and
+//! bench share one copy; it needs root only when a lab is raised, not to build.
+mod cmd;
+mod dhcp;
+mod inspect;
+mod procs;
+mod server;
+mod topology;
+
+use std::{
+    ffi::OsStr,
+    fs,
+    path::PathBuf,
+    process::{Child, Command},
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+pub use cmd::{ip, ok, out, sh, stderr};
+pub use inspect::{cgroup2_root, mount_point, wait_until};
+pub use server::url;
+
+pub const SERVER: &str = "198.51.100.10";
+pub const TCP_PORT: u16 = 8080;
+pub const UDP_PORT: u16 = 9999;
+pub const ETH0_ADDR: &str = "10.1.0.2";
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A unique, short name part for this process and call.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub struct Lab {
+    pub name: String,
+    pub dir: PathBuf,
+    pub srcsel: PathBuf,
+    /// Background processes by role ("server", "dnsmasq-r2", "dhcpcd-usb0", "daemon", ...).
+    procs: Vec<(String, Child)>,
+    daemon_starts: usize,
+}
+
+impl Lab {
+    /// Builds the lab and waits until usb0 has its DHCP lease.
+    pub fn new(srcsel: impl Into<PathBuf>) -> Self {
+        let name = unique("ss");
+        let dir = std::env::temp_dir().join(format!("srcsel-lab-{name}"));
+        fs::create_dir_all(&dir).expect("lab dir");
+        let mut lab = Lab {
+            name,
+            dir,
+            srcsel: srcsel.into(),
+            procs: Vec::new(),
+            daemon_starts: 0,
+        };
+        lab.build_topology();
+        lab.start_server();
+        lab.start_dnsmasq("10.99.0", "10.99.0.1");
+        lab.start_dhcpcd();
+        lab.wait_for_lease();
+        lab
+    }
+
+    /// A command run in the client's network namespace. nsenter keeps the
+    /// host's mounts (cgroup2, bpffs), which `ip netns exec` would hide.
+    pub fn client(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.ns("client")))
+            .arg(program);
+        cmd
+    }
+
+    /// `srcsel ARGS` in the client namespace.
+    pub fn srcsel<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.client(&self.srcsel);
+        cmd.args(args);
+        cmd
+    }
+
+    /// `srcsel run --via usb0 -- sh -c SCRIPT`.
+    pub fn run_via_usb0(&self, script: &str) -> Command {
+        self.srcsel(["run", "--via", "usb0", "--", "sh", "-c", script])
+    }
+
+    /// Starts `srcsel daemon ARGS` in the client namespace and waits until it
+    /// watches netlink (counting starts, so a restart waits for its own line).
+    pub fn start_daemon(&mut self, args: &[&str]) {
+        let mut cmd = self.srcsel(["daemon"]);
+        cmd.args(args).env("SRCSEL_LOG", "debug");
+        self.spawn("daemon", &mut cmd);
+        let log = self.log_path("daemon");
+        wait_until(
+            "the daemon to watch netlink",
+            Duration::from_secs(10),
+            || {
+                fs::read_to_string(&log)
+                    .is_ok_and(|l| l.matches("watching links").count() > self.daemon_starts)
+            },
+        );
+        self.daemon_starts += 1;
+    }
+}

@@ -1,0 +1,73 @@
+//! The server behind both uplinks (server.py): it logs every token with the
+//! peer address it came from, which is how a test learns which uplink a
+//! connection left through.
+use std::{collections::BTreeSet, fs, path::PathBuf, process::Command, thread, time::Duration};
+
+use crate::{Lab, SERVER, TCP_PORT, inspect::wait_until};
+
+/// The server's HTTP URL for `token`.
+pub fn url(token: &str) -> String {
+    format!("http://{SERVER}:{TCP_PORT}/{token}")
+}
+
+impl Lab {
+    pub(crate) fn start_server(&mut self) {
+        let script = self.dir.join("server.py");
+        fs::write(&script, include_str!("../server.py")).expect("server.py");
+        let ready = self.dir.join("server.ready");
+        let ns = self.ns("inet");
+        let log = self.server_log();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns, "python3"])
+            .args([&script, &log, &ready])
+            .arg(SERVER);
+        self.spawn("server", &mut cmd);
+        wait_until("the lab server to listen", Duration::from_secs(10), || {
+            ready.exists()
+        });
+    }
+
+    pub fn server_log(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    /// Every peer the server logged for `token` (protocol, address).
+    pub fn seen(&self, token: &str) -> Vec<(String, String)> {
+        let log = fs::read_to_string(self.server_log()).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let (proto, tok, peer) = (w.next()?, w.next()?, w.next()?);
+                (tok == token || (proto == "icmp" && tok.contains(token)))
+                    .then(|| (proto.to_owned(), peer.to_owned()))
+            })
+            .collect()
+    }
+
+    /// The one address the server saw `token` from, waiting briefly for the log.
+    pub fn source_of(&self, token: &str) -> String {
+        wait_until(
+            &format!("the server to log {token}"),
+            Duration::from_secs(5),
+            || !self.seen(token).is_empty(),
+        );
+        let seen = self.seen(token);
+        let peers: BTreeSet<_> = seen.iter().map(|(_, p)| p.clone()).collect();
+        assert_eq!(
+            peers.len(),
+            1,
+            "{token} came from more than one address: {seen:?}"
+        );
+        peers.into_iter().next().expect("one")
+    }
+
+    /// Asserts that nothing with `token` reached the server, through any uplink.
+    pub fn assert_unseen(&self, token: &str) {
+        thread::sleep(Duration::from_millis(300));
+        assert!(
+            self.seen(token).is_empty(),
+            "{token} reached the server: {:?}",
+            self.seen(token)
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! The namespaces, veths, addresses, routes and sysctls of the lab, and their
+//! teardown. Everything is created inside the lab's own namespaces, so the
+//! host's network is never touched, and everything goes on drop.
+use std::{
+    fs,
+    process::{Command, Stdio},
+    thread,
+};
+
+use crate::{Lab, SERVER, cmd::ip, cmd::sh};
+
+/// The lab's namespaces by role.
+const ROLES: [&str; 4] = ["client", "r1", "r2", "inet"];
+
+impl Lab {
+    /// The name of the lab's namespace for `role` (client, r1, r2, inet).
+    pub fn ns(&self, role: &str) -> String {
+        format!("{}-{role}", self.name)
+    }
+
+    pub(crate) fn build_topology(&mut self) {
+        let (c, r1, r2, i) = (
+            self.ns("client"),
+            self.ns("r1"),
+            self.ns("r2"),
+            self.ns("inet"),
+        );
+        for n in [&c, &r1, &r2, &i] {
+            ip(&format!("netns add {n}"));
+            ip(&format!("-n {n} link set lo up"));
+        }
+        // veth pairs are created inside the namespaces: nothing touches the host's.
+        ip(&format!(
+            "-n {c} link add eth0 type veth peer name lan netns {r1}"
+        ));
+        ip(&format!(
+            "-n {c} link add usb0 type veth peer name lan netns {r2}"
+        ));
+        ip(&format!(
+            "-n {r1} link add wan type veth peer name isp1 netns {i}"
+        ));
+        ip(&format!(
+            "-n {r2} link add wan type veth peer name isp2 netns {i}"
+        ));
+        for (n, dev, addr) in [
+            (&c, "eth0", "10.1.0.2/24"),
+            (&r1, "lan", "10.1.0.1/24"),
+            (&r2, "lan", "10.99.0.1/24"),
+            (&r1, "wan", "172.16.1.2/30"),
+            (&r2, "wan", "172.16.2.2/30"),
+            (&i, "isp1", "172.16.1.1/30"),
+            (&i, "isp2", "172.16.2.1/30"),
+        ] {
+            ip(&format!("-n {n} addr add {addr} dev {dev}"));
+            ip(&format!("-n {n} link set {dev} up"));
+        }
+        ip(&format!("-n {c} link set usb0 up"));
+        ip(&format!("-n {i} addr add {SERVER}/32 dev lo"));
+        ip(&format!("-n {i} route add 10.1.0.0/16 via 172.16.1.2"));
+        ip(&format!("-n {i} route add 10.64.0.0/10 via 172.16.2.2"));
+        ip(&format!("-n {r1} route add default via 172.16.1.1"));
+        ip(&format!("-n {r2} route add default via 172.16.2.1"));
+        ip(&format!("-n {c} route add default via 10.1.0.1 metric 100"));
+        for n in [&r1, &r2] {
+            sysctl(n, "net.ipv4.ip_forward", "1");
+        }
+        for dev in ["all", "default", "eth0", "usb0"] {
+            sysctl(&c, &format!("net.ipv4.conf.{dev}.rp_filter"), "1");
+        }
+    }
+
+    /// Kills whatever still runs in the lab's namespaces (it would keep them
+    /// alive) and deletes them.
+    fn delete_namespaces(&self) {
+        for role in ROLES {
+            let pids = Command::new("ip")
+                .args(["netns", "pids", &self.ns(role)])
+                .output();
+            for pid in pids.iter().flat_map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .into_owned()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            }) {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    // SAFETY: kill(2) on a pid inside the lab's own namespace.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(role)])
+                .status();
+        }
+    }
+}
+
+fn sysctl(ns: &str, key: &str, value: &str) {
+    sh(Command::new("ip").args([
+        "netns",
+        "exec",
+        ns,
+        "sysctl",
+        "-qw",
+        &format!("{key}={value}"),
+    ]));
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // The daemon first (it would put rules back), then the rest (a
+        // stopping dhcpcd still runs its hook), then srcsel's own state: rules
+        // die with the namespace, pins do not.
+        self.stop("daemon");
+        self.stop_all();
+        let _ = self.srcsel(["down"]).stderr(Stdio::null()).status();
+        self.delete_namespaces();
+        if !thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("lab logs kept in {}", self.dir.display());
+        }
+    }
+}
