@@ -268,6 +268,7 @@ fn runs_leave_nothing_behind_and_down_restores_the_dumps() {
         [
             "maps/SRCSEL_COUNTERS",
             "maps/SRCSEL_EXEMPT4",
+            "maps/SRCSEL_REGISTRY",
             "maps/SRCSEL_UPLINKS",
             "usb0/fallback/connect4",
             "usb0/fallback/count_egress",

@@ -162,6 +162,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
             "lab",
             "--test",
             "daemon",
+            "--test",
+            "daemon_admin",
             "--",
         ])
         .args(args))

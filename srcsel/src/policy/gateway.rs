@@ -96,12 +96,14 @@ mod tests {
 
     #[test]
     fn gateway_comes_from_a_default_route_via_the_link_but_not_ours() {
-        let mut s = Snapshot::default();
-        s.routes = vec![
-            default_route(2, "10.1.0.1", 16),
-            default_route(3, "10.99.0.254", PROTO),
-            default_route(3, "10.99.0.1", 16),
-        ];
+        let s = Snapshot {
+            routes: vec![
+                default_route(2, "10.1.0.1", 16),
+                default_route(3, "10.99.0.254", PROTO),
+                default_route(3, "10.99.0.1", 16),
+            ],
+            ..Snapshot::default()
+        };
         assert_eq!(from_routes(&s, 3), Some("10.99.0.1".parse().unwrap()));
         assert_eq!(from_routes(&s, 4), None);
     }

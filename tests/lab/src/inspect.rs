@@ -21,6 +21,24 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// srcsel's rules and the routes of its tables (proto 201), as text.
+    pub fn owned(&self) -> String {
+        self.client_out("ip rule | grep 'proto 201'; ip route show table all | grep 'proto 201'")
+    }
+
+    /// One `srcsel run --via IFACE -- curl` carrying `token`.
+    pub fn curl_via(&self, iface: &str, token: &str) {
+        crate::ok(&mut self.srcsel([
+            "run",
+            "--via",
+            iface,
+            "--",
+            "curl",
+            "-sf",
+            &crate::url(token),
+        ]));
+    }
+
     pub fn rules(&self) -> String {
         self.client_out("ip rule; ip -6 rule")
     }

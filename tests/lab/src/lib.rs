@@ -17,6 +17,7 @@ mod cmd;
 mod dhcp;
 mod inspect;
 mod procs;
+mod runner;
 mod server;
 mod topology;
 
@@ -31,6 +32,7 @@ use std::{
 
 pub use cmd::{ip, ok, out, sh, stderr};
 pub use inspect::{cgroup2_root, mount_point, wait_until};
+pub use runner::Runner;
 pub use server::url;
 
 pub const SERVER: &str = "198.51.100.10";
