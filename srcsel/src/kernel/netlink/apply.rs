@@ -1,11 +1,8 @@
 //! Writing a plan's route and rule changes, and removing all of srcsel's.
-use std::net::{Ipv4Addr, Ipv6Addr};
-
-use futures::TryStreamExt as _;
 use netlink_packet_route::route::{RouteMessage, RouteProtocol};
-use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
+use rtnetlink::Handle;
 
-use super::{Dump, NetlinkError, codec, err};
+use super::{Dump, NetlinkError, codec, dump, err};
 use crate::policy::{PROTO, Route, Rule, routing::Changes};
 
 /// Makes one uplink's routes match: stale ones go, then new ones are added
@@ -69,46 +66,28 @@ pub async fn rules(
 /// whatever its kind; returns how many.
 pub async fn remove_all(handle: &Handle) -> Result<usize, NetlinkError> {
     let mut removed = 0;
-    for version in [IpVersion::V4, IpVersion::V6] {
-        let rules: Vec<_> = handle
+    for msg in dump::rules(handle)
+        .await?
+        .into_iter()
+        .filter(codec::is_our_rule)
+    {
+        handle
             .rule()
-            .get(version)
+            .del(msg)
             .execute()
-            .try_collect()
             .await
-            .map_err(err("dumping rules"))?;
-        for msg in rules.into_iter().filter(codec::is_our_rule) {
-            handle
-                .rule()
-                .del(msg)
-                .execute()
-                .await
-                .map_err(err("deleting a rule of srcsel"))?;
-            removed += 1;
-        }
+            .map_err(err("deleting a rule of srcsel"))?;
+        removed += 1;
     }
-    for query in [
-        RouteMessageBuilder::<Ipv4Addr>::new().build(),
-        RouteMessageBuilder::<Ipv6Addr>::new().build(),
-    ] {
-        let routes: Vec<RouteMessage> = handle
+    let ours = |m: &RouteMessage| m.header.protocol == RouteProtocol::Other(PROTO);
+    for msg in dump::routes(handle).await?.into_iter().filter(ours) {
+        handle
             .route()
-            .get(query)
+            .del(msg)
             .execute()
-            .try_collect()
             .await
-            .map_err(err("dumping routes"))?;
-        for msg in routes {
-            if msg.header.protocol == RouteProtocol::Other(PROTO) {
-                handle
-                    .route()
-                    .del(msg)
-                    .execute()
-                    .await
-                    .map_err(err("deleting a route of srcsel"))?;
-                removed += 1;
-            }
-        }
+            .map_err(err("deleting a route of srcsel"))?;
+        removed += 1;
     }
     Ok(removed)
 }

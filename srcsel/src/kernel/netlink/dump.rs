@@ -37,38 +37,17 @@ impl Dump {
             .map_err(err("dumping addresses"))?;
         snapshot.addresses = addrs.iter().filter_map(codec::address).collect();
         let mut route_msgs = Vec::new();
-        for query in [
-            RouteMessageBuilder::<Ipv4Addr>::new().build(),
-            RouteMessageBuilder::<Ipv6Addr>::new().build(),
-        ] {
-            let msgs: Vec<RouteMessage> = handle
-                .route()
-                .get(query)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(err("dumping routes"))?;
-            for m in msgs {
-                if let Some(r) = codec::route(&m) {
-                    snapshot.routes.push(r);
-                    route_msgs.push(m);
-                }
+        for m in routes(handle).await? {
+            if let Some(r) = codec::route(&m) {
+                snapshot.routes.push(r);
+                route_msgs.push(m);
             }
         }
         let mut rule_msgs = Vec::new();
-        for version in [IpVersion::V4, IpVersion::V6] {
-            let msgs: Vec<RuleMessage> = handle
-                .rule()
-                .get(version)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(err("dumping rules"))?;
-            for m in msgs {
-                if let Some(r) = codec::rule(&m) {
-                    snapshot.rules.push(r);
-                    rule_msgs.push(m);
-                }
+        for m in rules(handle).await? {
+            if let Some(r) = codec::rule(&m) {
+                snapshot.rules.push(r);
+                rule_msgs.push(m);
             }
         }
         Ok(Self {
@@ -97,4 +76,39 @@ impl Dump {
             .position(|r| r.is_ours() && r.spec == *spec)?;
         self.rule_msgs.get(i)
     }
+}
+
+/// Every route of every table, both families, as the kernel sent them.
+pub async fn routes(handle: &Handle) -> Result<Vec<RouteMessage>, NetlinkError> {
+    let mut all = Vec::new();
+    for query in [
+        RouteMessageBuilder::<Ipv4Addr>::new().build(),
+        RouteMessageBuilder::<Ipv6Addr>::new().build(),
+    ] {
+        let msgs: Vec<RouteMessage> = handle
+            .route()
+            .get(query)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(err("dumping routes"))?;
+        all.extend(msgs);
+    }
+    Ok(all)
+}
+
+/// Every rule, both families, as the kernel sent them.
+pub async fn rules(handle: &Handle) -> Result<Vec<RuleMessage>, NetlinkError> {
+    let mut all = Vec::new();
+    for version in [IpVersion::V4, IpVersion::V6] {
+        let msgs: Vec<RuleMessage> = handle
+            .rule()
+            .get(version)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(err("dumping rules"))?;
+        all.extend(msgs);
+    }
+    Ok(all)
 }
