@@ -114,9 +114,7 @@ fn processes_outside_the_run_are_untouched_while_it_runs() {
         .stdout(Stdio::null())
         .spawn()
         .expect("srcsel run");
-    let cg = cgroup2_root()
-        .join("srcsel")
-        .join(format!("run-{}", run.id()));
+    let cg = lab.run_cgroup(run.id());
     wait_until("the run's cgroup", Duration::from_secs(10), || {
         cg.join("cgroup.procs").exists()
     });
@@ -209,9 +207,7 @@ fn exit_status_and_signals_pass_through() {
         .srcsel(["run", "--via", "usb0", "--", "sleep", "30"])
         .spawn()
         .expect("srcsel run");
-    let cg = cgroup2_root()
-        .join("srcsel")
-        .join(format!("run-{}", run.id()));
+    let cg = lab.run_cgroup(run.id());
     wait_until(
         "sleep to enter the run's cgroup",
         Duration::from_secs(10),
@@ -245,17 +241,13 @@ fn runs_leave_nothing_behind_and_down_restores_the_dumps() {
         !Path::new("/proc").join(bg.trim()).exists(),
         "the background sleep outlived its run"
     );
-    let cgroups = cgroup2_root().join("srcsel");
-    let runs: Vec<_> = fs::read_dir(&cgroups)
+    let runs: Vec<_> = fs::read_dir(lab.runs_dir())
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.file_name())
         .collect();
-    assert!(runs.iter().all(|n| {
-        !n.to_string_lossy()
-            .starts_with(&format!("run-{}", std::process::id()))
-    }));
+    assert!(runs.is_empty(), "run cgroups left: {runs:?}");
     // Between runs only the uplink's programs and maps stay pinned: no links.
     let pins = lab.pin_dir();
     let mut listed: Vec<String> = walk(&pins)

@@ -13,7 +13,8 @@ pub use state::{Counters, UplinkRecord, UplinkState, flags};
 pub const MAX_UPLINKS: u32 = 64;
 
 /// Capacity of the exempt-destination trie (the main table's LAN prefixes).
-pub const MAX_EXEMPT4: u32 = 1024;
+/// An LPM trie allocates per entry, so a large cap costs nothing until used.
+pub const MAX_EXEMPT4: u32 = 65536;
 
 /// Names of the pinned maps, shared by every program set of a namespace.
 pub mod maps {

@@ -25,19 +25,31 @@ struct SockaddrIn {
     zero: [u8; 8],
 }
 
-/// The uplink if this socket is one this program set decides for: marked with
-/// its mark (not a nearer assignment's, not relabelled by the program) and
-/// with no source address of its own yet.
-fn owned_unbound(ctx: &SockAddrContext) -> Option<&'static UplinkState> {
+/// A socket this program set decides for: marked with its uplink's mark (not
+/// a nearer assignment's, not relabelled by the program), with no source
+/// address of its own yet.
+struct Owned {
+    uplink: &'static UplinkState,
+    /// Bound to the wildcard address with a port already (`bind(0.0.0.0:0)`,
+    /// as busybox nslookup does): bpf_bind cannot bind it again, but the
+    /// mark routes it through the uplink's table, whose routes carry the
+    /// uplink's address as their preferred source.
+    has_port: bool,
+}
+
+fn owned_unbound(ctx: &SockAddrContext) -> Option<Owned> {
     let u = uplink::here(ctx)?;
     let sk = unsafe { (*ctx.sock_addr).__bindgen_anon_1.sk };
     if sk.is_null() {
         return None;
     }
-    let (mark, src) = unsafe { ((*sk).mark, (*sk).src_ip4) };
+    let (mark, src, port) = unsafe { ((*sk).mark, (*sk).src_ip4, (*sk).src_port) };
     // `curl --interface ADDR` binds with IP_BIND_ADDRESS_NO_PORT: src is set, port
     // is not. bpf_bind would silently re-bind it, so any source means hands off.
-    (mark & UPLINK_MASK == u.mark && src == 0).then_some(u)
+    (mark & UPLINK_MASK == u.mark && src == 0).then_some(Owned {
+        uplink: u,
+        has_port: port != 0,
+    })
 }
 
 /// Destinations normal routing keeps on a local link (loopback, the LAN).
@@ -47,7 +59,11 @@ fn exempt(dst: u32) -> bool {
 }
 
 pub fn connect(ctx: &SockAddrContext) -> i32 {
-    let Some(u) = owned_unbound(ctx) else {
+    let Some(Owned {
+        uplink: u,
+        has_port,
+    }) = owned_unbound(ctx)
+    else {
         return ALLOW;
     };
     if exempt(unsafe { (*ctx.sock_addr).user_ip4 }) {
@@ -55,6 +71,10 @@ pub fn connect(ctx: &SockAddrContext) -> i32 {
     }
     if !u.usable4() {
         return refuse_or_allow();
+    }
+    if has_port {
+        count::add(|c| c.connections += 1);
+        return ALLOW;
     }
     let sa_in = SockaddrIn {
         family: uplink::AF_INET as u16,
@@ -78,7 +98,7 @@ pub fn connect(ctx: &SockAddrContext) -> i32 {
 }
 
 pub fn sendmsg(ctx: &SockAddrContext) -> i32 {
-    let Some(u) = owned_unbound(ctx) else {
+    let Some(Owned { uplink: u, .. }) = owned_unbound(ctx) else {
         return ALLOW;
     };
     let sa = ctx.sock_addr;

@@ -2,7 +2,7 @@
 //! run`: read one kernel snapshot and the slot registry, plan (pure), apply.
 //! Applying writes only what the plan says differs.
 use rtnetlink::Handle;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::{
     config::Config,
@@ -40,6 +40,7 @@ pub async fn apply(
     ns: &mut Namespace,
     plan: &Plan,
 ) -> anyhow::Result<Failures> {
+    plan.check()?;
     let mut failed: Failures = plan
         .failed
         .iter()
@@ -63,6 +64,10 @@ async fn apply_uplink(
     if p.claim {
         ns.claim(p.slot, &p.uplink.name)?;
     }
+    // Make before break: the new routes and rules exist before the programs
+    // are told the new address, and the old ones go only after that.
+    apply::add_routes(handle, &p.uplink.name, &p.routes.add).await?;
+    apply::add_rules(handle, &p.rules.add).await?;
     if ns.publish(p)? {
         let u = &p.uplink;
         let addr = u.addr.map_or("no address".into(), |a| a.to_string());
@@ -71,12 +76,10 @@ async fn apply_uplink(
         });
         let state = if u.usable() { "up" } else { "down" };
         info!("{}: {state} (ifindex {}), {addr}, {gw}", u.name, u.index);
+    } else if p.routes.is_empty() && p.rules.is_empty() {
+        debug!("{}: nothing to change", p.uplink.name);
     }
-    if !p.routes.is_empty() {
-        apply::routes(handle, dump, &p.uplink.name, &p.routes).await?;
-    }
-    if !p.rules.is_empty() {
-        apply::rules(handle, dump, &p.rules).await?;
-    }
+    apply::remove_rules(handle, dump, &p.rules.remove).await?;
+    apply::remove_routes(handle, dump, &p.routes.remove).await?;
     Ok(())
 }

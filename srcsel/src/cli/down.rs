@@ -1,35 +1,62 @@
-//! `srcsel down`: removes what srcsel added in this network namespace.
-use tracing::warn;
+//! `srcsel down [--force]`: removes what srcsel added in this network
+//! namespace, never while something would put it back or still relies on it.
+use anyhow::bail;
 
-use crate::kernel::{self, bpf::pins, cgroup, netlink, privileges};
+use crate::{
+    daemon::socket,
+    kernel::{self, bpf::pins, cgroup, netlink, privileges},
+};
 
-pub fn down() -> anyhow::Result<()> {
+pub fn down(force: bool) -> anyhow::Result<()> {
     privileges::require()?;
+    if let Some(pid) = socket::daemon_pid() {
+        bail!(
+            "a srcsel daemon (pid {pid}) runs in this network namespace and would set everything up \
+             again: stop it first (`systemctl stop srcsel`, or `kill {pid}`), then run `srcsel down` again"
+        );
+    }
+    let cookie = pins::netns_cookie()?;
+    let cg_root = cgroup::cgroup2_mount().ok();
+    let runs_dir = cg_root.as_ref().map(|r| cgroup::runs_dir(r, cookie));
+    let runs = runs_dir.as_deref().map(cgroup::runs).unwrap_or_default();
+    let active: Vec<String> = runs
+        .iter()
+        .filter(|r| !r.pids.is_empty())
+        .map(|r| {
+            let what = r.assignment.as_ref().map_or("?".into(), |a| a.to_string());
+            format!("{} ({what}, pids {:?})", r.path.display(), r.pids)
+        })
+        .collect();
+    if !active.is_empty() && !force {
+        bail!(
+            "{} srcsel run(s) still active in this network namespace: {}; end them, or run \
+             `srcsel down --force` to stop them first",
+            active.len(),
+            active.join(", ")
+        );
+    }
+    // Runs end first, while still steered: nothing of theirs leaves another way.
+    for run in &runs {
+        cgroup::remove(&run.path)?;
+    }
     let removed = kernel::block_on(async {
         let handle = netlink::connect()?;
         anyhow::Ok(netlink::apply::remove_all(&handle).await?)
     })?;
     // Without a bpffs there are no pins to remove; do not mount one for that.
     let had_pins = match pins::find_bpffs()? {
-        Some(bpffs) => pins::remove_namespace(&bpffs, pins::netns_cookie()?)?,
+        Some(bpffs) => pins::remove_namespace(&bpffs, cookie)?,
         None => false,
     };
-    let mut cgroups = 0;
-    if let Ok(root) = cgroup::cgroup2_mount() {
-        let (stale, failed) = cgroup::remove_stale(&root);
-        cgroups = stale;
-        for (path, err) in failed {
-            warn!("could not remove cgroup {}: {err}", path.display());
-        }
-        let _ = std::fs::remove_dir(root.join(cgroup::SUBTREE));
-    }
     eprintln!(
-        "srcsel: removed {removed} rules and routes, {} and {cgroups} stale cgroups",
+        "srcsel: removed {removed} rules and routes, {}, {} run cgroups ({} active)",
         if had_pins {
-            "this namespace's pinned programs and maps"
+            "this namespace's pinned programs, links and maps"
         } else {
             "no pins (none here)"
-        }
+        },
+        runs.len(),
+        active.len()
     );
     Ok(())
 }

@@ -51,8 +51,16 @@ enum Command {
         command: Vec<OsString>,
     },
     /// Remove everything srcsel added in this network namespace: rules, routes,
-    /// pinned programs and maps, and cgroups of runs that are gone.
-    Down,
+    /// pinned programs, links and maps, and the cgroups of its runs.
+    ///
+    /// Refused while a srcsel daemon runs in the namespace (it would put
+    /// everything back) or while runs are active (their traffic would leave
+    /// another way), unless --force stops them first.
+    Down {
+        /// Stop active runs (kill their commands) before removing everything
+        #[arg(long)]
+        force: bool,
+    },
     /// Keep managed uplinks' tables, rules and eBPF state in sync with their
     /// links and leases, on netlink events. Runs in the foreground, logs to stderr.
     Daemon {
@@ -92,7 +100,7 @@ pub fn main() -> ExitCode {
             fallback,
             command,
         } => run::run(&via, fallback, &command),
-        Command::Down => down::down().map(|()| 0),
+        Command::Down { force } => down::down(force).map(|()| 0),
         Command::Daemon { config } => daemon::daemon(config).map(|()| 0),
         Command::Status { json } => status::status(json).map(|()| 0),
         Command::Lease { args } => lease::lease(&args).map(|()| 0),

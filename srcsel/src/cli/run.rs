@@ -8,7 +8,7 @@ use crate::{
     config::{self, Config},
     kernel::{
         self,
-        bpf::{Namespace, ProgramSet, pins},
+        bpf::{Namespace, ProgramSet, pins, programs::Attached},
         cgroup::{self, RunCgroup},
         netlink::{self, Dump},
         privileges,
@@ -26,42 +26,53 @@ pub fn run(via: &str, fallback: bool, command: &[OsString]) -> anyhow::Result<u8
     } else {
         Mode::Strict
     };
-    let set = kernel::block_on(prepare(via, mode))?;
-    for (path, err) in cgroup::remove_stale(&cg_root).1 {
-        warn!("could not remove stale cgroup {}: {err}", path.display());
+    let cookie = pins::netns_cookie()?;
+    let set = kernel::block_on(prepare(via, mode, cookie))?;
+    for problem in kernel::reap_runs(&cg_root, cookie) {
+        warn!("{problem}");
     }
     let assignment = Assignment {
         via: via.to_owned(),
         mode,
     };
-    let cg = RunCgroup::create(&cg_root, &assignment)?;
-    let status = attach_and_run(&cg, &set, command);
+    let cg = RunCgroup::create(&cgroup::runs_dir(&cg_root, cookie), &assignment)?;
+    let ran = attach_and_run(&cg, &set, command);
+    // Leftovers are killed while still steered; the links go after.
     let removed = cg.remove();
     supervise::reap_all();
-    let status = status?;
+    let (attached, status) = ran?;
     removed?;
+    attached
+        .release()
+        .context("removing the run's pinned links")?;
     Ok(status)
 }
 
-fn attach_and_run(cg: &RunCgroup, set: &ProgramSet, command: &[OsString]) -> anyhow::Result<u8> {
-    let _attached = set
-        .attach(cg)
+fn attach_and_run(
+    cg: &RunCgroup,
+    set: &ProgramSet,
+    command: &[OsString],
+) -> anyhow::Result<(Attached, u8)> {
+    let name = cgroup::run_name(std::process::id());
+    let attached = set
+        .attach(cg, &name)
         .with_context(|| format!("attaching to cgroup {}", cg.path().display()))?;
-    supervise::run_in(cg, command)
+    let status = supervise::run_in(cg, command)?;
+    Ok((attached, status))
 }
 
 /// Checks the uplink, then brings its pins, table, rules and live state up to
 /// date. Nothing is changed unless every check passes.
-async fn prepare(via: &str, mode: Mode) -> anyhow::Result<ProgramSet> {
+async fn prepare(via: &str, mode: Mode, cookie: u64) -> anyhow::Result<ProgramSet> {
     let config = Config::load(Path::new(config::DEFAULT_PATH), false)?;
     let handle = netlink::connect()?;
     let dump = Dump::read(&handle).await?;
     Uplink::observe(&dump.snapshot, via)?;
-    let cookie = pins::netns_cookie()?;
     // Planned from what is there now, without creating anything: the checks.
     let registry = Namespace::peek_registry(cookie)?;
     let scope = Scope::One(via);
     let mut plan = plan::plan(&config, &dump.snapshot, &registry, scope, None);
+    plan.check()?;
     if let Some((_, e)) = plan.failed.first() {
         return Err(e.clone().into());
     }

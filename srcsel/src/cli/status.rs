@@ -88,7 +88,7 @@ async fn collect() -> anyhow::Result<Report> {
     };
     let dump = Dump::read(&netlink::connect()?).await?;
     let runs = mounts::find("cgroup2")?
-        .map(|root| cgroup::runs(&root))
+        .map(|root| cgroup::runs(&cgroup::runs_dir(&root, cookie)))
         .unwrap_or_default();
     for (id, r) in ns.records()? {
         let name = name_of(&r);
@@ -96,12 +96,12 @@ async fn collect() -> anyhow::Result<Report> {
         let c = ns.counters(id)?;
         let assignments = runs
             .iter()
-            .filter_map(|(path, label, pids)| {
-                let a = label.as_ref()?;
+            .filter_map(|run| {
+                let a = run.assignment.as_ref()?;
                 (a.via == name).then(|| Assignment {
-                    cgroup: path.display().to_string(),
+                    cgroup: run.path.display().to_string(),
                     mode: a.mode.to_string(),
-                    pids: pids.clone(),
+                    pids: run.pids.clone(),
                 })
             })
             .collect();

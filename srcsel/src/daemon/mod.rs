@@ -19,7 +19,9 @@ use tracing::{debug, info, warn};
 use crate::{
     config::Config,
     kernel::{
+        self,
         bpf::{Namespace, pins},
+        cgroup,
         netlink::{Dump, events},
     },
     policy::{
@@ -43,6 +45,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let dump = Dump::read(&handle).await?;
     let registry = Namespace::peek_registry(cookie)?;
     let check = plan::plan(&config, &dump.snapshot, &registry, Scope::Managed, None);
+    check.check()?;
     if let Some((name, e)) = check
         .failed
         .iter()
@@ -57,6 +60,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         bpffs: pins::bpffs()?,
         cookie,
     };
+    d.reap();
     d.reconcile("start", None).await;
     d.ensure_configured_programs()?;
     let (mut term, mut int) = (
@@ -70,6 +74,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 ev.context("the netlink event stream ended")?;
                 // Coalesce a burst (a lease change is several messages) into one pass.
                 while let Some(Some(_)) = events.next().now_or_never() {}
+                d.reap();
                 d.reconcile("netlink event", None).await;
             }
             conn = listener.accept() => match conn {
@@ -107,6 +112,15 @@ impl Daemon {
         Ok(())
     }
 
+    /// Removes what is left of dead runs of this namespace.
+    fn reap(&self) {
+        if let Ok(root) = cgroup::cgroup2_mount() {
+            for problem in kernel::reap_runs(&root, self.cookie) {
+                warn!("{problem}");
+            }
+        }
+    }
+
     /// One full pass over every managed uplink; failures are logged per uplink.
     async fn reconcile(&self, why: &str, hook: Option<&HookReport>) {
         let t = Instant::now();
@@ -129,6 +143,10 @@ impl Daemon {
         let (read, mut write) = stream.into_split();
         let mut line = String::new();
         BufReader::new(read).read_line(&mut line).await?;
+        if line.is_empty() {
+            // A probe (`srcsel status`, `srcsel down`) that sent nothing.
+            return Ok(());
+        }
         let report =
             socket::from_line(&line).with_context(|| format!("malformed lease report {line:?}"))?;
         info!(

@@ -60,9 +60,30 @@ pub fn report(r: &HookReport) -> anyhow::Result<bool> {
 
 /// Whether a daemon listens in this namespace.
 pub fn daemon_listening() -> bool {
-    address()
-        .and_then(|a| std::os::unix::net::UnixStream::connect_addr(&a))
-        .is_ok()
+    daemon_pid().is_some()
+}
+
+/// The pid of the process listening on the daemon's socket, if any.
+pub fn daemon_pid() -> Option<u32> {
+    use std::os::fd::AsRawFd as _;
+    let s = std::os::unix::net::UnixStream::connect_addr(&address().ok()?).ok()?;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: the buffer and its length match.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(cred.pid as u32)
 }
 
 #[cfg(test)]

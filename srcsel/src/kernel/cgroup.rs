@@ -1,4 +1,5 @@
-//! srcsel's cgroups: `<cgroup2 mount>/srcsel/run-<pid>`, one per `srcsel run`.
+//! srcsel's cgroups: `<cgroup2 mount>/srcsel/net-<cookie>/run-<pid>`, one per
+//! `srcsel run`, labelled with its assignment (a `user.srcsel` xattr).
 use crate::{kernel::mounts, policy::Assignment};
 use std::{
     fs,
@@ -45,25 +46,26 @@ pub fn cgroup2_mount() -> Result<PathBuf, CgroupError> {
         .ok_or(CgroupError::NoMount)
 }
 
-/// A cgroup made for one command; removed (with anything left in it) on drop.
+/// The folder of a namespace's run cgroups: `<root>/srcsel/net-<cookie>`, so
+/// that no srcsel ever lists, reaps or kills another namespace's runs.
+pub fn runs_dir(root: &Path, cookie: u64) -> PathBuf {
+    root.join(SUBTREE).join(format!("net-{cookie}"))
+}
+
+/// A cgroup made for one command.
 pub struct RunCgroup {
     path: PathBuf,
     dir: fs::File,
 }
 
 impl RunCgroup {
-    /// Creates `<root>/srcsel/run-<our pid>`, labelled with its assignment
+    /// Creates `<runs_dir>/run-<our pid>`, labelled with its assignment
     /// (`usb0 strict`) for `srcsel status`.
-    pub fn create(root: &Path, assignment: &Assignment) -> Result<Self, CgroupError> {
-        let parent = root.join(SUBTREE);
-        let path = parent.join(format!("{RUN_PREFIX}{}", std::process::id()));
-        // Another run may remove the empty parent between our two mkdirs.
+    pub fn create(runs_dir: &Path, assignment: &Assignment) -> Result<Self, CgroupError> {
+        let path = runs_dir.join(run_name(std::process::id()));
+        // Another srcsel may remove the empty parents between our mkdirs.
         for _ in 0..10 {
-            match fs::create_dir(&parent) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_err(&parent)(e)),
-            }
+            fs::create_dir_all(runs_dir).map_err(io_err(runs_dir))?;
             match fs::create_dir(&path) {
                 Ok(()) => break,
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
@@ -93,7 +95,7 @@ impl RunCgroup {
     pub fn remove(self) -> Result<(), CgroupError> {
         let path = self.path.clone();
         drop(self.dir);
-        remove_cgroup(&path)
+        remove(&path)
     }
 }
 
@@ -110,8 +112,8 @@ fn populated(path: &Path) -> bool {
 }
 
 /// Kills the processes of a cgroup (`cgroup.kill`), waits for them to go, and
-/// removes it; its parent too when that is srcsel's and now empty.
-fn remove_cgroup(path: &Path) -> Result<(), CgroupError> {
+/// removes it, with srcsel's parent folders once they are empty.
+pub fn remove(path: &Path) -> Result<(), CgroupError> {
     if populated(path) {
         let kill = path.join("cgroup.kill");
         fs::write(&kill, "1").map_err(io_err(&kill))?;
@@ -130,8 +132,8 @@ fn remove_cgroup(path: &Path) -> Result<(), CgroupError> {
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(path)(e)),
     }
-    if let Some(parent) = path.parent().filter(|p| p.ends_with(SUBTREE)) {
-        // Busy (another run's cgroup is inside) is fine: that run removes it.
+    // Busy (another run's cgroup is inside) is fine: that run removes it.
+    for parent in path.ancestors().skip(1).take(2) {
         let _ = fs::remove_dir(parent);
     }
     Ok(())
@@ -175,70 +177,82 @@ pub fn label(path: &Path) -> Option<Assignment> {
     String::from_utf8_lossy(&buf[..n]).parse().ok()
 }
 
-/// srcsel's run cgroups with their labels and processes.
-pub fn runs(root: &Path) -> Vec<(PathBuf, Option<Assignment>, Vec<u32>)> {
-    let Ok(entries) = fs::read_dir(root.join(SUBTREE)) else {
+/// One `srcsel run`'s cgroup, as found in the runs folder.
+#[derive(Debug)]
+pub struct Run {
+    pub path: PathBuf,
+    /// The `srcsel run` process that made it.
+    pub owner: u32,
+    pub assignment: Option<Assignment>,
+    pub pids: Vec<u32>,
+}
+
+impl Run {
+    /// Its `srcsel run` is gone (killed, crashed): nothing will remove it.
+    pub fn orphaned(&self) -> bool {
+        !alive(self.owner)
+    }
+}
+
+/// The run cgroups of one namespace, with their labels and processes.
+pub fn runs(runs_dir: &Path) -> Vec<Run> {
+    let Ok(entries) = fs::read_dir(runs_dir) else {
         return vec![];
     };
     entries
         .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .and_then(run_owner)
-                .is_some()
-        })
-        .map(|p| {
-            let procs = fs::read_to_string(p.join("cgroup.procs")).unwrap_or_default();
-            let pids = procs
-                .lines()
-                .filter_map(|l| l.trim().parse().ok())
-                .collect();
-            let label = label(&p);
-            (p, label, pids)
+        .filter_map(|e| {
+            let owner = run_owner(e.file_name().to_str()?)?;
+            let path = e.path();
+            let procs = fs::read_to_string(path.join("cgroup.procs")).unwrap_or_default();
+            Some(Run {
+                owner,
+                assignment: label(&path),
+                pids: procs
+                    .lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect(),
+                path,
+            })
         })
         .collect()
 }
 
+pub fn run_name(owner: u32) -> String {
+    format!("{RUN_PREFIX}{owner}")
+}
+
 /// The pid in a run cgroup's name, if it is one.
-pub fn run_owner(name: &str) -> Option<i32> {
+pub fn run_owner(name: &str) -> Option<u32> {
     name.strip_prefix(RUN_PREFIX)?.parse().ok()
 }
 
-fn alive(pid: i32) -> bool {
+fn alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
     // SAFETY: signal 0 only checks that the process exists.
     unsafe {
         libc::kill(pid, 0) == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
     }
 }
 
-/// Run cgroups whose `srcsel run` died (kill -9, reboot of a container...).
-fn stale_runs(root: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(root.join(SUBTREE)) else {
-        return vec![];
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(run_owner)
-                .is_some_and(|pid| !alive(pid))
-        })
-        .map(|e| e.path())
-        .collect()
-}
-
-/// Removes run cgroups whose owner is gone, killing what they still hold;
-/// returns how many there were and those that could not be removed.
-pub fn remove_stale(root: &Path) -> (usize, Vec<(PathBuf, CgroupError)>) {
-    let stale = stale_runs(root);
-    let failed = stale
-        .iter()
-        .filter_map(|p| remove_cgroup(p).err().map(|e| (p.clone(), e)))
-        .collect();
-    (stale.len(), failed)
+/// Removes the cgroups of runs whose `srcsel run` died and whose command has
+/// ended too. A command still running stays, steered: its programs are
+/// attached through pinned links, which live as long as its cgroup does.
+/// Returns the owners of the removed cgroups and those that failed.
+pub fn reap(runs_dir: &Path) -> (Vec<u32>, Vec<(PathBuf, CgroupError)>) {
+    let (mut removed, mut failed) = (Vec::new(), Vec::new());
+    for run in runs(runs_dir) {
+        if !run.orphaned() || populated(&run.path) {
+            continue;
+        }
+        match remove(&run.path) {
+            Ok(()) => removed.push(run.owner),
+            Err(e) => failed.push((run.path, e)),
+        }
+    }
+    (removed, failed)
 }
 
 #[cfg(test)]
@@ -247,7 +261,7 @@ mod tests {
 
     #[test]
     fn run_owner_parses_only_run_cgroups() {
-        assert_eq!(run_owner("run-1234"), Some(1234));
+        assert_eq!(run_owner(&run_name(1234)), Some(1234));
         assert_eq!(run_owner("usb0.slice"), None);
         assert_eq!(run_owner("run-x"), None);
     }

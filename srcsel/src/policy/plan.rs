@@ -7,7 +7,7 @@ use std::{
 };
 
 use ipnet::Ipv4Net;
-use srcsel_common::{MAX_UPLINKS, mark_for};
+use srcsel_common::{MAX_EXEMPT4, MAX_UPLINKS, mark_for};
 
 use super::{
     Route, Rule, Snapshot, Uplink,
@@ -21,6 +21,8 @@ use crate::config::{Config, UplinkConfig};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlotRecord {
     pub name: String,
+    /// The routing table it uses.
+    pub table: u32,
     /// The gateway a DHCP client hook last reported.
     pub hook_gateway: Option<Ipv4Addr>,
 }
@@ -58,8 +60,27 @@ pub enum PlanError {
     SlotMoved { name: String, id: u32, wanted: u32 },
     #[error("the config gives {name} mark {:#x}, which another uplink already holds; run `srcsel down` to renumber", mark_for(*wanted))]
     SlotTaken { name: String, wanted: u32 },
+    #[error(
+        "the config gives {name} table {table}, which srcsel uses for slot {slot}; \
+         choose a table outside {}–{} (or leave `table` out)",
+        table_for(1), table_for(MAX_UPLINKS - 1)
+    )]
+    AutomaticTable { name: String, table: u32, slot: u32 },
+    #[error(
+        "the config gives {name} table {table}, which uplink {other} already uses; `srcsel down` frees it"
+    )]
+    TableTaken {
+        name: String,
+        table: u32,
+        other: String,
+    },
     #[error(transparent)]
     ForeignTable(#[from] ForeignTable),
+    #[error(
+        "the main table holds {0} non-default IPv4 routes; srcsel keeps at most {MAX_EXEMPT4} of them \
+         on the LAN for assigned programs — aggregate them into fewer prefixes"
+    )]
+    TooManyLanRoutes(usize),
 }
 
 /// One uplink's part of a plan.
@@ -86,6 +107,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// What keeps the whole plan from being applied (nothing is written then).
+    pub fn check(&self) -> Result<(), PlanError> {
+        if self.exempt4.len() > MAX_EXEMPT4 as usize {
+            return Err(PlanError::TooManyLanRoutes(self.exempt4.len()));
+        }
+        Ok(())
+    }
+
     pub fn uplink(&self, name: &str) -> Option<&UplinkPlan> {
         self.uplinks.iter().find(|u| u.uplink.name == name)
     }
@@ -134,9 +163,10 @@ fn plan_uplink(
     hook: Option<&HookReport>,
 ) -> Result<UplinkPlan, PlanError> {
     let (id, claim) = choose_slot(reg, taken, name, cfg.and_then(UplinkConfig::slot))?;
-    let table = cfg
-        .and_then(|c| c.table.as_ref())
-        .map_or(table_for(id), |t| *t.get_ref());
+    let table = match cfg.and_then(|c| c.table.as_ref()) {
+        Some(t) => check_configured_table(reg, name, id, *t.get_ref())?,
+        None => table_for(id),
+    };
     routing::check_table_free(snap, table, name)?;
     let slot = Slot { id, table };
     let hook_gateway = match hook {
@@ -160,7 +190,7 @@ fn plan_uplink(
         taken.insert(id);
     }
     Ok(UplinkPlan {
-        routes: routing::diff(&routes, &routing::desired_routes(table, &uplink)),
+        routes: routing::route_changes(&routes, &routing::desired_routes(table, &uplink)),
         rules: routing::diff(&rules, &routing::desired_rules(slot, &uplink)),
         uplink,
         gateway_source,
@@ -168,6 +198,35 @@ fn plan_uplink(
         claim,
         hook_gateway,
     })
+}
+
+/// A configured table must not be another slot's automatic table, nor one
+/// that another uplink uses.
+fn check_configured_table(
+    reg: &Registry,
+    name: &str,
+    id: u32,
+    table: u32,
+) -> Result<u32, PlanError> {
+    let auto = table_for(1)..table_for(MAX_UPLINKS);
+    if auto.contains(&table) && table != table_for(id) {
+        return Err(PlanError::AutomaticTable {
+            name: name.to_owned(),
+            table,
+            slot: table - table_for(0),
+        });
+    }
+    match reg
+        .iter()
+        .find(|(other, r)| **other != id && r.table == table)
+    {
+        Some((_, r)) => Err(PlanError::TableTaken {
+            name: name.to_owned(),
+            table,
+            other: r.name.clone(),
+        }),
+        None => Ok(table),
+    }
 }
 
 /// The slot `name` holds, or the one it should claim: the config's (from its

@@ -69,6 +69,7 @@ fn a_new_uplink_claims_a_free_slot_and_a_second_pass_changes_nothing() {
         1,
         SlotRecord {
             name: "wwan0".into(),
+            table: table_for(1),
             hook_gateway: None,
         },
     );
@@ -85,6 +86,7 @@ fn a_new_uplink_claims_a_free_slot_and_a_second_pass_changes_nothing() {
         2,
         SlotRecord {
             name: "usb0".into(),
+            table: table_for(2),
             hook_gateway: None,
         },
     );
@@ -120,6 +122,7 @@ fn configured_marks_and_tables_are_used_and_conflicts_refused() {
         2,
         SlotRecord {
             name: "usb0".into(),
+            table: table_for(2),
             hook_gateway: None,
         },
     );
@@ -182,6 +185,7 @@ fn the_hook_gateway_serves_a_link_without_a_default_route() {
         1,
         SlotRecord {
             name: "usb0".into(),
+            table: table_for(1),
             hook_gateway: Some("10.99.0.1".parse().unwrap()),
         },
     );
@@ -189,4 +193,57 @@ fn the_hook_gateway_serves_a_link_without_a_default_route() {
     let u = p.uplink("usb0").unwrap();
     assert_eq!(u.gateway_source, GatewaySource::Hook);
     assert!(u.uplink.usable());
+}
+
+#[test]
+fn tables_cannot_collide_with_automatic_or_used_ones() {
+    // Slot 1's automatic table, given to an uplink that gets another slot.
+    let cfg = config(&format!(
+        "[[uplink]]\nname = \"usb0\"\ntable = {}\n",
+        table_for(2)
+    ));
+    let p = plan(&cfg, &lab(), &Registry::new(), Scope::Managed, None);
+    assert!(matches!(
+        p.failed[..],
+        [(_, PlanError::AutomaticTable { slot: 2, .. })]
+    ));
+    // With the mark of that slot, it is its own table.
+    let cfg = config(&format!(
+        "[[uplink]]\nname = \"usb0\"\nmark = 0x02000000\ntable = {}\n",
+        table_for(2)
+    ));
+    assert!(
+        plan(&cfg, &lab(), &Registry::new(), Scope::Managed, None)
+            .failed
+            .is_empty()
+    );
+    // A table another registered uplink uses.
+    let mut reg = Registry::new();
+    reg.insert(
+        1,
+        SlotRecord {
+            name: "eth0v0".into(),
+            table: 300,
+            hook_gateway: None,
+        },
+    );
+    let cfg = config("[[uplink]]\nname = \"usb0\"\ntable = 300\n");
+    let p = plan(&cfg, &lab(), &reg, Scope::One("usb0"), None);
+    assert!(matches!(p.failed[..], [(_, PlanError::TableTaken { .. })]));
+}
+
+#[test]
+fn too_many_lan_routes_refuse_the_whole_plan() {
+    let mut p = plan(
+        &Config::default(),
+        &lab(),
+        &Registry::new(),
+        Scope::One("usb0"),
+        None,
+    );
+    assert!(p.check().is_ok());
+    p.exempt4 = (0..=MAX_EXEMPT4)
+        .map(|i| ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).unwrap())
+        .collect();
+    assert!(matches!(p.check(), Err(PlanError::TooManyLanRoutes(_))));
 }

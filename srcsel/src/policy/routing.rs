@@ -141,6 +141,19 @@ impl<T> Changes<T> {
     }
 }
 
+/// What changes make `current` into `desired`, make-before-break: an added
+/// route with the same table and destination replaces the old one in one
+/// step (`ip route replace`), so that one is not also removed.
+pub fn route_changes(current: &[Route], desired: &[Route]) -> Changes<Route> {
+    let mut c = diff(current, desired);
+    let add = c.add.clone();
+    c.remove.retain(|old| {
+        !add.iter()
+            .any(|new| new.table == old.table && new.dst == old.dst)
+    });
+    c
+}
+
 pub fn diff<T: PartialEq + Clone>(current: &[T], desired: &[T]) -> Changes<T> {
     let missing = |from: &[T], of: &[T]| -> Vec<T> {
         from.iter().filter(|x| !of.contains(x)).cloned().collect()

@@ -111,3 +111,14 @@ fn addresses_round_trip_through_the_map_encoding() {
     assert_eq!(raw4(None), 0);
     assert_eq!(from_raw4(0), None);
 }
+
+#[test]
+fn a_new_gateway_replaces_the_default_route_instead_of_removing_it() {
+    let old = desired_routes(9, &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true));
+    let new = desired_routes(9, &usb0(Some("10.77.0.9/24"), Some("10.77.0.1"), true));
+    let c = route_changes(&old, &new);
+    assert_eq!(c.add, new);
+    // Only the old connected route goes; the default route is replaced.
+    assert_eq!(c.remove.len(), 1);
+    assert_eq!(c.remove[0].dst, "10.99.0.0/24".parse::<IpNet>().unwrap());
+}

@@ -55,6 +55,18 @@ impl Lab {
         out.trim().parse().expect("netns cookie")
     }
 
+    /// The folder of srcsel's run cgroups for the client namespace.
+    pub fn runs_dir(&self) -> PathBuf {
+        cgroup2_root()
+            .join("srcsel")
+            .join(format!("net-{}", self.netns_cookie()))
+    }
+
+    /// The cgroup of the `srcsel run` with process id `pid`.
+    pub fn run_cgroup(&self, pid: u32) -> PathBuf {
+        self.runs_dir().join(format!("run-{pid}"))
+    }
+
     /// srcsel's pin folder for the client namespace, wherever bpffs is.
     pub fn pin_dir(&self) -> PathBuf {
         let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");

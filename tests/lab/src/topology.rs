@@ -113,7 +113,10 @@ impl Drop for Lab {
         // die with the namespace, pins do not.
         self.stop("daemon");
         self.stop_all();
-        let _ = self.srcsel(["down"]).stderr(Stdio::null()).status();
+        let _ = self
+            .srcsel(["down", "--force"])
+            .stderr(Stdio::null())
+            .status();
         self.delete_namespaces();
         if !thread::panicking() {
             let _ = fs::remove_dir_all(&self.dir);

@@ -47,6 +47,12 @@ pub enum BpfError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error("eBPF link of {name}")]
+    Link {
+        name: &'static str,
+        #[source]
+        source: aya::programs::links::LinkError,
+    },
     #[error("pinning {path}")]
     Pin {
         path: PathBuf,

@@ -73,6 +73,29 @@ pub fn ns_dir(bpffs: &Path, cookie: u64) -> PathBuf {
     bpffs.join(TOP).join(format!("net-{cookie}"))
 }
 
+/// Where a namespace's attachments pin their links, one folder each.
+pub fn links_dir(ns_dir: &Path) -> PathBuf {
+    ns_dir.join("links")
+}
+
+/// Removes the pinned links of attachments `gone` says are gone (their
+/// cgroup no longer exists), and the links folder once it is empty.
+pub fn reap_links(ns_dir: &Path, gone: impl Fn(&str) -> bool) -> io::Result<usize> {
+    let dir = links_dir(ns_dir);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for e in entries.filter_map(Result::ok) {
+        if e.file_name().to_str().is_some_and(&gone) {
+            remove_tree(&e.path())?;
+            removed += 1;
+        }
+    }
+    let _ = fs::remove_dir(&dir);
+    Ok(removed)
+}
+
 /// Removes a pin folder and everything below it (bpffs: unlink drops the pin).
 pub fn remove_tree(dir: &Path) -> io::Result<()> {
     if !dir.exists() {

@@ -2,7 +2,7 @@
 //! and mode as globals), pinning it, and attaching it to a cgroup. The list
 //! of programs is srcsel_common's: nothing here names a program.
 use std::{
-    fs,
+    fs, io,
     os::fd::{AsFd, BorrowedFd},
     path::{Path, PathBuf},
 };
@@ -12,6 +12,7 @@ use aya::{
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
         CgroupSockAddrAttachType, CgroupSockAttachType, Program as AyaProgram, ProgramError,
+        links::{FdLink, LinkError, PinnedLink},
     },
 };
 use srcsel_common::{
@@ -32,6 +33,8 @@ pub(super) fn loader(maps_dir: &Path) -> EbpfLoader<'_> {
 /// One uplink's pinned programs, in one mode.
 pub struct ProgramSet {
     dir: PathBuf,
+    /// The namespace's folder, where attachments pin their links.
+    ns_dir: PathBuf,
 }
 
 impl Namespace {
@@ -39,6 +42,7 @@ impl Namespace {
     pub fn ensure_programs(&self, name: &str, id: u32, mode: Mode) -> Result<ProgramSet, BpfError> {
         let set = ProgramSet {
             dir: self.dir.join(name).join(mode.as_str()),
+            ns_dir: self.dir.clone(),
         };
         if set.complete() {
             return Ok(set);
@@ -70,17 +74,20 @@ impl Namespace {
     }
 }
 
-/// A program attached to a cgroup through a bpf_link; detached when dropped.
-#[allow(dead_code)] // held, never read: dropping it detaches
-enum Link {
-    Sock(CgroupSock),
-    Addr(CgroupSockAddr),
-    Skb(CgroupSkb),
+/// A program set attached to a cgroup through bpf_links pinned under
+/// `<ns>/links/<name>/`: the attachment outlives the srcsel process that made
+/// it and lasts until [`Attached::release`] (or `srcsel down`, or the reaper
+/// once the cgroup is gone) removes the pins.
+pub struct Attached {
+    dir: PathBuf,
+    _links: Vec<PinnedLink>,
 }
 
-/// A program set attached to a cgroup; detached when dropped.
-pub struct Attached {
-    _links: Vec<Link>,
+impl Attached {
+    /// Detaches the programs (the cgroup no longer needs them).
+    pub fn release(self) -> io::Result<()> {
+        pins::remove_tree(&self.dir)
+    }
 }
 
 impl ProgramSet {
@@ -88,40 +95,66 @@ impl ProgramSet {
         programs::ALL.iter().all(|p| self.dir.join(p.name).exists())
     }
 
-    /// Attaches the set to `cgroup` through bpf_links. Links are always
-    /// multi-attach in the kernel, so other cgroup programs keep running.
-    pub fn attach(&self, cgroup: impl AsFd) -> Result<Attached, BpfError> {
+    /// Attaches the set to `cgroup` and pins the links as `name`. Links are
+    /// always multi-attach in the kernel, so other cgroup programs keep running.
+    pub fn attach(&self, cgroup: impl AsFd, name: &str) -> Result<Attached, BpfError> {
         let cg = cgroup.as_fd();
-        let links = programs::ALL
-            .iter()
-            .map(|p| {
-                attach_one(&self.dir.join(p.name), p.hook, cg).map_err(|source| BpfError::Program {
-                    name: p.name,
-                    source,
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Attached { _links: links })
+        let dir = pins::links_dir(&self.ns_dir).join(name);
+        // Left by a crashed run of the same pid: replaced.
+        let _ = pins::remove_tree(&dir);
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let pin_all = || {
+            let mut links = Vec::new();
+            for p in programs::ALL {
+                let link = attach_one(&p, &self.dir.join(p.name), cg)?;
+                let path = dir.join(p.name);
+                links.push(
+                    link.pin(&path)
+                        .map_err(|source| BpfError::Pin { path, source })?,
+                );
+            }
+            Ok(links)
+        };
+        match pin_all() {
+            Ok(links) => Ok(Attached { dir, _links: links }),
+            Err(e) => {
+                // Links made so far detach with their pins.
+                let _ = pins::remove_tree(&dir);
+                Err(e)
+            }
+        }
     }
 }
 
-fn attach_one(pin: &Path, hook: Hook, cg: BorrowedFd<'_>) -> Result<Link, ProgramError> {
+/// Attaches one pinned program through a bpf_link and hands the link over.
+fn attach_one(p: &Program, pin: &Path, cg: BorrowedFd<'_>) -> Result<FdLink, BpfError> {
     let single = CgroupAttachMode::Single;
-    let addr = |kind| -> Result<Link, ProgramError> {
-        let mut p = CgroupSockAddr::from_pin(pin, kind)?;
-        p.attach(cg, single)?;
-        Ok(Link::Addr(p))
+    let prog = |source| BpfError::Program {
+        name: p.name,
+        source,
     };
-    let skb = |kind| -> Result<Link, ProgramError> {
-        let mut p = CgroupSkb::from_pin(pin, kind)?;
-        p.attach(cg, kind, single)?;
-        Ok(Link::Skb(p))
+    let fd = |link: Result<FdLink, LinkError>| {
+        link.map_err(|source| BpfError::Link {
+            name: p.name,
+            source,
+        })
     };
-    match hook {
+    let addr = |kind| {
+        let mut x = CgroupSockAddr::from_pin(pin, kind).map_err(prog)?;
+        let id = x.attach(cg, single).map_err(prog)?;
+        fd(x.take_link(id).map_err(prog)?.try_into())
+    };
+    let skb = |kind| {
+        let mut x = CgroupSkb::from_pin(pin, kind).map_err(prog)?;
+        let id = x.attach(cg, kind, single).map_err(prog)?;
+        fd(x.take_link(id).map_err(prog)?.try_into())
+    };
+    match p.hook {
         Hook::SockCreate => {
-            let mut p = CgroupSock::from_pin(pin, CgroupSockAttachType::SockCreate)?;
-            p.attach(cg, single)?;
-            Ok(Link::Sock(p))
+            let mut x =
+                CgroupSock::from_pin(pin, CgroupSockAttachType::SockCreate).map_err(prog)?;
+            let id = x.attach(cg, single).map_err(prog)?;
+            fd(x.take_link(id).map_err(prog)?.try_into())
         }
         Hook::Connect4 => addr(CgroupSockAddrAttachType::Connect4),
         Hook::Sendmsg4 => addr(CgroupSockAddrAttachType::UDPSendMsg4),

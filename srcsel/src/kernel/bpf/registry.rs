@@ -84,6 +84,7 @@ impl Namespace {
             .map(|(id, r)| {
                 let rec = SlotRecord {
                     name: name_of(&r),
+                    table: r.table,
                     hook_gateway: from_raw4(r.hook_gateway4),
                 };
                 (id, rec)

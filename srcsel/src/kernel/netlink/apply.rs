@@ -1,30 +1,22 @@
-//! Writing a plan's route and rule changes, and removing all of srcsel's.
+//! Writing a plan's route and rule changes, make-before-break: additions
+//! first (`add_*`), removals only once their successors are in place
+//! (`remove_*`); and removing all of srcsel's objects.
 use netlink_packet_route::route::{RouteMessage, RouteProtocol};
 use rtnetlink::Handle;
 
 use super::{Dump, NetlinkError, codec, dump, err};
-use crate::policy::{PROTO, Route, Rule, routing::Changes};
+use crate::policy::{PROTO, Route, Rule};
 
-/// Makes one uplink's routes match: stale ones go, then new ones are added
-/// (the connected route before the default route whose gateway it makes
-/// reachable).
-pub async fn routes(
-    handle: &Handle,
-    dump: &Dump,
-    uplink: &str,
-    changes: &Changes<Route>,
-) -> Result<(), NetlinkError> {
-    for spec in &changes.remove {
-        if let Some(msg) = dump.route_msg(spec) {
-            handle
-                .route()
-                .del(msg.clone())
-                .execute()
-                .await
-                .map_err(err(format!("deleting route {spec}")))?;
-        }
-    }
-    for spec in &changes.add {
+/// A delete that found nothing (someone removed it first) is not an error.
+fn gone(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m)
+        if m.raw_code() == -libc::ESRCH || m.raw_code() == -libc::ENOENT)
+}
+
+/// Adds (or replaces) routes, in order: the connected route before the
+/// default route whose gateway it makes reachable.
+pub async fn add_routes(handle: &Handle, uplink: &str, add: &[Route]) -> Result<(), NetlinkError> {
+    for spec in add {
         handle
             .route()
             .add(codec::route_message(spec))
@@ -36,28 +28,47 @@ pub async fn routes(
     Ok(())
 }
 
-/// Makes one uplink's rules match.
-pub async fn rules(
+pub async fn remove_routes(
     handle: &Handle,
     dump: &Dump,
-    changes: &Changes<Rule>,
+    remove: &[Route],
 ) -> Result<(), NetlinkError> {
-    for spec in &changes.remove {
-        if let Some(msg) = dump.rule_msg(spec) {
-            handle
-                .rule()
-                .del(msg.clone())
-                .execute()
-                .await
-                .map_err(err(format!("deleting rule {spec}")))?;
+    for spec in remove {
+        let Some(msg) = dump.route_msg(spec) else {
+            continue;
+        };
+        match handle.route().del(msg.clone()).execute().await {
+            Err(e) if !gone(&e) => return Err(err(format!("deleting route {spec}"))(e)),
+            _ => {}
         }
     }
-    for spec in &changes.add {
+    Ok(())
+}
+
+pub async fn add_rules(handle: &Handle, add: &[Rule]) -> Result<(), NetlinkError> {
+    for spec in add {
         let mut req = handle.rule().add().priority(spec.priority);
         codec::fill_rule(req.message_mut(), spec);
         req.execute()
             .await
             .map_err(err(format!("adding rule {spec}")))?;
+    }
+    Ok(())
+}
+
+pub async fn remove_rules(
+    handle: &Handle,
+    dump: &Dump,
+    remove: &[Rule],
+) -> Result<(), NetlinkError> {
+    for spec in remove {
+        let Some(msg) = dump.rule_msg(spec) else {
+            continue;
+        };
+        match handle.rule().del(msg.clone()).execute().await {
+            Err(e) if !gone(&e) => return Err(err(format!("deleting rule {spec}"))(e)),
+            _ => {}
+        }
     }
     Ok(())
 }

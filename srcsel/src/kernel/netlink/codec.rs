@@ -138,7 +138,8 @@ pub fn rule(m: &RuleMessage) -> Option<Observed<Rule>> {
             RuleAttribute::FwMark(v) => mark = Some(*v),
             RuleAttribute::FwMask(v) => mask = *v,
             RuleAttribute::Table(t) => table = *t,
-            RuleAttribute::SuppressPrefixLen(s) => suppress = Some(*s),
+            // Every dump carries it; u32::MAX (-1) means "not set".
+            RuleAttribute::SuppressPrefixLen(s) if *s != u32::MAX => suppress = Some(*s),
             RuleAttribute::Source(a) => from = IpNet::new(*a, m.header.src_len).ok(),
             RuleAttribute::Protocol(p) => proto = proto_number(*p),
             _ => {}
@@ -222,6 +223,18 @@ mod tests {
             assert_eq!(back.spec, r);
             assert!(back.is_ours());
         }
+    }
+
+    #[test]
+    fn an_unset_suppress_prefixlength_decodes_as_none() {
+        // As the kernel dumps a rule without one (6.1 and 6.18 alike).
+        let mut m = RuleMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.action = RuleAction::ToTable;
+        m.attributes.push(RuleAttribute::Table(0x5301));
+        m.attributes
+            .push(RuleAttribute::SuppressPrefixLen(u32::MAX));
+        assert_eq!(rule(&m).unwrap().spec.suppress_prefixlen, None);
     }
 
     #[test]
