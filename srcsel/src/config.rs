@@ -82,11 +82,8 @@ impl Config {
         let mut marks = HashMap::new();
         for u in &config.uplinks {
             let name = u.name.get_ref();
-            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
-                return Err(invalid(
-                    Some(u.name.span()),
-                    format!("{name:?} is not an interface name"),
-                ));
+            if let Err(why) = check_ifname(name) {
+                return Err(invalid(Some(u.name.span()), why));
             }
             if let Some(first) = names.insert(name.clone(), line_of(text, u.name.span().start)) {
                 return Err(invalid(
@@ -134,6 +131,27 @@ impl Config {
     pub fn uplink(&self, name: &str) -> Option<&UplinkConfig> {
         self.uplinks.iter().find(|u| u.name.get_ref() == name)
     }
+}
+
+/// Whether `name` can name a Linux network interface (the kernel's
+/// `dev_valid_name`): 1 to 15 bytes, not `.` or `..`, no `/`, `:` or white
+/// space. The error says why not.
+pub fn check_ifname(name: &str) -> Result<(), String> {
+    let why = if name.is_empty() {
+        "is empty"
+    } else if name.len() > 15 {
+        "is longer than 15 characters"
+    } else if name == "." || name == ".." || name.contains(['/', ':']) {
+        "contains `/` or `:` or is `.` or `..`"
+    } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "contains white space"
+    } else {
+        return Ok(());
+    };
+    let shown: String = name.chars().take(40).collect();
+    Err(format!(
+        "{shown:?} is not an interface name: it {why} (see `ip link` for this host's interfaces)"
+    ))
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -199,6 +217,26 @@ mod tests {
         assert!(
             err("[[uplink]]\nname = \"this-name-is-too-long\"\n").contains("not an interface name")
         );
+    }
+
+    #[test]
+    fn interface_names_follow_the_kernels_rules() {
+        for good in ["usb0", "eth0v0", "wwp0s20f0u6i12", "enx0a1b2c3d4e5f"] {
+            assert_eq!(check_ifname(good), Ok(()));
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../../etc",
+            "a:b",
+            "with space",
+            "x".repeat(16).as_str(),
+        ] {
+            let e = check_ifname(bad).unwrap_err();
+            assert!(e.contains("is not an interface name"), "{e}");
+        }
+        assert!(check_ifname(&"y".repeat(500)).unwrap_err().len() < 200);
     }
 
     #[test]

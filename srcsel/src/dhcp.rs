@@ -20,6 +20,10 @@ pub enum LeaseError {
          NetworkManager dispatcher), which sets `interface` and `reason`"
     )]
     NotAHook,
+    #[error("the hook's interface {0}")]
+    BadInterface(String),
+    #[error("the hook's {var}={value:?} is not a list of IPv4 addresses")]
+    BadAddress { var: String, value: String },
 }
 
 /// What the hook's event means for srcsel.
@@ -91,44 +95,67 @@ const NETWORK_MANAGER: Names = Names {
     dns: "DHCP4_DOMAIN_NAME_SERVERS",
 };
 
-fn ipv4s(s: Option<&String>) -> Vec<Ipv4Addr> {
-    s.map(|s| s.split([' ', ',']).filter_map(|w| w.parse().ok()).collect())
-        .unwrap_or_default()
+/// The addresses in variable `var` (space- or comma-separated); one that
+/// does not parse is an error, never dropped silently.
+fn ipv4s(env: &HashMap<String, String>, var: &str) -> Result<Vec<Ipv4Addr>, LeaseError> {
+    let Some(value) = env.get(var) else {
+        return Ok(Vec::new());
+    };
+    value
+        .split([' ', ','])
+        .filter(|w| !w.is_empty())
+        .map(|w| w.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|_| LeaseError::BadAddress {
+            var: var.to_owned(),
+            value: value.chars().take(80).collect(),
+        })
 }
 
 /// Parses hook variables `env` and arguments `args` (udhcpc passes the event
 /// as `$1`; NetworkManager passes interface and action).
 pub fn parse(env: &HashMap<String, String>, args: &[String]) -> Result<Parsed, LeaseError> {
     match (env.get("interface"), env.get("reason"), args) {
-        (Some(iface), Some(reason), _) => Ok(event(env, iface, reason, &DHCLIENT)),
-        (Some(iface), None, [event_name, ..]) => Ok(event(env, iface, event_name, &UDHCPC)),
-        (None, _, [iface, action]) => Ok(event(env, iface, action, &NETWORK_MANAGER)),
+        (Some(iface), Some(reason), _) => event(env, iface, reason, &DHCLIENT),
+        (Some(iface), None, [event_name, ..]) => event(env, iface, event_name, &UDHCPC),
+        (None, _, [iface, action]) => event(env, iface, action, &NETWORK_MANAGER),
         _ => Err(LeaseError::NotAHook),
     }
 }
 
-fn event(env: &HashMap<String, String>, interface: &str, reason: &str, names: &Names) -> Parsed {
+fn event(
+    env: &HashMap<String, String>,
+    interface: &str,
+    reason: &str,
+    names: &Names,
+) -> Result<Parsed, LeaseError> {
+    crate::config::check_ifname(interface).map_err(LeaseError::BadInterface)?;
     let ended = ENDED.contains(&reason);
     if !ended && !BOUND.contains(&reason) {
-        return Parsed::Ignored {
+        return Ok(Parsed::Ignored {
             interface: interface.to_owned(),
-            reason: reason.to_owned(),
-        };
+            reason: reason.chars().take(40).collect(),
+        });
     }
-    let first = |k: &str| {
-        if ended {
+    // An ended lease's variables describe the old lease: not used.
+    let first = |var: &str| -> Result<Option<Ipv4Addr>, LeaseError> {
+        Ok(if ended {
             None
         } else {
-            ipv4s(env.get(k)).first().copied()
-        }
+            ipv4s(env, var)?.first().copied()
+        })
     };
-    Parsed::Event(LeaseEvent {
+    Ok(Parsed::Event(LeaseEvent {
         interface: interface.to_owned(),
-        gateway: first(names.routers),
-        address: first(names.address),
+        gateway: first(names.routers)?,
+        address: first(names.address)?,
         mtu: env.get(names.mtu).and_then(|m| m.parse().ok()),
-        dns: ipv4s(env.get(names.dns)),
-    })
+        dns: if ended {
+            Vec::new()
+        } else {
+            ipv4s(env, names.dns)?
+        },
+    }))
 }
 
 #[cfg(test)]
@@ -218,6 +245,27 @@ mod tests {
         assert_eq!(
             (nm.interface.as_str(), nm.gateway),
             ("usb0", Some("192.168.8.1".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn bad_interfaces_and_addresses_are_refused_by_name() {
+        for iface in ["", "../../etc", &"x".repeat(500)] {
+            let e = parse(&env(&[("interface", iface), ("reason", "BOUND")]), &[]).unwrap_err();
+            assert!(matches!(e, LeaseError::BadInterface(_)), "{e}");
+        }
+        let e = parse(
+            &env(&[
+                ("interface", "usb0"),
+                ("reason", "BOUND"),
+                ("new_routers", "999.1.1.1"),
+            ]),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the hook's new_routers=\"999.1.1.1\" is not a list of IPv4 addresses"
         );
     }
 

@@ -164,6 +164,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
             "daemon",
             "--test",
             "daemon_admin",
+            "--test",
+            "refusals",
             "--",
         ])
         .args(args))

@@ -42,12 +42,9 @@ enum Command {
         #[arg(long)]
         fallback: bool,
         /// The command and its arguments (after `--`)
-        #[arg(
-            required = true,
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "CMD"
-        )]
+        // No allow_hyphen_values: a mistyped option before `--` (`--fallbak`)
+        // is an error, never taken for the command.
+        #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
         command: Vec<OsString>,
     },
     /// Remove everything srcsel added in this network namespace: rules, routes,
@@ -94,7 +91,20 @@ pub fn main() -> ExitCode {
         .without_time()
         .with_target(false)
         .init();
-    let result = match Cli::parse().command {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version are answers; any other parse error is srcsel
+            // failing, with the status the README documents.
+            let asked = matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            );
+            return ExitCode::from(if asked { 0 } else { SRCSEL_FAILED });
+        }
+    };
+    let result = match cli.command {
         Command::Run {
             via,
             fallback,

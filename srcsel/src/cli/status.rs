@@ -29,6 +29,9 @@ pub struct UplinkReport {
     pub name: String,
     pub slot: u32,
     pub ifindex: u32,
+    /// Whether an interface of that name exists now (a typo in the config,
+    /// or a USB device unplugged, shows as false).
+    pub present: bool,
     /// "up" (usable: link up, address, gateway) or "down".
     pub state: &'static str,
     pub address: Option<String>,
@@ -108,6 +111,7 @@ async fn collect() -> anyhow::Result<Report> {
         report.uplinks.push(UplinkReport {
             slot: id,
             ifindex: s.ifindex,
+            present: dump.snapshot.link(&name).is_some(),
             state: if s.is(srcsel_common::flags::UP) {
                 "up"
             } else {
@@ -162,6 +166,13 @@ fn human(r: &Report) -> String {
             "{}: {} {addr} {gw} (table {}, mark {})",
             u.name, u.state, u.table, u.mark
         );
+        if !u.present {
+            let _ = writeln!(
+                out,
+                "  no interface named {} here now (see `ip link`)",
+                u.name
+            );
+        }
         for rule in &u.rules {
             let _ = writeln!(out, "  rule {rule}");
         }

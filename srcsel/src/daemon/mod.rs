@@ -25,8 +25,9 @@ use crate::{
         netlink::{Dump, events},
     },
     policy::{
-        Mode, Scope,
+        Mode, Scope, Uplink,
         plan::{self, HookReport},
+        uplink::UplinkError,
     },
     reconcile,
 };
@@ -52,6 +53,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .find(|(name, _)| config.uplink(name).is_some())
     {
         return Err(e.clone()).with_context(|| format!("uplink {name} in the config"));
+    }
+    for u in &config.uplinks {
+        let name = u.name.get_ref();
+        if let Err(e @ (UplinkError::NotFound(_) | UplinkError::Loopback(_))) =
+            Uplink::observe(&dump.snapshot, name)
+        {
+            warn!(
+                "uplink {name} in the config: {e}; it stays down until such an interface appears"
+            );
+        }
     }
     let listener = socket::listen()?;
     let d = Daemon {

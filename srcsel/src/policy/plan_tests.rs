@@ -14,6 +14,7 @@ fn lab() -> Snapshot {
             index,
             name: name.into(),
             up: true,
+            loopback: false,
         });
         s.addresses.push(Address {
             index,

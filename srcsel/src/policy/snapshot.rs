@@ -11,6 +11,7 @@ pub struct Link {
     pub name: String,
     /// Administratively up with carrier: packets can leave.
     pub up: bool,
+    pub loopback: bool,
 }
 
 /// An address on a link, with its prefix length (`10.99.0.57/24`).

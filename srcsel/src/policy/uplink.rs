@@ -19,8 +19,14 @@ pub struct Uplink {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UplinkError {
+    #[error("{0}")]
+    BadName(String),
     #[error("no interface named {0} in this network namespace (see `ip link`)")]
     NotFound(String),
+    #[error(
+        "{0} is the loopback interface, not an uplink: name the interface that leads to the internet (see `ip route`)"
+    )]
+    Loopback(String),
     #[error("{0} has no IPv4 address — is its DHCP client running?")]
     NoAddress(String),
     #[error(
@@ -45,9 +51,13 @@ impl Uplink {
     /// The link `name` in `snap`: its first IPv4 address and the gateway of a
     /// default route via it (from the DHCP client, in any table).
     pub fn observe(snap: &Snapshot, name: &str) -> Result<Self, UplinkError> {
+        crate::config::check_ifname(name).map_err(UplinkError::BadName)?;
         let link = snap
             .link(name)
             .ok_or_else(|| UplinkError::NotFound(name.to_owned()))?;
+        if link.loopback {
+            return Err(UplinkError::Loopback(name.to_owned()));
+        }
         let addr = snap.addresses.iter().find_map(|a| match a.net {
             IpNet::V4(n) if a.index == link.index => Some(n),
             _ => None,
@@ -103,6 +113,13 @@ mod tests {
             index: 3,
             name: "usb0".into(),
             up: true,
+            loopback: false,
+        });
+        s.links.push(Link {
+            index: 1,
+            name: "lo".into(),
+            up: true,
+            loopback: true,
         });
         for net in ["fe80::1/64", "10.99.0.57/24", "10.99.0.58/24"] {
             s.addresses.push(Address {

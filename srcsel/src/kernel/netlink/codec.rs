@@ -27,6 +27,7 @@ pub fn link(m: &LinkMessage) -> Option<Link> {
         index: m.header.index,
         name,
         up: f.contains(LinkFlags::Up) && f.contains(LinkFlags::Running),
+        loopback: f.contains(LinkFlags::Loopback),
     })
 }
 
