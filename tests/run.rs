@@ -294,3 +294,28 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[test]
+fn pins_of_a_namespace_deleted_without_down_are_removed_by_the_next_run() {
+    let lab = lab();
+    // A throwaway namespace where srcsel leaves pins (a lease hook without a
+    // daemon sets the uplink up), then ends without `srcsel down`.
+    let script = format!(
+        "ip link set lo up; python3 -c 'import socket; s=socket.socket(); \
+         print(int.from_bytes(s.getsockopt(socket.SOL_SOCKET, 71, 8), \"little\"))'; \
+         interface=usb0 reason=BOUND new_routers=10.0.0.1 exec {}  lease",
+        lab.srcsel.display()
+    );
+    let cookie = ok(Command::new("unshare").args(["--net", "sh", "-c", &script]));
+    let gone = lab
+        .pin_dir()
+        .with_file_name(format!("net-{}", cookie.trim()));
+    assert!(
+        gone.join("maps").exists(),
+        "{} was not created",
+        gone.display()
+    );
+    ok(&mut lab.srcsel(["run", "--via", "usb0", "--", "true"]));
+    assert!(!gone.exists(), "{} outlived its namespace", gone.display());
+    assert!(lab.pin_dir().exists(), "the live namespace's pins went too");
+}

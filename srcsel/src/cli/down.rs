@@ -48,6 +48,11 @@ pub fn down(force: bool) -> anyhow::Result<()> {
         Some(bpffs) => pins::remove_namespace(&bpffs, cookie)?,
         None => false,
     };
+    if let Some(root) = &cg_root {
+        for problem in kernel::reap(root, cookie) {
+            tracing::warn!("{problem}");
+        }
+    }
     eprintln!(
         "srcsel: removed {removed} rules and routes, {}, {} run cgroups ({} active)",
         if had_pins {

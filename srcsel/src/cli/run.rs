@@ -28,7 +28,7 @@ pub fn run(via: &str, fallback: bool, command: &[OsString]) -> anyhow::Result<u8
     };
     let cookie = pins::netns_cookie()?;
     let set = kernel::block_on(prepare(via, mode, cookie))?;
-    for problem in kernel::reap_runs(&cg_root, cookie) {
+    for problem in kernel::reap(&cg_root, cookie) {
         warn!("{problem}");
     }
     let assignment = Assignment {

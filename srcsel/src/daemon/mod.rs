@@ -126,7 +126,7 @@ impl Daemon {
     /// Removes what is left of dead runs of this namespace.
     fn reap(&self) {
         if let Ok(root) = cgroup::cgroup2_mount() {
-            for problem in kernel::reap_runs(&root, self.cookie) {
+            for problem in kernel::reap(&root, self.cookie) {
                 warn!("{problem}");
             }
         }

@@ -255,6 +255,15 @@ pub fn reap(runs_dir: &Path) -> (Vec<u32>, Vec<(PathBuf, CgroupError)>) {
     (removed, failed)
 }
 
+/// Removes a folder of run cgroups that hold no process any more (a gone
+/// namespace's); populated ones stay.
+pub fn remove_empty(dir: &Path) {
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let _ = fs::remove_dir(e.path());
+    }
+    let _ = fs::remove_dir(dir);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@ pub mod bpf;
 pub mod cgroup;
 pub mod mounts;
 pub mod netlink;
+pub mod netns;
 pub mod privileges;
 
 /// Runs netlink work on a single-threaded runtime, then returns to plain
@@ -15,25 +16,38 @@ pub fn block_on<T>(f: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result
         .block_on(f)
 }
 
-/// Removes what is left of this namespace's dead runs: cgroups whose `srcsel
-/// run` died and whose command has ended, and the pinned links of cgroups
-/// that are gone. Returns what could not be removed, for a warning.
-pub fn reap_runs(cg_root: &std::path::Path, cookie: u64) -> Vec<String> {
+/// Removes what is left behind: this namespace's dead runs (cgroups whose
+/// `srcsel run` died and whose command has ended, pinned links of cgroups
+/// that are gone), and the pins and empty run cgroups of network namespaces
+/// that no longer exist. Returns what could not be removed, for a warning.
+pub fn reap(cg_root: &std::path::Path, cookie: u64) -> Vec<String> {
     let runs_dir = cgroup::runs_dir(cg_root, cookie);
     let (_, failed) = cgroup::reap(&runs_dir);
     let mut problems: Vec<String> = failed
         .into_iter()
         .map(|(path, e)| format!("could not remove cgroup {}: {e}", path.display()))
         .collect();
-    if let Ok(Some(bpffs)) = bpf::pins::find_bpffs() {
-        let ns_dir = bpf::pins::ns_dir(&bpffs, cookie);
-        let gone = |name: &str| !runs_dir.join(name).exists();
-        if let Err(e) = bpf::pins::reap_links(&ns_dir, gone) {
-            problems.push(format!(
-                "could not remove pinned links in {}: {e}",
-                ns_dir.display()
-            ));
+    let Ok(Some(bpffs)) = bpf::pins::find_bpffs() else {
+        return problems;
+    };
+    let ns_dir = bpf::pins::ns_dir(&bpffs, cookie);
+    let gone = |name: &str| !runs_dir.join(name).exists();
+    if let Err(e) = bpf::pins::reap_links(&ns_dir, gone) {
+        problems.push(format!(
+            "could not remove pinned links in {}: {e}",
+            ns_dir.display()
+        ));
+    }
+    match bpf::pins::reap_namespaces(&bpffs) {
+        Ok(removed) => {
+            for dir in removed {
+                tracing::info!("removed {}: its network namespace is gone", dir.display());
+                if let Some(name) = dir.file_name() {
+                    cgroup::remove_empty(&cg_root.join(cgroup::SUBTREE).join(name));
+                }
+            }
         }
+        Err(e) => problems.push(format!("could not remove pins of gone namespaces: {e}")),
     }
     problems
 }

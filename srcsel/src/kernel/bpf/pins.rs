@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::{BpfError, io_err};
-use crate::kernel::mounts;
+use crate::kernel::{mounts, netns};
 
 const DEFAULT_BPFFS: &str = "/sys/fs/bpf";
 const TOP: &str = "srcsel";
@@ -71,6 +71,55 @@ pub fn netns_cookie() -> Result<u64, BpfError> {
 /// The folder of a namespace's pins.
 pub fn ns_dir(bpffs: &Path, cookie: u64) -> PathBuf {
     bpffs.join(TOP).join(format!("net-{cookie}"))
+}
+
+/// The marker folder that records which network namespace (by inode) a
+/// `net-<cookie>` folder belongs to: a cookie cannot be looked up, an inode can.
+fn inode_marker(ns_dir: &Path, inode: u64) -> PathBuf {
+    ns_dir.join(format!("netns-{inode}"))
+}
+
+/// Marks `ns_dir` as the pins of the calling thread's network namespace.
+pub fn mark_namespace(ns_dir: &Path) -> Result<(), BpfError> {
+    let inode = netns::current_inode().map_err(io_err(Path::new("/proc/thread-self/ns/net")))?;
+    let marker = inode_marker(ns_dir, inode);
+    match fs::create_dir(&marker) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(io_err(&marker)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Removes the pins of network namespaces that no longer exist (deleted
+/// without `srcsel down`: a lab, a container). A folder without a marker is
+/// left alone: whose it is cannot be told. Returns the folders removed.
+pub fn reap_namespaces(bpffs: &Path) -> io::Result<Vec<PathBuf>> {
+    let Ok(entries) = fs::read_dir(bpffs.join(TOP)) else {
+        return Ok(Vec::new());
+    };
+    let dirs: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    let marked: Vec<(PathBuf, u64)> = dirs
+        .iter()
+        .filter_map(|d| Some((d.clone(), marked_inode(d)?)))
+        .collect();
+    if marked.is_empty() {
+        return Ok(Vec::new());
+    }
+    let live = netns::live_inodes();
+    let mut removed = Vec::new();
+    for (dir, inode) in marked {
+        if !live.contains(&inode) {
+            remove_tree(&dir)?;
+            removed.push(dir);
+        }
+    }
+    Ok(removed)
+}
+
+fn marked_inode(ns_dir: &Path) -> Option<u64> {
+    fs::read_dir(ns_dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .find_map(|e| e.file_name().to_str()?.strip_prefix("netns-")?.parse().ok())
 }
 
 /// Where a namespace's attachments pin their links, one folder each.

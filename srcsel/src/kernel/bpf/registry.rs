@@ -44,6 +44,7 @@ impl Namespace {
         if !maps_pinned(&maps_dir) {
             // Parsing the object creates and pins its by-name maps.
             programs::loader(&maps_dir).load(OBJECT)?;
+            pins::mark_namespace(&dir)?;
         }
         Ok(Self {
             uplinks: open_map(&maps_dir.join(maps::UPLINKS), Map::Array)?,
