@@ -97,9 +97,12 @@ pub fn reap_namespaces(bpffs: &Path) -> io::Result<Vec<PathBuf>> {
         return Ok(Vec::new());
     };
     let dirs: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    // Our own namespace is live: only others need the scan of /proc.
+    let me = netns::current_inode().ok();
     let marked: Vec<(PathBuf, u64)> = dirs
         .iter()
         .filter_map(|d| Some((d.clone(), marked_inode(d)?)))
+        .filter(|(_, inode)| Some(*inode) != me)
         .collect();
     if marked.is_empty() {
         return Ok(Vec::new());
