@@ -165,6 +165,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
             "--test",
             "daemon_admin",
             "--test",
+            "faults",
+            "--test",
             "refusals",
             "--",
         ])

@@ -4,6 +4,7 @@
 use std::{
     fs,
     path::PathBuf,
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
@@ -67,6 +68,20 @@ impl Lab {
         self.runs_dir().join(format!("run-{pid}"))
     }
 
+    /// A kernel counter of `/proc/net/netstat` in namespace `role` (e.g.
+    /// `TcpExt` `IPReversePathFilter`): what a router itself counted.
+    pub fn netstat(&self, role: &str, group: &str, name: &str) -> u64 {
+        let text = crate::ok(Command::new("ip").args([
+            "netns",
+            "exec",
+            &self.ns(role),
+            "cat",
+            "/proc/net/netstat",
+        ]));
+        netstat_value(&text, group, name)
+            .unwrap_or_else(|| panic!("no {group} {name} in /proc/net/netstat of {role}"))
+    }
+
     /// srcsel's pin folder for the client namespace, wherever bpffs is.
     pub fn pin_dir(&self) -> PathBuf {
         let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
@@ -83,6 +98,20 @@ pub fn mount_point(mountinfo: &str, fstype: &str) -> Option<PathBuf> {
         let (left, right) = l.split_once(" - ")?;
         let point = left.split(' ').nth(4)?;
         (right.split(' ').next()? == fstype).then(|| PathBuf::from(point))
+    })
+}
+
+/// The value of `name` in a `/proc/net/netstat` text: lines come in pairs,
+/// `Group: names...` then `Group: values...`.
+pub fn netstat_value(text: &str, group: &str, name: &str) -> Option<u64> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines.chunks(2).find_map(|pair| {
+        let [names, values] = pair else { return None };
+        let (mut n, mut v) = (names.split_whitespace(), values.split_whitespace());
+        if n.next()? != format!("{group}:") || v.next()? != format!("{group}:") {
+            return None;
+        }
+        n.zip(v).find(|(k, _)| *k == name)?.1.parse().ok()
     })
 }
 
@@ -106,6 +135,22 @@ pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn netstat_value_reads_a_named_counter_of_a_group() {
+        let text = "\
+TcpExt: SyncookiesSent IPReversePathFilter
+TcpExt: 0 7
+IpExt: InNoRoutes IPReversePathFilter
+IpExt: 3 9
+";
+        assert_eq!(
+            netstat_value(text, "TcpExt", "IPReversePathFilter"),
+            Some(7)
+        );
+        assert_eq!(netstat_value(text, "IpExt", "InNoRoutes"), Some(3));
+        assert_eq!(netstat_value(text, "TcpExt", "Nope"), None);
+    }
 
     #[test]
     fn mount_point_finds_the_first_of_a_type() {

@@ -31,7 +31,7 @@ use std::{
 };
 
 pub use cmd::{ip, ok, out, sh, stderr};
-pub use inspect::{cgroup2_root, mount_point, wait_until};
+pub use inspect::{cgroup2_root, mount_point, netstat_value, wait_until};
 pub use runner::Runner;
 pub use server::url;
 
