@@ -65,25 +65,14 @@ pub fn daemon_listening() -> bool {
 
 /// The pid of the process listening on the daemon's socket, if any.
 pub fn daemon_pid() -> Option<u32> {
-    use std::os::fd::AsRawFd as _;
     let s = std::os::unix::net::UnixStream::connect_addr(&address().ok()?).ok()?;
-    let mut cred = libc::ucred {
+    let empty = libc::ucred {
         pid: 0,
         uid: 0,
         gid: 0,
     };
-    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: the buffer and its length match.
-    let rc = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&raw mut cred).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then_some(cred.pid as u32)
+    let cred = crate::kernel::socket_option(&s, libc::SO_PEERCRED, empty).ok()?;
+    Some(cred.pid as u32)
 }
 
 #[cfg(test)]

@@ -7,6 +7,29 @@ pub mod netlink;
 pub mod netns;
 pub mod privileges;
 
+/// A `SOL_SOCKET` option of plain-data type `T` (`SO_NETNS_COOKIE`, `SO_PEERCRED`).
+pub fn socket_option<T: Copy>(
+    sock: impl std::os::fd::AsFd,
+    name: libc::c_int,
+    mut value: T,
+) -> std::io::Result<T> {
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: the buffer is a T and its length is T's size.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&sock.as_fd()),
+            libc::SOL_SOCKET,
+            name,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(value)
+}
+
 /// Runs netlink work on a single-threaded runtime, then returns to plain
 /// threads (a run's command is supervised with blocking calls and a signalfd).
 pub fn block_on<T>(f: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {

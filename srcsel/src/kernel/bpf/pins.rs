@@ -2,7 +2,6 @@
 //! the network namespace cookie that names each namespace's pins.
 use std::{
     fs, io,
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
 };
 
@@ -50,22 +49,7 @@ pub fn netns_cookie() -> Result<u64, BpfError> {
     let sock = std::net::UdpSocket::bind("127.0.0.1:0")
         .or_else(|_| std::net::UdpSocket::bind("[::1]:0"))
         .map_err(BpfError::Cookie)?;
-    let mut cookie = 0u64;
-    let mut len = size_of::<u64>() as libc::socklen_t;
-    // SAFETY: the buffer and its length match.
-    let rc = unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_NETNS_COOKIE,
-            (&raw mut cookie).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(BpfError::Cookie(io::Error::last_os_error()));
-    }
-    Ok(cookie)
+    crate::kernel::socket_option(sock, libc::SO_NETNS_COOKIE, 0u64).map_err(BpfError::Cookie)
 }
 
 /// The folder of a namespace's pins.
