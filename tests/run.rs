@@ -319,3 +319,52 @@ fn pins_of_a_namespace_deleted_without_down_are_removed_by_the_next_run() {
     assert!(!gone.exists(), "{} outlived its namespace", gone.display());
     assert!(lab.pin_dir().exists(), "the live namespace's pins went too");
 }
+
+#[test]
+fn thousands_of_lan_routes_and_a_hundred_concurrent_runs_keep_working() {
+    let lab = lab();
+    let usb0 = lab.usb0_addr();
+    // 3000 LAN routes in the main table: more than the exempt trie once held.
+    let batch = lab.dir.join("routes.batch");
+    let lines: String = (0..3000)
+        .map(|i| {
+            format!(
+                "route add 10.{}.{}.0/24 via 10.1.0.1 dev eth0\n",
+                128 + i / 256,
+                i % 256
+            )
+        })
+        .collect();
+    fs::write(&batch, lines).unwrap();
+    ok(Command::new("ip")
+        .args(["-n", &lab.ns("client"), "-batch"])
+        .arg(&batch));
+    let mut runs: Vec<_> = (0..100)
+        .map(|i| {
+            let t = format!("{}-{i}", unique("many"));
+            let child = lab
+                .srcsel([
+                    "run",
+                    "--via",
+                    "usb0",
+                    "--",
+                    "curl",
+                    "-sf",
+                    "-m",
+                    "20",
+                    &url(&t),
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("srcsel run");
+            (t, child)
+        })
+        .collect();
+    for (t, child) in runs.drain(..) {
+        let o = child.wait_with_output().expect("wait");
+        assert!(o.status.success(), "{t}: {}", stderr(&o));
+        assert_eq!(lab.source_of(&t), usb0, "{t}");
+    }
+}

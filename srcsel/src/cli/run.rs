@@ -71,7 +71,7 @@ async fn prepare(via: &str, mode: Mode, cookie: u64) -> anyhow::Result<ProgramSe
     // Planned from what is there now, without creating anything: the checks.
     let registry = Namespace::peek_registry(cookie)?;
     let scope = Scope::One(via);
-    let mut plan = plan::plan(&config, &dump.snapshot, &registry, scope, None);
+    let plan = plan::plan(&config, &dump.snapshot, &registry, scope, None);
     plan.check()?;
     if let Some((_, e)) = plan.failed.first() {
         return Err(e.clone().into());
@@ -85,20 +85,14 @@ async fn prepare(via: &str, mode: Mode, cookie: u64) -> anyhow::Result<ProgramSe
         };
         warn!("{} is down or has no gateway: {what}", up.name);
     }
-    // Under the namespace's lock: plan again only if another srcsel changed
-    // the registry meanwhile.
+    // The pass proper, under the namespace's lock, from a fresh snapshot:
+    // concurrent runs may have set the uplink up since the checks.
     let mut ns = Namespace::open(&pins::bpffs()?, cookie)?;
-    let locked = ns.registry()?;
-    if locked != registry {
-        plan = plan::plan(&config, &dump.snapshot, &locked, scope, None);
-    }
-    if let Some((name, e)) = reconcile::apply(&handle, &dump, &mut ns, &plan)
-        .await?
-        .into_iter()
-        .next()
-    {
+    let failed = reconcile::pass(&handle, &mut ns, &config, scope, None).await?;
+    if let Some((name, e)) = failed.into_iter().next() {
         return Err(e.context(name));
     }
-    let slot = plan.uplink(via).expect("planned").slot;
-    Ok(ns.ensure_programs(via, slot.id, mode)?)
+    let id = plan::slot_of(&ns.registry()?, via)
+        .with_context(|| format!("{via} has no slot after its pass"))?;
+    Ok(ns.ensure_programs(via, id, mode)?)
 }
