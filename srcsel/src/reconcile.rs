@@ -61,14 +61,19 @@ async fn apply_uplink(
     ns: &mut Namespace,
     p: &UplinkPlan,
 ) -> anyhow::Result<()> {
-    if p.claim {
-        ns.claim(p.slot, &p.uplink.name)?;
-    }
     // Make before break: the new routes and rules exist before the programs
     // are told the new address, and the old ones go only after that.
     apply::add_routes(handle, &p.uplink.name, &p.routes.add).await?;
     apply::add_rules(handle, &p.rules.add).await?;
+    // Publishing records a new slot too; under the namespace's lock, so no
+    // other srcsel can plan the same slot meanwhile.
     if ns.publish(p)? {
+        if p.claim {
+            info!(
+                "{}: slot {}, table {}",
+                p.uplink.name, p.slot.id, p.slot.table
+            );
+        }
         let u = &p.uplink;
         let addr = u.addr.map_or("no address".into(), |a| a.to_string());
         let gw = u.gateway.map_or("no gateway".into(), |g| {

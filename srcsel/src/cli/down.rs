@@ -44,12 +44,13 @@ pub fn down(force: bool) -> anyhow::Result<()> {
         anyhow::Ok(netlink::apply::remove_all(&handle).await?)
     })?;
     // Without a bpffs there are no pins to remove; do not mount one for that.
-    let had_pins = match pins::find_bpffs()? {
-        Some(bpffs) => pins::remove_namespace(&bpffs, cookie)?,
+    let bpffs = pins::find_bpffs()?;
+    let had_pins = match &bpffs {
+        Some(bpffs) => pins::remove_namespace(bpffs, cookie)?,
         None => false,
     };
-    if let Some(root) = &cg_root {
-        for problem in kernel::reap(root, cookie) {
+    if let (Some(root), Some(bpffs)) = (&cg_root, &bpffs) {
+        for problem in kernel::reap(root, bpffs, cookie) {
             tracing::warn!("{problem}");
         }
     }

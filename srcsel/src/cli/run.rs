@@ -1,5 +1,8 @@
 //! `srcsel run --via IFACE -- CMD`: CMD and all it starts leave through IFACE.
-use std::{ffi::OsString, path::Path};
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context as _;
 use tracing::warn;
@@ -27,8 +30,8 @@ pub fn run(via: &str, fallback: bool, command: &[OsString]) -> anyhow::Result<u8
         Mode::Strict
     };
     let cookie = pins::netns_cookie()?;
-    let set = kernel::block_on(prepare(via, mode, cookie))?;
-    for problem in kernel::reap(&cg_root, cookie) {
+    let (set, bpffs) = kernel::block_on(prepare(via, mode, cookie))?;
+    for problem in kernel::reap(&cg_root, &bpffs, cookie) {
         warn!("{problem}");
     }
     let assignment = Assignment {
@@ -62,8 +65,9 @@ fn attach_and_run(
 }
 
 /// Checks the uplink, then brings its pins, table, rules and live state up to
-/// date. Nothing is changed unless every check passes.
-async fn prepare(via: &str, mode: Mode, cookie: u64) -> anyhow::Result<ProgramSet> {
+/// date. Nothing is changed unless every check passes. Returns the program
+/// set and the bpffs it is pinned in.
+async fn prepare(via: &str, mode: Mode, cookie: u64) -> anyhow::Result<(ProgramSet, PathBuf)> {
     let config = Config::load(Path::new(config::DEFAULT_PATH), false)?;
     let handle = netlink::connect()?;
     let dump = Dump::read(&handle).await?;
@@ -87,12 +91,13 @@ async fn prepare(via: &str, mode: Mode, cookie: u64) -> anyhow::Result<ProgramSe
     }
     // The pass proper, under the namespace's lock, from a fresh snapshot:
     // concurrent runs may have set the uplink up since the checks.
-    let mut ns = Namespace::open(&pins::bpffs()?, cookie)?;
+    let bpffs = pins::bpffs()?;
+    let mut ns = Namespace::open(&bpffs, cookie)?;
     let failed = reconcile::pass(&handle, &mut ns, &config, scope, None).await?;
     if let Some((name, e)) = failed.into_iter().next() {
         return Err(e.context(name));
     }
     let id = plan::slot_of(&ns.registry()?, via)
         .with_context(|| format!("{via} has no slot after its pass"))?;
-    Ok(ns.ensure_programs(via, id, mode)?)
+    Ok((ns.ensure_programs(via, id, mode)?, bpffs))
 }

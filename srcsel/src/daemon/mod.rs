@@ -85,7 +85,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 ev.context("the netlink event stream ended")?;
                 // Coalesce a burst (a lease change is several messages) into one pass.
                 while let Some(Some(_)) = events.next().now_or_never() {}
-                d.reap();
                 d.reconcile("netlink event", None).await;
             }
             conn = listener.accept() => match conn {
@@ -123,10 +122,11 @@ impl Daemon {
         Ok(())
     }
 
-    /// Removes what is left of dead runs of this namespace.
+    /// Removes what dead runs and gone namespaces left (at start: a run
+    /// ending makes no event, and the next run reaps too).
     fn reap(&self) {
         if let Ok(root) = cgroup::cgroup2_mount() {
-            for problem in kernel::reap(&root, self.cookie) {
+            for problem in kernel::reap(&root, &self.bpffs, self.cookie) {
                 warn!("{problem}");
             }
         }

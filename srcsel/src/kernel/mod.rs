@@ -43,17 +43,14 @@ pub fn block_on<T>(f: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result
 /// `srcsel run` died and whose command has ended, pinned links of cgroups
 /// that are gone), and the pins and empty run cgroups of network namespaces
 /// that no longer exist. Returns what could not be removed, for a warning.
-pub fn reap(cg_root: &std::path::Path, cookie: u64) -> Vec<String> {
+pub fn reap(cg_root: &std::path::Path, bpffs: &std::path::Path, cookie: u64) -> Vec<String> {
     let runs_dir = cgroup::runs_dir(cg_root, cookie);
     let (_, failed) = cgroup::reap(&runs_dir);
     let mut problems: Vec<String> = failed
         .into_iter()
         .map(|(path, e)| format!("could not remove cgroup {}: {e}", path.display()))
         .collect();
-    let Ok(Some(bpffs)) = bpf::pins::find_bpffs() else {
-        return problems;
-    };
-    let ns_dir = bpf::pins::ns_dir(&bpffs, cookie);
+    let ns_dir = bpf::pins::ns_dir(bpffs, cookie);
     let gone = |name: &str| !runs_dir.join(name).exists();
     if let Err(e) = bpf::pins::reap_links(&ns_dir, gone) {
         problems.push(format!(
@@ -61,7 +58,7 @@ pub fn reap(cg_root: &std::path::Path, cookie: u64) -> Vec<String> {
             ns_dir.display()
         ));
     }
-    match bpf::pins::reap_namespaces(&bpffs) {
+    match bpf::pins::reap_namespaces(bpffs) {
         Ok(removed) => {
             for dir in removed {
                 tracing::info!("removed {}: its network namespace is gone", dir.display());

@@ -13,6 +13,6 @@ pub mod uplink;
 pub use assignment::{Assignment, Mode};
 pub use plan::{Plan, Scope, UplinkPlan};
 pub use routing::{Action, Family, Route, Rule};
-pub use slot::{PROTO, Slot};
+pub use slot::PROTO;
 pub use snapshot::Snapshot;
 pub use uplink::Uplink;

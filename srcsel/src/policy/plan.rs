@@ -90,7 +90,7 @@ pub struct UplinkPlan {
     pub uplink: Uplink,
     pub gateway_source: GatewaySource,
     pub slot: Slot,
-    /// The slot is new: record it in the registry first.
+    /// The slot is new: publishing the uplink records it in the registry.
     pub claim: bool,
     pub hook_gateway: Option<Ipv4Addr>,
     pub routes: Changes<Route>,

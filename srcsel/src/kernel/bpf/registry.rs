@@ -11,7 +11,6 @@ use srcsel_common::{MAX_UPLINKS, UplinkRecord, UplinkState, maps};
 
 use super::{BpfError, OBJECT, io_err, pins, programs};
 use crate::policy::{
-    Slot,
     plan::{Registry, SlotRecord},
     routing::from_raw4,
 };
@@ -109,25 +108,6 @@ impl Namespace {
         self.records
             .get(&id, 0)
             .map_err(|source| self.map_err(maps::REGISTRY, source))
-    }
-
-    /// Records that `name` holds `slot`, at once, so that the next srcsel
-    /// process (under the same lock) cannot claim it too.
-    pub fn claim(&mut self, slot: Slot, name: &str) -> Result<(), BpfError> {
-        let record = UplinkRecord {
-            name: name_key(name),
-            table: slot.table,
-            ..Default::default()
-        };
-        self.write_record(slot.id, record)?;
-        let state = UplinkState {
-            netns_cookie: self.cookie,
-            mark: slot.mark(),
-            ..Default::default()
-        };
-        self.uplinks
-            .set(slot.id, state, 0)
-            .map_err(|source| self.map_err(maps::UPLINKS, source))
     }
 
     pub(super) fn write_record(&mut self, id: u32, r: UplinkRecord) -> Result<(), BpfError> {
