@@ -65,7 +65,11 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
             .arg(&lab.srcsel)
             .args(["run", "--via", "usb0"])
             .args(touch)),
-        &["needs root", "sudo"],
+        &[
+            "needs the srcsel daemon",
+            "sudo srcsel daemon",
+            "or run srcsel as root",
+        ],
     );
     // `ip netns exec` remounts /sys: no cgroup2 there.
     refused(

@@ -7,10 +7,21 @@
 //! # mark = 0x02000000      # socket mark, one of 0x01000000..=0x3f000000 (default: a free slot)
 //! # gateway = "192.0.2.1"  # for links whose DHCP client installs no default route
 //! #                        # and runs no `srcsel lease` hook
+//!
+//! [[allow]]                # who may `srcsel run` as themselves (and read status);
+//! group = "srcsel"         # without any entry: group srcsel, every uplink, both modes
+//! # user = "alice"         # a user instead of a group (names or numbers)
+//! # via = ["usb0"]         # default: every uplink
+//! # modes = ["strict"]     # default: strict and fallback
 //! ```
 use std::{collections::HashMap, fs, io, net::Ipv4Addr, ops::Range, path::Path};
 
 use serde::Deserialize;
+
+use crate::policy::{
+    Mode,
+    access::{Allow, Who},
+};
 use srcsel_common::{MAX_UPLINKS, UPLINK_MASK};
 use toml::Spanned;
 
@@ -21,6 +32,39 @@ pub const DEFAULT_PATH: &str = "/etc/srcsel/srcsel.toml";
 pub struct Config {
     #[serde(default, rename = "uplink")]
     pub uplinks: Vec<UplinkConfig>,
+    #[serde(default, rename = "allow")]
+    allow: Vec<AllowConfig>,
+    /// Where it was read from, for messages.
+    #[serde(skip)]
+    pub path: String,
+}
+
+/// A user or group as the config names it: a name, or a number.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum NameOrId {
+    Id(u32),
+    Name(String),
+}
+
+impl NameOrId {
+    fn text(&self) -> String {
+        match self {
+            NameOrId::Id(n) => n.to_string(),
+            NameOrId::Name(s) => s.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowConfig {
+    user: Option<NameOrId>,
+    group: Option<NameOrId>,
+    via: Option<Vec<String>>,
+    modes: Option<Vec<Mode>>,
+    #[serde(skip)]
+    line: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,7 +105,10 @@ impl Config {
         let shown = path.display().to_string();
         match fs::read_to_string(path) {
             Ok(text) => Self::parse(&text, &shown),
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !required => Ok(Self::default()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !required => Ok(Self {
+                path: shown,
+                ..Self::default()
+            }),
             Err(source) => Err(ConfigError::Read {
                 path: shown,
                 source,
@@ -75,8 +122,14 @@ impl Config {
             line: span.map_or(1, |s| line_of(text, s.start)),
             reason,
         };
-        let config: Config =
+        let mut config: Config =
             toml::from_str(text).map_err(|e| invalid(e.span(), e.message().to_owned()))?;
+        config.path = path.to_owned();
+        check_allow(text, &mut config.allow).map_err(|(line, reason)| ConfigError::Invalid {
+            path: path.to_owned(),
+            line,
+            reason,
+        })?;
         let mut names = HashMap::new();
         let mut tables = HashMap::new();
         let mut marks = HashMap::new();
@@ -131,6 +184,56 @@ impl Config {
     pub fn uplink(&self, name: &str) -> Option<&UplinkConfig> {
         self.uplinks.iter().find(|u| u.name.get_ref() == name)
     }
+
+    /// Who may run commands as themselves, and where: the `[[allow]]`
+    /// entries, or group `srcsel` on everything when there are none.
+    pub fn allowed(&self) -> Vec<Allow> {
+        if self.allow.is_empty() {
+            return Allow::default_rules();
+        }
+        self.allow
+            .iter()
+            .map(|a| Allow {
+                who: match (&a.user, &a.group) {
+                    (Some(u), _) => Who::User(u.text()),
+                    (None, g) => Who::Group(g.as_ref().map_or(String::new(), NameOrId::text)),
+                },
+                via: a.via.clone(),
+                modes: a.modes.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Each `[[allow]]` names exactly one user or group, real interface names
+/// and at least one mode. `toml` gives tables no spans: the line is that of
+/// the n-th `[[allow]]` header.
+fn check_allow(text: &str, allow: &mut [AllowConfig]) -> Result<(), (usize, String)> {
+    let headers: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with("[[allow]]"))
+        .map(|(i, _)| i + 1)
+        .collect();
+    for (i, a) in allow.iter_mut().enumerate() {
+        a.line = headers.get(i).copied().unwrap_or(1);
+        let bad = |why: String| Err((a.line, why));
+        if a.user.is_some() == a.group.is_some() {
+            return bad("an [[allow]] entry names either a user or a group (one of them)".into());
+        }
+        for name in a.via.iter().flatten() {
+            if let Err(why) = check_ifname(name) {
+                return bad(format!("[[allow]] via: {why}"));
+            }
+        }
+        if a.modes.as_ref().is_some_and(Vec::is_empty) || a.via.as_ref().is_some_and(Vec::is_empty)
+        {
+            return bad(
+                "an empty via or modes list allows nothing: leave the key out for all".into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Whether `name` can name a Linux network interface (the kernel's
@@ -180,6 +283,34 @@ mod tests {
         assert_eq!(*m.table.as_ref().unwrap().get_ref(), 300);
         assert_eq!(m.gateway, Some("192.0.2.1".parse().unwrap()));
         assert!(Config::parse("", "x").unwrap().uplinks.is_empty());
+    }
+
+    #[test]
+    fn allow_entries_default_to_group_srcsel_and_are_checked() {
+        assert_eq!(
+            Config::parse("", "x").unwrap().allowed(),
+            Allow::default_rules()
+        );
+        let c = Config::parse(
+            "[[uplink]]\nname = \"usb0\"\n[[allow]]\nuser = 4242\nvia = [\"usb0\"]\nmodes = [\"strict\"]\n[[allow]]\ngroup = \"ops\"\n",
+            "x",
+        )
+        .unwrap();
+        let a = c.allowed();
+        assert_eq!(a[0].who, Who::User("4242".into()));
+        assert_eq!(a[0].modes, Some(vec![Mode::Strict]));
+        assert_eq!(a[1].who, Who::Group("ops".into()));
+        assert_eq!(
+            err("[[uplink]]\nname = \"usb0\"\n\n[[allow]]\nuser = \"a\"\ngroup = \"b\"\n"),
+            "srcsel.toml:4: an [[allow]] entry names either a user or a group (one of them)"
+        );
+        assert!(err("[[allow]]\ngroup = \"g\"\nmodes = []\n").contains("allows nothing"));
+        assert!(
+            err("[[allow]]\ngroup = \"g\"\nmodes = [\"loose\"]\n").starts_with("srcsel.toml:3:")
+        );
+        assert!(
+            err("[[allow]]\ngroup = \"g\"\nvia = [\"a/b\"]\n").contains("not an interface name")
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! `policy` decides (pure), `kernel` adapts (netlink, eBPF, cgroupfs),
 //! `reconcile` joins them in one pass; `cli` and `daemon` drive it.
+mod api;
 mod cli;
 mod config;
 mod daemon;

@@ -1,17 +1,20 @@
 //! One reconcile pass, the same for the daemon, `srcsel lease` and `srcsel
 //! run`: read one kernel snapshot and the slot registry, plan (pure), apply.
 //! Applying writes only what the plan says differs.
+use std::path::Path;
+
+use anyhow::Context as _;
 use rtnetlink::Handle;
 use tracing::{debug, info};
 
 use crate::{
     config::Config,
     kernel::{
-        bpf::Namespace,
+        bpf::{Namespace, ProgramSet},
         netlink::{Dump, apply},
     },
     policy::{
-        Plan, Scope, UplinkPlan,
+        Mode, Plan, Scope, Uplink, UplinkPlan,
         plan::{self, HookReport},
     },
 };
@@ -30,6 +33,52 @@ pub async fn pass(
     let dump = Dump::read(handle).await?;
     let plan = plan::plan(config, &dump.snapshot, &ns.registry()?, scope, hook);
     apply(handle, &dump, ns, &plan).await
+}
+
+/// Sets `via` up for a run in `mode`: checks it, then runs its pass and
+/// loads its programs. Nothing is changed unless every check passes.
+/// Returns the program set and, while the uplink can't carry traffic, a
+/// warning that says what that means in `mode`.
+pub async fn for_run(
+    handle: &Handle,
+    config: &Config,
+    via: &str,
+    mode: Mode,
+    bpffs: &Path,
+    cookie: u64,
+) -> anyhow::Result<(ProgramSet, Option<String>)> {
+    let dump = Dump::read(handle).await?;
+    Uplink::observe(&dump.snapshot, via)?;
+    // Planned from what is there now, without creating anything: the checks.
+    let registry = Namespace::peek_registry(cookie)?;
+    let scope = Scope::One(via);
+    let plan = plan::plan(config, &dump.snapshot, &registry, scope, None);
+    plan.check()?;
+    if let Some((_, e)) = plan.failed.first() {
+        return Err(e.clone().into());
+    }
+    let up = &plan.uplink(via).expect("planned").uplink;
+    up.check_ready()?;
+    let warning = (!up.usable()).then(|| down_warning(via, mode));
+    // The pass proper, under the namespace's lock, from a fresh snapshot:
+    // concurrent runs may have set the uplink up since the checks.
+    let mut ns = Namespace::open(bpffs, cookie)?;
+    let failed = pass(handle, &mut ns, config, scope, None).await?;
+    if let Some((name, e)) = failed.into_iter().next() {
+        return Err(e.context(name));
+    }
+    let id = plan::slot_of(&ns.registry()?, via)
+        .with_context(|| format!("{via} has no slot after its pass"))?;
+    Ok((ns.ensure_programs(via, id, mode)?, warning))
+}
+
+/// What a run is told while its uplink can't carry traffic.
+pub fn down_warning(via: &str, mode: Mode) -> String {
+    let what = match mode {
+        Mode::Strict => "its connections fail until it is back",
+        Mode::Fallback => "it uses normal routing until it is back",
+    };
+    format!("{via} is down or has no gateway: {what}")
 }
 
 /// Applies `plan`, made from `dump`: each uplink on its own (one failing

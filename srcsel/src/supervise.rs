@@ -13,6 +13,9 @@ use anyhow::{Context as _, bail};
 
 use crate::kernel::cgroup::RunCgroup;
 
+mod gate;
+use gate::Gate;
+
 /// Exit statuses for a command that could not be started, as in POSIX shells.
 pub const NOT_FOUND: u8 = 127;
 pub const NOT_EXECUTABLE: u8 = 126;
@@ -90,13 +93,28 @@ impl Drop for Signals {
     }
 }
 
-/// Starts `argv` inside `cg` and waits for it; returns its exit status.
-pub fn run_in(cg: &RunCgroup, argv: &[OsString]) -> anyhow::Result<u8> {
+/// How the command gets into its cgroup, before it execs.
+pub enum Join<'a> {
+    /// It writes itself into the cgroup (root, no daemon).
+    Itself(&'a RunCgroup),
+    /// It waits while `ask(pid)` (on a helper thread) has the daemon move it.
+    Daemon(Box<dyn FnOnce(u32) -> anyhow::Result<()> + Send + 'a>),
+}
+
+/// The user `--user` runs the command as.
+pub struct AsUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub env: [(&'static str, String); 4],
+}
+
+/// Starts `argv` in its cgroup (as `user`, if given) and waits for it;
+/// returns its exit status.
+pub fn run(argv: &[OsString], join: Join<'_>, user: Option<&AsUser>) -> anyhow::Result<u8> {
     let Some((program, args)) = argv.split_first() else {
         bail!("no command given")
     };
-    let procs = cg.procs()?;
-    let procs_fd = procs.as_raw_fd();
     let signals = Signals::block().context("blocking signals")?;
     // Orphans of the command (daemons, `cmd &`) are re-parented to us rather
     // than to PID 1, so we reap them (not every PID 1 does).
@@ -104,20 +122,30 @@ pub fn run_in(cg: &RunCgroup, argv: &[OsString]) -> anyhow::Result<u8> {
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
     let mut cmd = Command::new(program);
     cmd.args(args);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Join the cgroup before exec, so the command's first socket is covered.
-            if libc::write(procs_fd, b"0".as_ptr().cast(), 1) != 1 {
-                return Err(io::Error::last_os_error());
-            }
-            let mut empty = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
-            libc::sigemptyset(&mut empty);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            Ok(())
-        });
+    let ids = user.map(|u| (u.uid, u.gid, u.groups.clone()));
+    if let Some(u) = user {
+        cmd.envs(u.env.iter().map(|(k, v)| (k, v)));
     }
-    let child = match cmd.spawn() {
+    let (spawned, asked) = match join {
+        Join::Itself(cg) => {
+            let procs = cg.procs()?;
+            let fd = procs.as_raw_fd();
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe { cmd.pre_exec(move || in_child(|| join_itself(fd), ids.as_ref())) };
+            (cmd.spawn(), None)
+        }
+        Join::Daemon(ask) => {
+            let gate = Gate::new().context("making the pipes a run waits on")?;
+            let child = gate.child_ends();
+            // SAFETY: as above.
+            unsafe { cmd.pre_exec(move || in_child(|| child.wait(), ids.as_ref())) };
+            gate.open_with(ask, || cmd.spawn())
+        }
+    };
+    if let Some(Err(e)) = asked {
+        return Err(e);
+    }
+    let child = match spawned {
         Ok(c) => c,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             eprintln!("srcsel: {}: command not found", program.to_string_lossy());
@@ -128,17 +156,41 @@ pub fn run_in(cg: &RunCgroup, argv: &[OsString]) -> anyhow::Result<u8> {
             return Ok(NOT_EXECUTABLE);
         }
         Err(e) => {
-            return Err(e).with_context(|| {
-                format!(
-                    "starting {} in cgroup {}",
-                    program.to_string_lossy(),
-                    cg.path().display()
-                )
-            });
+            return Err(e).with_context(|| format!("starting {}", program.to_string_lossy()));
         }
     };
-    drop(procs);
     wait_forwarding(child.id() as libc::pid_t, &signals)
+}
+
+/// In the child, before exec: join the cgroup (so the command's first
+/// socket is covered), drop to the user, unblock signals.
+fn in_child(
+    join: impl FnOnce() -> io::Result<()>,
+    ids: Option<&(u32, u32, Vec<u32>)>,
+) -> io::Result<()> {
+    join()?;
+    // SAFETY: async-signal-safe calls on valid arguments.
+    unsafe {
+        if let Some((uid, gid, groups)) = ids
+            && (libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                || libc::setresgid(*gid, *gid, *gid) != 0
+                || libc::setresuid(*uid, *uid, *uid) != 0)
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let mut empty = MaybeUninit::<libc::sigset_t>::zeroed().assume_init();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+    Ok(())
+}
+
+fn join_itself(procs_fd: libc::c_int) -> io::Result<()> {
+    // SAFETY: write(2) on an fd we keep open until the child has exec'd.
+    if unsafe { libc::write(procs_fd, b"0".as_ptr().cast(), 1) } != 1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn wait_forwarding(pid: libc::pid_t, signals: &Signals) -> anyhow::Result<u8> {

@@ -168,6 +168,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
             "faults",
             "--test",
             "refusals",
+            "--test",
+            "access",
             "--",
         ])
         .args(args))

@@ -3,13 +3,13 @@
 use anyhow::bail;
 
 use crate::{
-    daemon::socket,
+    api::client,
     kernel::{self, bpf::pins, cgroup, netlink, privileges},
 };
 
 pub fn down(force: bool) -> anyhow::Result<()> {
     privileges::require()?;
-    if let Some(pid) = socket::daemon_pid() {
+    if let Some(pid) = client::daemon_pid() {
         bail!(
             "a srcsel daemon (pid {pid}) runs in this network namespace and would set everything up \
              again: stop it first (`systemctl stop srcsel`, or `kill {pid}`), then run `srcsel down` again"
@@ -49,6 +49,7 @@ pub fn down(force: bool) -> anyhow::Result<()> {
         Some(bpffs) => pins::remove_namespace(bpffs, cookie)?,
         None => false,
     };
+    crate::api::remove_runtime_files(cookie);
     if let (Some(root), Some(bpffs)) = (&cg_root, &bpffs) {
         for problem in kernel::reap(root, bpffs, cookie) {
             tracing::warn!("{problem}");

@@ -5,8 +5,8 @@ use std::path::Path;
 use tracing::debug;
 
 use crate::{
+    api::{Request, client::Client},
     config::{self, Config},
-    daemon::socket,
     dhcp,
     kernel::{
         self,
@@ -31,7 +31,11 @@ pub fn lease(args: &[String]) -> anyhow::Result<()> {
         interface: event.interface,
         gateway: event.gateway,
     };
-    if socket::report(&report)? {
+    if let Some(mut daemon) = Client::connect()? {
+        daemon.request(Request::Lease {
+            interface: report.interface.clone(),
+            gateway: report.gateway,
+        })?;
         return Ok(());
     }
     // No daemon: record it and bring the uplink up to date once.

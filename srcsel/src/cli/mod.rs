@@ -4,7 +4,7 @@ mod daemon;
 mod down;
 mod lease;
 mod run;
-mod status;
+pub mod status;
 
 use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
@@ -28,7 +28,9 @@ enum Command {
     /// The command runs in a fresh cgroup with srcsel's eBPF programs attached:
     /// its sockets get the uplink's mark, and unbound sockets are bound to the
     /// uplink's current address, so programs that never bind are steered too.
-    /// The uplink's routing table and rules are set up (or refreshed) first.
+    /// With a srcsel daemon in the network namespace, the daemon makes the
+    /// cgroup, and members of group srcsel (or whom the config allows) need
+    /// no sudo; without one, root sets the uplink's table and rules up here.
     /// srcsel exits with the command's status (128+N if signal N killed it);
     /// 125 if srcsel itself failed. When the command exits, anything it left
     /// running in its cgroup is killed, and the cgroup is removed.
@@ -41,6 +43,11 @@ enum Command {
         /// connections (the default, strict mode, never leaks through another uplink)
         #[arg(long)]
         fallback: bool,
+        /// Run the command as this user (name or uid), with their groups and
+        /// HOME, USER, LOGNAME and SHELL, like `systemd-run --uid` (root only;
+        /// without it the command runs as whoever runs srcsel)
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
         /// The command and its arguments (after `--`)
         // No allow_hyphen_values: a mistyped option before `--` (`--fallbak`)
         // is an error, never taken for the command.
@@ -108,8 +115,9 @@ pub fn main() -> ExitCode {
         Command::Run {
             via,
             fallback,
+            user,
             command,
-        } => run::run(&via, fallback, &command),
+        } => run::run(&via, fallback, user.as_deref(), &command),
         Command::Down { force } => down::down(force).map(|()| 0),
         Command::Daemon { config } => daemon::daemon(config).map(|()| 0),
         Command::Status { json } => status::status(json).map(|()| 0),

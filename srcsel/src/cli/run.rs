@@ -1,36 +1,149 @@
 //! `srcsel run --via IFACE -- CMD`: CMD and all it starts leave through IFACE.
-use std::{
-    ffi::OsString,
-    path::{Path, PathBuf},
-};
+//! With a daemon in the namespace, it makes the run (so users in its group
+//! need no sudo); without one, root does it all here.
+use std::{ffi::OsString, path::Path};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use tracing::warn;
 
 use crate::{
+    api::{
+        Reply, Request,
+        client::{Client, ClientError},
+    },
     config::{self, Config},
     kernel::{
         self,
-        bpf::{Namespace, ProgramSet, pins, programs::Attached},
+        bpf::pins,
         cgroup::{self, RunCgroup},
-        netlink::{self, Dump},
-        privileges,
+        netlink, privileges, users,
     },
-    policy::{Assignment, Mode, Scope, Uplink, plan},
-    reconcile, supervise,
+    policy::{Assignment, Mode},
+    reconcile,
+    supervise::{self, AsUser, Join},
 };
 
 /// Returns the command's exit status.
-pub fn run(via: &str, fallback: bool, command: &[OsString]) -> anyhow::Result<u8> {
-    privileges::require()?;
-    let cg_root = cgroup::cgroup2_mount()?;
+pub fn run(
+    via: &str,
+    fallback: bool,
+    user: Option<&str>,
+    command: &[OsString],
+) -> anyhow::Result<u8> {
     let mode = if fallback {
         Mode::Fallback
     } else {
         Mode::Strict
     };
+    let as_user = user.map(as_user).transpose()?;
+    let can_alone = privileges::require().is_ok();
+    match Client::connect()? {
+        Some(daemon) => match via_daemon(daemon, via, mode, as_user.as_ref(), command) {
+            // The daemon stopped before it took the run: root does it here.
+            Err(e) if can_alone && is_gone(&e) => alone(via, mode, as_user.as_ref(), command),
+            result => result,
+        },
+        None if can_alone => alone(via, mode, as_user.as_ref(), command),
+        // SAFETY: plain getter.
+        None => bail!(
+            "srcsel run as uid {} needs the srcsel daemon in this network namespace, and none \
+             runs: start it (`sudo systemctl start srcsel`, or `sudo srcsel daemon`), or run \
+             srcsel as root",
+            unsafe { libc::getuid() }
+        ),
+    }
+}
+
+fn is_gone(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<ClientError>(), Some(ClientError::Gone))
+}
+
+/// `--user NAME`: root starts the command as NAME, like `systemd-run --uid`.
+fn as_user(name: &str) -> anyhow::Result<AsUser> {
+    // SAFETY: plain getter.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "--user needs root: it starts the command as another user (`sudo srcsel run --user \
+             {name} …`); without it, srcsel run starts the command as you"
+        );
+    }
+    let u = users::user(name)
+        .with_context(|| format!("there is no user {name:?} (see `getent passwd {name}`)"))?;
+    Ok(AsUser {
+        uid: u.uid,
+        gid: u.gid,
+        groups: users::groups_of(&u),
+        env: [
+            ("HOME", u.home.clone()),
+            ("USER", u.name.clone()),
+            ("LOGNAME", u.name.clone()),
+            ("SHELL", u.shell),
+        ],
+    })
+}
+
+/// The daemon checks the caller, makes the cgroup and moves the command in
+/// while it waits before exec; `End` removes the cgroup afterwards.
+fn via_daemon(
+    mut daemon: Client,
+    via: &str,
+    mode: Mode,
+    user: Option<&AsUser>,
+    command: &[OsString],
+) -> anyhow::Result<u8> {
+    let mut started = None;
+    let ask = Box::new(|pid| {
+        let reply = daemon.request(Request::Run {
+            via: via.to_owned(),
+            mode,
+            pid,
+        })?;
+        let Reply::Started { cgroup, warning } = reply else {
+            return Err(ClientError::Unexpected(format!("{reply:?}")).into());
+        };
+        if let Some(w) = warning {
+            warn!("{w}");
+        }
+        started = Some(cgroup);
+        Ok(())
+    });
+    let status = supervise::run(command, Join::Daemon(ask), user);
+    let Some(cgroup) = started else {
+        return status;
+    };
+    let ended = daemon.request(Request::End);
+    supervise::reap_all();
+    if let Err(e) = ended {
+        end_here(Path::new(&cgroup)).with_context(|| {
+            format!("{e}; the run's cgroup {cgroup} is removed by the next srcsel run or daemon")
+        })?;
+    }
+    status
+}
+
+/// Ends a run whose daemon went away: root removes its cgroup and links.
+fn end_here(cgroup: &Path) -> anyhow::Result<()> {
+    privileges::require()?;
+    cgroup::remove(cgroup)?;
+    let ns = pins::ns_dir(&pins::bpffs()?, pins::netns_cookie()?);
+    let links = pins::links_dir(&ns).join(cgroup::run_name(std::process::id()));
+    pins::remove_tree(&links).with_context(|| links.display().to_string())
+}
+
+/// Without a daemon: root sets the uplink up, makes the cgroup and attaches.
+fn alone(via: &str, mode: Mode, user: Option<&AsUser>, command: &[OsString]) -> anyhow::Result<u8> {
+    privileges::require()?;
+    let cg_root = cgroup::cgroup2_mount()?;
     let cookie = pins::netns_cookie()?;
-    let (set, bpffs) = kernel::block_on(prepare(via, mode, cookie))?;
+    let bpffs = pins::bpffs()?;
+    let config = Config::load(Path::new(config::DEFAULT_PATH), false)?;
+    let (set, warning) = kernel::block_on(async {
+        let handle = netlink::connect()?;
+        reconcile::for_run(&handle, &config, via, mode, &bpffs, cookie).await
+    })?;
+    if let Some(w) = warning {
+        warn!("{w}");
+    }
     for problem in kernel::reap(&cg_root, &bpffs, cookie) {
         warn!("{problem}");
     }
@@ -38,8 +151,12 @@ pub fn run(via: &str, fallback: bool, command: &[OsString]) -> anyhow::Result<u8
         via: via.to_owned(),
         mode,
     };
-    let cg = RunCgroup::create(&cgroup::runs_dir(&cg_root, cookie), &assignment)?;
-    let ran = attach_and_run(&cg, &set, command);
+    let me = std::process::id();
+    let cg = RunCgroup::create(&cgroup::runs_dir(&cg_root, cookie), me, &assignment)?;
+    let attached = set
+        .attach(&cg, &cgroup::run_name(me))
+        .with_context(|| format!("attaching to cgroup {}", cg.path().display()));
+    let ran = attached.and_then(|a| Ok((a, supervise::run(command, Join::Itself(&cg), user)?)));
     // Leftovers are killed while still steered; the links go after.
     let removed = cg.remove();
     supervise::reap_all();
@@ -49,55 +166,4 @@ pub fn run(via: &str, fallback: bool, command: &[OsString]) -> anyhow::Result<u8
         .release()
         .context("removing the run's pinned links")?;
     Ok(status)
-}
-
-fn attach_and_run(
-    cg: &RunCgroup,
-    set: &ProgramSet,
-    command: &[OsString],
-) -> anyhow::Result<(Attached, u8)> {
-    let name = cgroup::run_name(std::process::id());
-    let attached = set
-        .attach(cg, &name)
-        .with_context(|| format!("attaching to cgroup {}", cg.path().display()))?;
-    let status = supervise::run_in(cg, command)?;
-    Ok((attached, status))
-}
-
-/// Checks the uplink, then brings its pins, table, rules and live state up to
-/// date. Nothing is changed unless every check passes. Returns the program
-/// set and the bpffs it is pinned in.
-async fn prepare(via: &str, mode: Mode, cookie: u64) -> anyhow::Result<(ProgramSet, PathBuf)> {
-    let config = Config::load(Path::new(config::DEFAULT_PATH), false)?;
-    let handle = netlink::connect()?;
-    let dump = Dump::read(&handle).await?;
-    Uplink::observe(&dump.snapshot, via)?;
-    // Planned from what is there now, without creating anything: the checks.
-    let registry = Namespace::peek_registry(cookie)?;
-    let scope = Scope::One(via);
-    let plan = plan::plan(&config, &dump.snapshot, &registry, scope, None);
-    plan.check()?;
-    if let Some((_, e)) = plan.failed.first() {
-        return Err(e.clone().into());
-    }
-    let up = &plan.uplink(via).expect("planned").uplink;
-    up.check_ready()?;
-    if !up.usable() {
-        let what = match mode {
-            Mode::Strict => "its connections fail until it is back",
-            Mode::Fallback => "it uses normal routing until it is back",
-        };
-        warn!("{} is down or has no gateway: {what}", up.name);
-    }
-    // The pass proper, under the namespace's lock, from a fresh snapshot:
-    // concurrent runs may have set the uplink up since the checks.
-    let bpffs = pins::bpffs()?;
-    let mut ns = Namespace::open(&bpffs, cookie)?;
-    let failed = reconcile::pass(&handle, &mut ns, &config, scope, None).await?;
-    if let Some((name, e)) = failed.into_iter().next() {
-        return Err(e.context(name));
-    }
-    let id = plan::slot_of(&ns.registry()?, via)
-        .with_context(|| format!("{via} has no slot after its pass"))?;
-    Ok((ns.ensure_programs(via, id, mode)?, bpffs))
 }

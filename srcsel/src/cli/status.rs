@@ -1,10 +1,10 @@
 //! `srcsel status [--json]`: what srcsel has in force in this network
 //! namespace, per uplink. The JSON layout is documented in README.md and only
 //! grows (new fields) within a `version`.
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
-    daemon::socket,
+    api::{Reply, Request, client::Client},
     kernel::{
         self,
         bpf::{Namespace, pins, registry::name_of},
@@ -15,7 +15,7 @@ use crate::{
     policy::{routing::from_raw4, slot::in_range},
 };
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Report {
     pub version: u32,
     pub netns_cookie: u64,
@@ -24,7 +24,7 @@ pub struct Report {
     pub uplinks: Vec<UplinkReport>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct UplinkReport {
     pub name: String,
     pub slot: u32,
@@ -33,7 +33,7 @@ pub struct UplinkReport {
     /// or a USB device unplugged, shows as false).
     pub present: bool,
     /// "up" (usable: link up, address, gateway) or "down".
-    pub state: &'static str,
+    pub state: String,
     pub address: Option<String>,
     pub gateway: Option<String>,
     /// The gateway last reported by a DHCP client hook (`srcsel lease`).
@@ -46,7 +46,7 @@ pub struct UplinkReport {
     pub counters: CountersReport,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Assignment {
     pub cgroup: String,
     /// "strict" or "fallback".
@@ -54,7 +54,7 @@ pub struct Assignment {
     pub pids: Vec<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct CountersReport {
     pub connections: u64,
     pub datagrams: u64,
@@ -63,9 +63,28 @@ pub struct CountersReport {
     pub bytes_in: u64,
 }
 
+/// From the daemon when one runs (members of its group may ask), else
+/// read here, which needs root.
 pub fn status(json: bool) -> anyhow::Result<()> {
-    privileges::require()?;
-    let report = kernel::block_on(collect())?;
+    let report = match Client::connect()? {
+        Some(mut daemon) => match daemon.request(Request::Status)? {
+            Reply::Status(report) => *report,
+            other => {
+                return Err(
+                    crate::api::client::ClientError::Unexpected(format!("{other:?}")).into(),
+                );
+            }
+        },
+        None => {
+            privileges::require().map_err(|e| {
+                anyhow::anyhow!(
+                    "{e}; or start the daemon (`sudo systemctl start srcsel`), which answers \
+                     members of group srcsel"
+                )
+            })?;
+            kernel::block_on(collect(false))?
+        }
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -74,9 +93,9 @@ pub fn status(json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn collect() -> anyhow::Result<Report> {
+/// Reads what is in force; `daemon`: whether the daemon is the one asking.
+pub async fn collect(daemon: bool) -> anyhow::Result<Report> {
     let cookie = pins::netns_cookie()?;
-    let daemon = socket::daemon_listening();
     let mut report = Report {
         version: 1,
         netns_cookie: cookie,
@@ -116,7 +135,8 @@ async fn collect() -> anyhow::Result<Report> {
                 "up"
             } else {
                 "down"
-            },
+            }
+            .into(),
             address: from_raw4(s.addr4)
                 .filter(|_| s.is(srcsel_common::flags::HAS_ADDR4))
                 .map(|a| a.to_string()),

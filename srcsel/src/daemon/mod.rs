@@ -1,43 +1,58 @@
 //! `srcsel daemon`: keeps every managed uplink's table, rules and live eBPF
 //! state equal to what the kernel and the config say. Event-driven: a pass
 //! runs on rtnetlink multicast messages (an overrun is a message too) and on
-//! lease reports from DHCP client hooks; it never polls.
-pub mod socket;
+//! requests on its control socket (lease reports, runs); it never polls.
+mod conn;
+mod runs;
+mod server;
 
-use std::{path::PathBuf, time::Instant};
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use futures::{FutureExt as _, StreamExt as _};
 use rtnetlink::Handle;
-use tokio::{
-    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
-    net::UnixStream,
-    signal::unix::{SignalKind, signal},
-};
+use tokio::signal::unix::{SignalKind, signal};
 use tracing::{debug, info, warn};
 
 use crate::{
+    cli::status::{self, Report},
     config::Config,
     kernel::{
         self,
         bpf::{Namespace, pins},
-        cgroup,
+        cgroup::{self, CgroupError},
         netlink::{Dump, events},
     },
     policy::{
         Mode, Scope, Uplink,
+        access::Allow,
         plan::{self, HookReport},
         uplink::UplinkError,
     },
     reconcile,
 };
 
-struct Daemon {
+/// What every connection task shares with the event loop.
+pub struct Daemon {
     handle: Handle,
     config: Config,
+    allowed: Vec<Allow>,
     bpffs: PathBuf,
     cookie: u64,
+    cg_root: Result<PathBuf, CgroupError>,
+    /// The daemon's own uid: its peers with it are as privileged as root.
+    uid: u32,
+    /// One pass at a time: the event loop's, a lease's, a new run's.
+    passes: tokio::sync::Mutex<()>,
+    conns: Arc<server::Conns>,
 }
+
+/// How long a stopping daemon waits for runs being set up.
+const DRAIN: Duration = Duration::from_secs(10);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let (handle, mut events) = events::subscribe()?;
@@ -64,13 +79,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             );
         }
     }
-    let listener = socket::listen()?;
-    let d = Daemon {
+    let server = server::Server::listen(cookie)?;
+    server::raise_fd_limit();
+    let d = Arc::new(Daemon {
         handle,
+        allowed: config.allowed(),
         config,
         bpffs: pins::bpffs()?,
         cookie,
-    };
+        cg_root: cgroup::cgroup2_mount(),
+        // SAFETY: plain getter.
+        uid: unsafe { libc::geteuid() },
+        passes: tokio::sync::Mutex::new(()),
+        conns: server.conns.clone(),
+    });
     d.reap();
     d.reconcile("start", None).await;
     d.ensure_configured_programs()?;
@@ -87,18 +109,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 while let Some(Some(_)) = events.next().now_or_never() {}
                 d.reconcile("netlink event", None).await;
             }
-            conn = listener.accept() => match conn {
-                Ok((stream, _)) => {
-                    if let Err(e) = d.serve_lease(stream).await {
-                        warn!("lease report: {e:#}");
-                    }
+            conn = server.accept() => match conn {
+                Ok(stream) => {
+                    tokio::spawn(conn::serve(d.clone(), stream));
                 }
-                Err(e) => warn!("lease socket: {e}"),
+                Err(e) => {
+                    // Out of file descriptors: give clients time to leave.
+                    warn!("control socket: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             },
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    // Runs being set up get their cgroup (running ones keep theirs); then
+    // the socket goes, still under the lock.
+    d.conns.drained(DRAIN).await;
+    drop(server);
     // Rules, routes and pins stay: traffic keeps flowing; `srcsel down` removes them.
     info!("stopping; uplink state stays in force");
     Ok(())
@@ -125,8 +153,8 @@ impl Daemon {
     /// Removes what dead runs and gone namespaces left (at start: a run
     /// ending makes no event, and the next run reaps too).
     fn reap(&self) {
-        if let Ok(root) = cgroup::cgroup2_mount() {
-            for problem in kernel::reap(&root, &self.bpffs, self.cookie) {
+        if let Ok(root) = &self.cg_root {
+            for problem in kernel::reap(root, &self.bpffs, self.cookie) {
                 warn!("{problem}");
             }
         }
@@ -134,6 +162,7 @@ impl Daemon {
 
     /// One full pass over every managed uplink; failures are logged per uplink.
     async fn reconcile(&self, why: &str, hook: Option<&HookReport>) {
+        let _pass = self.passes.lock().await;
         let t = Instant::now();
         let result = async {
             let mut ns = Namespace::open(&self.bpffs, self.cookie)?;
@@ -150,23 +179,7 @@ impl Daemon {
         debug!("reconciled ({why}) in {:?}", t.elapsed());
     }
 
-    async fn serve_lease(&self, stream: UnixStream) -> anyhow::Result<()> {
-        let (read, mut write) = stream.into_split();
-        let mut line = String::new();
-        BufReader::new(read).read_line(&mut line).await?;
-        if line.is_empty() {
-            // A probe (`srcsel status`, `srcsel down`) that sent nothing.
-            return Ok(());
-        }
-        let report =
-            socket::from_line(&line).with_context(|| format!("malformed lease report {line:?}"))?;
-        info!(
-            "lease hook: {} gateway {}",
-            report.interface,
-            report.gateway.map_or("none".into(), |g| g.to_string())
-        );
-        self.reconcile("lease hook", Some(&report)).await;
-        write.write_all(b"ok\n").await?;
-        Ok(())
+    async fn status(&self) -> anyhow::Result<Report> {
+        status::collect(true).await
     }
 }

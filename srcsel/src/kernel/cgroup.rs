@@ -59,16 +59,23 @@ pub struct RunCgroup {
 }
 
 impl RunCgroup {
-    /// Creates `<runs_dir>/run-<our pid>`, labelled with its assignment
-    /// (`usb0 strict`) for `srcsel status`.
-    pub fn create(runs_dir: &Path, assignment: &Assignment) -> Result<Self, CgroupError> {
-        let path = runs_dir.join(run_name(std::process::id()));
+    /// Creates `<runs_dir>/run-<owner>` for the `srcsel run` process
+    /// `owner`, labelled with its assignment (`usb0 strict`) for `srcsel
+    /// status`. An empty one of that name (left by a daemon that stopped
+    /// while setting it up) is taken over.
+    pub fn create(
+        runs_dir: &Path,
+        owner: u32,
+        assignment: &Assignment,
+    ) -> Result<Self, CgroupError> {
+        let path = runs_dir.join(run_name(owner));
         // Another srcsel may remove the empty parents between our mkdirs.
         for _ in 0..10 {
             fs::create_dir_all(runs_dir).map_err(io_err(runs_dir))?;
             match fs::create_dir(&path) {
                 Ok(()) => break,
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) if e.kind() == ErrorKind::AlreadyExists && !populated(&path) => break,
                 Err(e) => return Err(io_err(&path)(e)),
             }
         }
@@ -105,7 +112,7 @@ impl AsFd for RunCgroup {
     }
 }
 
-fn populated(path: &Path) -> bool {
+pub fn populated(path: &Path) -> bool {
     fs::read_to_string(path.join("cgroup.events"))
         .map(|e| e.lines().any(|l| l == "populated 1"))
         .unwrap_or(false)

@@ -1,11 +1,14 @@
 //! Thin adapters between policy and the kernel: rtnetlink, eBPF (bpffs,
-//! maps, programs), cgroupfs, mounts and capabilities.
+//! maps, programs), cgroupfs, mounts, capabilities, socket peers and the
+//! user database.
 pub mod bpf;
 pub mod cgroup;
 pub mod mounts;
 pub mod netlink;
 pub mod netns;
+pub mod peer;
 pub mod privileges;
+pub mod users;
 
 /// A `SOL_SOCKET` option of plain-data type `T` (`SO_NETNS_COOKIE`, `SO_PEERCRED`).
 pub fn socket_option<T: Copy>(
@@ -64,6 +67,12 @@ pub fn reap(cg_root: &std::path::Path, bpffs: &std::path::Path, cookie: u64) -> 
                 tracing::info!("removed {}: its network namespace is gone", dir.display());
                 if let Some(name) = dir.file_name() {
                     cgroup::remove_empty(&cg_root.join(cgroup::SUBTREE).join(name));
+                    let cookie = name
+                        .to_str()
+                        .and_then(|n| n.strip_prefix("net-")?.parse().ok());
+                    if let Some(cookie) = cookie {
+                        crate::api::remove_runtime_files(cookie);
+                    }
                 }
             }
         }

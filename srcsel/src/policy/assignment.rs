@@ -4,7 +4,8 @@ use std::{fmt, str::FromStr};
 
 /// `strict`: while the uplink can't carry a connection, it fails at once;
 /// `fallback`: normal routing meanwhile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     Strict,
     Fallback,

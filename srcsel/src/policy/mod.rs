@@ -2,6 +2,7 @@
 //! mark and rules an uplink gets, which gateway it uses, and the plan that
 //! turns one kernel snapshot into the changes to make. Nothing here touches
 //! the kernel, so all of it is unit-tested without root.
+pub mod access;
 pub mod assignment;
 pub mod gateway;
 pub mod plan;

@@ -61,7 +61,8 @@ impl Lab {
     }
 
     /// dhcpcd as our users run it, in a private mount namespace so that
-    /// parallel labs do not share /run/dhcpcd or /var/lib/dhcpcd, and with
+    /// parallel labs do not share /run/dhcpcd or /var/lib/dhcpcd (the rest of
+    /// /run stays shared: hooks reach the daemon's socket there), and with
     /// no hooks, so it never touches the host's resolv.conf or hostname.
     pub(crate) fn start_dhcpcd(&mut self) {
         self.start_dhcpcd_on("usb0", "metric 3000", "/bin/true");
@@ -75,7 +76,7 @@ impl Lab {
         );
         fs::write(&conf, text).expect("dhcpcd.conf");
         let script = format!(
-            "mount -t tmpfs tmpfs /run && mkdir -p /run/dhcpcd && mount -t tmpfs tmpfs /var/lib/dhcpcd && \
+            "mkdir -p /run/dhcpcd && mount -t tmpfs tmpfs /run/dhcpcd && mount -t tmpfs tmpfs /var/lib/dhcpcd && \
              exec dhcpcd -f {} -c {hook} -B -4 {iface}",
             conf.display()
         );

@@ -90,6 +90,21 @@ impl Lab {
         cmd
     }
 
+    /// `program` in the client namespace as an unprivileged user: `uid`
+    /// (its own gid too) with supplementary `groups`, no capabilities.
+    pub fn as_user(&self, uid: u32, groups: &[u32], program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = self.client("setpriv");
+        cmd.args([format!("--reuid={uid}"), format!("--regid={uid}")]);
+        if groups.is_empty() {
+            cmd.arg("--clear-groups");
+        } else {
+            let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+            cmd.arg(format!("--groups={}", list.join(",")));
+        }
+        cmd.args(["--inh-caps=-all", "--"]).arg(program);
+        cmd
+    }
+
     /// `srcsel ARGS` in the client namespace.
     pub fn srcsel<I, S>(&self, args: I) -> Command
     where

@@ -118,6 +118,8 @@ impl Drop for Lab {
             .stderr(Stdio::null())
             .status();
         self.delete_namespaces();
+        // Made for dhcpcd's private mounts; busy while another lab uses it.
+        let _ = fs::remove_dir("/run/dhcpcd");
         if !thread::panicking() {
             let _ = fs::remove_dir_all(&self.dir);
         } else {

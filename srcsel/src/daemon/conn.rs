@@ -1,0 +1,174 @@
+//! One client connection: who it is (the socket's credentials, taken at
+//! connect), one request read under a size and time limit, checked against
+//! that sender, answered. A run's connection then stays open until its
+//! `End`, or until the caller is gone.
+use std::{sync::Arc, time::Duration};
+
+use serde::Deserialize;
+use tokio::{net::UnixStream, time::timeout};
+use tracing::{debug, info};
+
+use super::Daemon;
+use crate::{
+    api::{
+        ErrorKind, MAX_REQUEST, Message, Reply, Request, VERSION,
+        frame::{self, FrameError},
+    },
+    kernel::{peer, users},
+    policy::{
+        access::{self, Caller},
+        plan::HookReport,
+    },
+};
+
+/// Time a client has to send its request, and to take the reply.
+const REQUEST_TIME: Duration = Duration::from_secs(5);
+
+/// Serves one accepted connection to its end.
+pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
+    let (Ok(cred), Ok(groups)) = (peer::credentials(&stream), peer::groups(&stream)) else {
+        return;
+    };
+    let privileged = access::privileged(cred.uid, d.uid);
+    let who = format!("client pid {} uid {}", cred.pid, cred.uid);
+    let (mut r, mut w) = stream.into_split();
+    let mut slot = match d.conns.admit(cred.uid, privileged) {
+        Ok(slot) => slot,
+        Err(why) => {
+            d.conns.complain(&format!("{who}: refused: {why}"));
+            let _ = send(&mut w, &Reply::error(ErrorKind::Busy, why)).await;
+            return;
+        }
+    };
+    let request = match timeout(REQUEST_TIME, frame::read_async(&mut r, MAX_REQUEST)).await {
+        // A probe (`srcsel down` asking for the daemon's pid) sends nothing.
+        Ok(Err(FrameError::Closed)) => return,
+        Err(_) => Err(format!(
+            "no complete request within {} s",
+            REQUEST_TIME.as_secs()
+        )),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(bytes)) => decode(&bytes),
+    };
+    let request = match request {
+        Ok(r) => r,
+        Err(why) => {
+            d.conns.complain(&format!("{who}: {why}; closed"));
+            let _ = send(&mut w, &Reply::error(ErrorKind::BadRequest, why)).await;
+            return;
+        }
+    };
+    let mut gids = groups;
+    gids.push(cred.gid);
+    let caller = Caller {
+        uid: cred.uid,
+        gids,
+        name: users::name_of(cred.uid),
+    };
+    debug!("{who}: {request:?}");
+    let refused = |what: &str| {
+        Reply::error(
+            ErrorKind::Refused,
+            format!("only root may {what} (you are {})", caller.name),
+        )
+    };
+    let answer = match request {
+        Request::Status if privileged || d.may_read_status(&caller) => match d.status().await {
+            Ok(report) => Reply::Status(Box::new(report)),
+            Err(e) => Reply::error(ErrorKind::Failed, format!("{e:#}")),
+        },
+        Request::Status => Reply::error(ErrorKind::Refused, d.status_refusal(&caller)),
+        Request::Lease { .. } if !privileged => refused("report leases"),
+        Request::Lease { interface, gateway } => {
+            let gw = gateway.map_or("none".into(), |g| g.to_string());
+            info!("lease hook: {interface} gateway {gw}");
+            let report = HookReport { interface, gateway };
+            d.reconcile("lease hook", Some(&report)).await;
+            Reply::Ok
+        }
+        Request::End => Reply::error(ErrorKind::BadRequest, "End without a run"),
+        Request::Run { via, mode, pid } => {
+            match d
+                .start_run(&caller, privileged, cred.pid, &via, mode, pid)
+                .await
+            {
+                Ok((run, started)) => {
+                    let sent = send(&mut w, &started).await;
+                    slot.done();
+                    let ended = sent.is_ok() && wait_for_end(&mut r).await;
+                    d.end_run(run, ended).await;
+                    if ended {
+                        let _ = send(&mut w, &Reply::Ok).await;
+                    }
+                    return;
+                }
+                Err(e) => e,
+            }
+        }
+    };
+    if let Reply::Error { message, .. } = &answer {
+        d.conns.complain(&format!("{who}: {message}"));
+    }
+    let _ = send(&mut w, &answer).await;
+    drop(slot);
+}
+
+/// Whether the run's client says `End` (false: it closed, died or sent
+/// something else). No time limit: the command runs as long as it runs.
+async fn wait_for_end(r: &mut tokio::net::unix::OwnedReadHalf) -> bool {
+    let Ok(bytes) = frame::read_async(r, MAX_REQUEST).await else {
+        return false;
+    };
+    matches!(decode(&bytes), Ok(Request::End))
+}
+
+async fn send(w: &mut tokio::net::unix::OwnedWriteHalf, reply: &Reply) -> Result<(), ()> {
+    let msg = Message {
+        version: VERSION,
+        body: reply,
+    };
+    match timeout(REQUEST_TIME, frame::write_async(w, &msg)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// A request of this version, or why not (naming the side to restart when
+/// the versions differ).
+fn decode(bytes: &[u8]) -> Result<Request, String> {
+    #[derive(Deserialize)]
+    struct Version {
+        version: u32,
+    }
+    match serde_json::from_slice::<Message<Request>>(bytes) {
+        Ok(m) if m.version == VERSION => Ok(m.body),
+        _ => match serde_json::from_slice::<Version>(bytes) {
+            Ok(v) if v.version != VERSION => Err(format!(
+                "the client speaks API version {}, this daemon {VERSION}: restart the daemon \
+                 after an upgrade (`systemctl restart srcsel`)",
+                v.version
+            )),
+            _ => {
+                let shown: String = String::from_utf8_lossy(bytes).chars().take(80).collect();
+                Err(format!("malformed request {shown:?}"))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_of_another_version_name_the_daemon_to_restart() {
+        assert_eq!(
+            decode(br#"{"version":1,"body":"status"}"#),
+            Ok(Request::Status)
+        );
+        let e = decode(br#"{"version":2,"body":"frobnicate"}"#).unwrap_err();
+        assert!(e.contains("version 2") && e.contains("restart"), "{e}");
+        let e = decode(&[b'x'; 300]).unwrap_err();
+        assert!(e.starts_with("malformed request") && e.len() < 120, "{e}");
+    }
+}

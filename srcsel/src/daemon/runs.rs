@@ -1,0 +1,187 @@
+//! Runs made for callers: who may, the uplink's program set (the daemon
+//! keeps managed uplinks current, so a run needs no pass of its own), a new
+//! cgroup with the set attached, and the caller's waiting child moved in.
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use tracing::{info, warn};
+
+use super::Daemon;
+use crate::{
+    api::{ErrorKind, Reply},
+    config::check_ifname,
+    kernel::{
+        bpf::{Namespace, ProgramSet, programs::Attached},
+        cgroup::{self, RunCgroup},
+        peer::{self, MoveError},
+        users,
+    },
+    policy::{
+        Assignment, Mode,
+        access::{self, Allow, Caller, Resolved, Who},
+        plan,
+    },
+    reconcile,
+};
+
+/// A run the daemon made, until its `End` or its caller's exit.
+pub struct DaemonRun {
+    cgroup: PathBuf,
+    attached: Attached,
+}
+
+fn resolve(rules: &[Allow]) -> Vec<Resolved<'_>> {
+    rules
+        .iter()
+        .map(|allow| Resolved {
+            allow,
+            id: match &allow.who {
+                Who::User(u) => users::user(u).map(|u| u.uid),
+                Who::Group(g) => users::group_id(g),
+            },
+        })
+        .collect()
+}
+
+impl Daemon {
+    pub fn may_read_status(&self, c: &Caller) -> bool {
+        access::may_read_status(&resolve(&self.allowed), c)
+    }
+
+    pub fn status_refusal(&self, c: &Caller) -> String {
+        access::refusal(
+            &resolve(&self.allowed),
+            c,
+            "srcsel status",
+            &self.config.path,
+        )
+    }
+
+    /// Sets up a run for `caller` (pid `owner`) and moves its child `pid`
+    /// into it. The error is the reply to send.
+    pub async fn start_run(
+        &self,
+        caller: &Caller,
+        privileged: bool,
+        owner: u32,
+        via: &str,
+        mode: Mode,
+        pid: u32,
+    ) -> Result<(DaemonRun, Reply), Reply> {
+        let failed = |e: anyhow::Error| Reply::error(ErrorKind::Failed, format!("{e:#}"));
+        check_ifname(via).map_err(|why| Reply::error(ErrorKind::BadRequest, why))?;
+        if !privileged {
+            access::check_run(
+                &resolve(&self.allowed),
+                caller,
+                via,
+                mode,
+                &self.config.path,
+            )
+            .map_err(|why| Reply::error(ErrorKind::Refused, why))?;
+        }
+        let cg_root = self
+            .cg_root
+            .as_ref()
+            .map_err(|e| failed(anyhow::anyhow!("{e}")))?;
+        let (set, warning) = self.program_set(via, mode).await.map_err(failed)?;
+        let assignment = Assignment {
+            via: via.to_owned(),
+            mode,
+        };
+        let runs_dir = cgroup::runs_dir(cg_root, self.cookie);
+        let cg = RunCgroup::create(&runs_dir, owner, &assignment).map_err(|e| failed(e.into()))?;
+        let attached = match set.attach(&cg, &cgroup::run_name(owner)) {
+            Ok(a) => a,
+            Err(e) => {
+                let what = format!("attaching to {}", cg.path().display());
+                let _ = cg.remove();
+                return Err(failed(anyhow::Error::new(e).context(what)));
+            }
+        };
+        let moved = cg
+            .procs()
+            .map_err(anyhow::Error::new)
+            .and_then(|procs| Ok(peer::move_child(&procs, cg_root, pid, owner, caller.uid)?));
+        if let Err(e) = moved {
+            let path = cg.path().to_owned();
+            let _ = cg.remove();
+            let _ = attached.release();
+            let kind = match e.downcast_ref::<MoveError>() {
+                Some(MoveError::NotYours { .. }) => ErrorKind::Refused,
+                _ => ErrorKind::Failed,
+            };
+            return Err(Reply::error(
+                kind,
+                format!("{e:#} (run cgroup {})", path.display()),
+            ));
+        }
+        info!(
+            "run for {} (pid {owner}): {} {assignment}",
+            caller.name,
+            cg.path().display()
+        );
+        let cgroup = cg.path().to_owned();
+        let started = Reply::Started {
+            cgroup: cgroup.display().to_string(),
+            warning,
+        };
+        Ok((DaemonRun { cgroup, attached }, started))
+    }
+
+    /// Ends a run: when the caller said `End` (its command has exited), or
+    /// its cgroup is empty, kills what is left and removes the cgroup and
+    /// the links. A caller that vanished mid-run leaves its command
+    /// running, steered; the reaper removes the cgroup once it is empty.
+    pub async fn end_run(&self, run: DaemonRun, ended: bool) {
+        let DaemonRun { cgroup, attached } = run;
+        let removed = tokio::task::spawn_blocking(move || {
+            if !ended && cgroup::populated(&cgroup) {
+                return Ok(false);
+            }
+            cgroup::remove(&cgroup).map(|()| true)
+        })
+        .await;
+        match removed {
+            Ok(Ok(true)) => {
+                if let Err(e) = attached.release() {
+                    warn!("removing a run's pinned links: {e}");
+                }
+            }
+            Ok(Ok(false)) => {
+                info!("a run's caller left while its command runs on; it stays steered")
+            }
+            Ok(Err(e)) => warn!("ending a run: {e}"),
+            Err(e) => warn!("ending a run: {e}"),
+        }
+    }
+
+    /// The uplink's program set for `mode`. An uplink in the registry is
+    /// kept current by the daemon's passes: only its live state is read
+    /// (for the warning). A new one gets its pass first.
+    async fn program_set(
+        &self,
+        via: &str,
+        mode: Mode,
+    ) -> anyhow::Result<(ProgramSet, Option<String>)> {
+        let _pass = self.passes.lock().await;
+        let ns = Namespace::open_existing(&self.bpffs, self.cookie)?;
+        if let Some(ns) = ns
+            && let Some(id) = plan::slot_of(&ns.registry()?, via)
+        {
+            let set = ns.ensure_programs(via, id, mode)?;
+            let up = ns.state(id)?.is(srcsel_common::flags::UP);
+            return Ok((set, (!up).then(|| reconcile::down_warning(via, mode))));
+        }
+        reconcile::for_run(
+            &self.handle,
+            &self.config,
+            via,
+            mode,
+            &self.bpffs,
+            self.cookie,
+        )
+        .await
+        .with_context(|| format!("setting up {via}"))
+    }
+}
