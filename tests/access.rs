@@ -355,3 +355,78 @@ fn root_runs_as_another_user_with_their_groups_and_environment() {
     assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("--user needs root"), "{}", stderr(&o));
 }
+
+/// Group `srcsel` for the length of a test, removed after if it made it.
+struct SrcselGroup {
+    gid: u32,
+    made: bool,
+}
+
+impl SrcselGroup {
+    fn ensure() -> Self {
+        let lookup = || {
+            let o = out(std::process::Command::new("getent").args(["group", "srcsel"]));
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.split(':').nth(2).and_then(|g| g.trim().parse().ok())
+        };
+        if let Some(gid) = lookup() {
+            return Self { gid, made: false };
+        }
+        ok(std::process::Command::new("groupadd").args(["--system", "srcsel"]));
+        Self {
+            gid: lookup().expect("group srcsel after groupadd"),
+            made: true,
+        }
+    }
+}
+
+impl Drop for SrcselGroup {
+    fn drop(&mut self) {
+        if self.made {
+            let _ = std::process::Command::new("groupdel")
+                .arg("srcsel")
+                .status();
+        }
+    }
+}
+
+#[test]
+fn without_a_config_group_srcsel_may_use_every_uplink_in_both_modes() {
+    let group = SrcselGroup::ensure();
+    let mut lab = Lab::new(env!("CARGO_BIN_EXE_srcsel"));
+    lab.start_daemon(&[]);
+    for mode in [&["--fallback"][..], &[]] {
+        let t = unique("default");
+        let o = out(lab
+            .as_user(MEMBER, &[group.gid], &lab.srcsel)
+            .args(["run", "--via", "usb0"])
+            .args(mode)
+            .args(["--", "curl", "-sf", &srcsel_lab::url(&t)]));
+        assert!(o.status.success(), "{mode:?}: {}", stderr(&o));
+        assert_eq!(lab.source_of(&t), lab.usb0_addr());
+    }
+
+    // A caller killed mid-run: its command runs on, steered, and the
+    // daemon removes the cgroup after the next run once the command ended.
+    let t = unique("orphan");
+    let mut run = lab
+        .as_user(MEMBER, &[group.gid], &lab.srcsel)
+        .args(["run", "--via", "usb0", "--", "sh", "-c"])
+        .arg(format!("sleep 1; curl -sf {}", srcsel_lab::url(&t)))
+        .spawn()
+        .unwrap();
+    let cg = lab.run_cgroup(run.id());
+    wait_until("the run's cgroup", Duration::from_secs(5), || cg.exists());
+    run.kill().unwrap();
+    run.wait().unwrap();
+    wait_until("the orphan's curl", Duration::from_secs(10), || {
+        !lab.seen(&t).is_empty()
+    });
+    assert_eq!(lab.source_of(&t), lab.usb0_addr());
+    ok(lab
+        .as_user(MEMBER, &[group.gid], &lab.srcsel)
+        .args(["run", "--via", "usb0", "--", "true"]));
+    wait_until("the orphan's cgroup reaped", Duration::from_secs(5), || {
+        !cg.exists()
+    });
+}

@@ -70,6 +70,65 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 const CHANGES: u32 = 200;
+/// A uid the bench's daemon config allows, for runs as a user.
+const MEMBER: u32 = 4242;
+
+/// `srcsel run` through the daemon (root, and a user the config allows)
+/// against the bare mechanism: a cgroup, one program, `true` in it.
+fn run_cost_with_daemon(lab: &Lab) -> anyhow::Result<()> {
+    let me = std::env::current_exe()?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let bpffs = srcsel_lab::mount_point(&mountinfo, "bpf").context("no bpffs")?;
+    let pin = bpffs
+        .join("srcsel")
+        .join(format!("net-{}", lab.netns_cookie()))
+        .join("usb0/strict/sock_create");
+    let parent = srcsel_lab::cgroup2_root().join(format!("srcsel-bench-{}", std::process::id()));
+    std::fs::create_dir(&parent)?;
+    let srcsel = lab.srcsel.clone();
+    let measure = || -> anyhow::Result<[f64; 5]> {
+        let mut m = [Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+        for _ in 0..RUNS {
+            m[0].push(wall(&mut lab.client("true"))?);
+            m[1].push(wall(
+                lab.client(&me).arg("mechanism-run").arg(&pin).arg(&parent),
+            )?);
+            m[2].push(wall(
+                &mut lab.srcsel(["run", "--via", "usb0", "--", "true"]),
+            )?);
+            m[3].push(wall(&mut lab.as_user(MEMBER, &[], "true"))?);
+            m[4].push(wall(
+                lab.as_user(MEMBER, &[], &srcsel)
+                    .args(["run", "--via", "usb0", "--", "true"]),
+            )?);
+        }
+        Ok(m.map(|mut v| median(&mut v)))
+    };
+    let result = measure();
+    std::fs::remove_dir(&parent)?;
+    let [plain, mech, root, user_plain, user] = result?;
+    println!("starting `true` with a daemon running, median of {RUNS}:");
+    println!("  plain               {:>8.2} ms", plain * 1e3);
+    println!(
+        "  bare mechanism      {:>8.2} ms   (mkdir cgroup, attach one program, join, exec)",
+        mech * 1e3
+    );
+    println!(
+        "  srcsel run (root)   {:>8.2} ms   ratio {:.2}x, {:+.2} ms over the mechanism (goal <= +0.5)",
+        root * 1e3,
+        root / mech,
+        (root - mech) * 1e3
+    );
+    let user_net = user - (user_plain - plain);
+    println!(
+        "  srcsel run (user)   {:>8.2} ms   ratio {:.2}x, {:+.2} ms (setpriv's own {:.2} ms taken out)",
+        user_net * 1e3,
+        user_net / mech,
+        (user_net - mech) * 1e3,
+        (user_plain - plain) * 1e3
+    );
+    Ok(())
+}
 const IDLE_SECS: u64 = 10;
 
 /// The daemon: how fast it follows an address change, and what it costs idle.
@@ -86,8 +145,12 @@ fn daemon() -> anyhow::Result<()> {
         "-n {c} route replace default via 10.99.0.1 dev usb0 metric 3000"
     ));
     let config = lab.dir.join("srcsel.toml");
-    std::fs::write(&config, "[[uplink]]\nname = \"usb0\"\n")?;
+    std::fs::write(
+        &config,
+        format!("[[uplink]]\nname = \"usb0\"\n\n[[allow]]\nuser = {MEMBER}\n"),
+    )?;
     lab.start_daemon(&["--config", &config.display().to_string()]);
+    run_cost_with_daemon(&lab)?;
     let o = lab
         .client(&me)
         .args(["converge-probe", &CHANGES.to_string()])
@@ -105,7 +168,7 @@ fn daemon() -> anyhow::Result<()> {
     println!("idle daemon over {IDLE_SECS} s:");
     println!(
         "  wakeups             {:>8.2} /s   (goal 0 from polling)",
-        (after - before) as f64 / IDLE_SECS as f64
+        wakeups(&before, &after) as f64 / IDLE_SECS as f64
     );
     println!(
         "  RSS                 {:>8.1} MB   (goal < 15 MB)",
@@ -114,18 +177,34 @@ fn daemon() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Context switches of every thread of `pid` (each wakeup is at least one).
-fn switches(pid: u32) -> anyhow::Result<u64> {
-    let mut total = 0;
+/// Context switches per thread of `pid` (each wakeup is at least one).
+fn switches(pid: u32) -> anyhow::Result<std::collections::HashMap<String, u64>> {
+    let mut per_thread = std::collections::HashMap::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let status = std::fs::read_to_string(task?.path().join("status"))?;
-        total += status
+        let task = task?;
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue; // ended meanwhile
+        };
+        let n = status
             .lines()
             .filter(|l| l.contains("ctxt_switches"))
             .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
             .sum::<u64>();
+        per_thread.insert(task.file_name().to_string_lossy().into_owned(), n);
     }
-    Ok(total)
+    Ok(per_thread)
+}
+
+/// Wakeups between two samples, of threads alive in both (tokio's idle
+/// blocking threads exit; a polling thread would not).
+fn wakeups(
+    before: &std::collections::HashMap<String, u64>,
+    after: &std::collections::HashMap<String, u64>,
+) -> u64 {
+    after
+        .iter()
+        .filter_map(|(tid, n)| Some(n.saturating_sub(*before.get(tid)?)))
+        .sum()
 }
 
 fn proc_field(pid: u32, field: &str) -> anyhow::Result<u64> {

@@ -1,6 +1,7 @@
 //! Developer tasks: `cargo xtask setup | build-ebpf | test | demo | bench`.
 mod bench;
 mod demo;
+mod mechanism;
 mod setup;
 
 use std::{
@@ -42,6 +43,9 @@ enum Task {
     /// (used by bench, inside the lab) change usb0's address N times, print convergence times.
     #[command(hide = true)]
     ConvergeProbe { count: u32 },
+    /// (used by bench) the bare mechanism of a run: cgroup, one program, `true` in it.
+    #[command(hide = true)]
+    MechanismRun { pin: PathBuf, parent: PathBuf },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         Task::Bench => bench::run(),
         Task::ConnectLoop { count } => bench::connect_loop(count),
         Task::ConvergeProbe { count } => bench::converge_probe(count),
+        Task::MechanismRun { pin, parent } => mechanism::run(&pin, &parent),
     }
 }
 

@@ -100,6 +100,8 @@ pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
                     if ended {
                         let _ = send(&mut w, &Reply::Ok).await;
                     }
+                    // After the reply: the caller does not wait for it.
+                    let _ = tokio::task::spawn_blocking(move || d.reap()).await;
                     return;
                 }
                 Err(e) => e,

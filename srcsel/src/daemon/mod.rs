@@ -150,9 +150,10 @@ impl Daemon {
         Ok(())
     }
 
-    /// Removes what dead runs and gone namespaces left (at start: a run
-    /// ending makes no event, and the next run reaps too).
-    fn reap(&self) {
+    /// Removes what dead runs and gone namespaces left: at start, and after
+    /// each run the daemon ends (a command whose caller was killed ends
+    /// without any event).
+    pub(super) fn reap(&self) {
         if let Ok(root) = &self.cg_root {
             for problem in kernel::reap(root, &self.bpffs, self.cookie) {
                 warn!("{problem}");

@@ -36,7 +36,7 @@ fn resolve(rules: &[Allow]) -> Vec<Resolved<'_>> {
         .map(|allow| Resolved {
             allow,
             id: match &allow.who {
-                Who::User(u) => users::user(u).map(|u| u.uid),
+                Who::User(u) => users::user_id(u),
                 Who::Group(g) => users::group_id(g),
             },
         })

@@ -57,6 +57,11 @@ pub fn user(who: &str) -> Option<User> {
     })
 }
 
+/// A user's id, by name or number (a number needs no passwd entry).
+pub fn user_id(who: &str) -> Option<u32> {
+    who.parse().ok().or_else(|| user(who).map(|u| u.uid))
+}
+
 /// A group's id, by name or number.
 pub fn group_id(who: &str) -> Option<u32> {
     if let Ok(gid) = who.parse() {
