@@ -257,10 +257,7 @@ fn a_member_runs_as_themselves_and_a_stranger_is_refused() {
         .args(["status", "--json"]));
     assert!(o.status.success(), "member status: {}", stderr(&o));
     assert!(lab.pin_dir().exists());
-    assert!(
-        fs::read_dir(lab.runs_dir()).map_or(true, |d| d.count() == 0),
-        "run cgroups left"
-    );
+    assert!(lab.run_cgroups().is_empty(), "run cgroups left");
 }
 
 #[test]

@@ -94,7 +94,8 @@ fn kill_9_of_srcsel_run_leaves_its_command_steered_and_the_next_run_reaps_it() {
         .expect("srcsel run");
     // nsenter execs srcsel: the child's pid is srcsel's, which names the run.
     let pid = run.id();
-    let links = lab.pin_dir().join("links").join(format!("run-{pid}"));
+    // The assignment group's attachment, which the run relies on.
+    let links = lab.pin_dir().join("links").join("usb0:strict");
     wait_until(
         "the command in its run cgroup",
         Duration::from_secs(10),
@@ -125,15 +126,17 @@ fn kill_9_of_srcsel_run_leaves_its_command_steered_and_the_next_run_reaps_it() {
         lab.dir.join("done").exists() && !populated(&lab, pid)
     });
 
-    ok(&mut lab.srcsel(["run", "--via", "usb0", "--", "true"]));
     let cg = lab.run_cgroup(pid);
+    ok(&mut lab.srcsel(["run", "--via", "usb0", "--", "true"]));
     assert!(!cg.exists(), "{} was not reaped", cg.display());
-    assert!(!links.exists(), "{} was not reaped", links.display());
+    assert!(lab.run_cgroups().is_empty(), "{:?}", lab.run_cgroups());
     let left: Vec<_> = fs::read_dir(lab.pin_dir().join("links"))
         .into_iter()
         .flatten()
+        .flatten()
+        .map(|e| e.file_name())
         .collect();
-    assert!(left.is_empty(), "links left: {left:?}");
+    assert_eq!(left, ["usb0:strict"], "links left");
 }
 
 #[test]

@@ -240,14 +240,10 @@ fn runs_leave_nothing_behind_and_down_restores_the_dumps() {
         !Path::new("/proc").join(bg.trim()).exists(),
         "the background sleep outlived its run"
     );
-    let runs: Vec<_> = fs::read_dir(lab.runs_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
+    let runs = lab.run_cgroups();
     assert!(runs.is_empty(), "run cgroups left: {runs:?}");
-    // Between runs only the uplink's programs and maps stay pinned: no links.
+    // Between runs the uplink's programs, the maps and one attachment per
+    // assignment group stay pinned: nothing per run.
     let pins = lab.pin_dir();
     let mut listed: Vec<String> = walk(&pins)
         .iter()
@@ -257,6 +253,16 @@ fn runs_leave_nothing_behind_and_down_restores_the_dumps() {
     assert_eq!(
         listed,
         [
+            "links/usb0:fallback/connect4",
+            "links/usb0:fallback/count_egress",
+            "links/usb0:fallback/count_ingress",
+            "links/usb0:fallback/sendmsg4",
+            "links/usb0:fallback/sock_create",
+            "links/usb0:strict/connect4",
+            "links/usb0:strict/count_egress",
+            "links/usb0:strict/count_ingress",
+            "links/usb0:strict/sendmsg4",
+            "links/usb0:strict/sock_create",
             "maps/SRCSEL_COUNTERS",
             "maps/SRCSEL_EXEMPT4",
             "maps/SRCSEL_REGISTRY",
@@ -280,6 +286,11 @@ fn runs_leave_nothing_behind_and_down_restores_the_dumps() {
     assert_eq!(lab.rules(), rules);
     assert_eq!(lab.routes(), routes);
     assert!(!pins.exists(), "{} left after down", pins.display());
+    assert!(
+        !lab.runs_dir().exists(),
+        "{} left after down",
+        lab.runs_dir().display()
+    );
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

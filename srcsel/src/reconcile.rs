@@ -1,7 +1,7 @@
 //! One reconcile pass, the same for the daemon, `srcsel lease` and `srcsel
 //! run`: read one kernel snapshot and the slot registry, plan (pure), apply.
 //! Applying writes only what the plan says differs.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use rtnetlink::Handle;
@@ -10,11 +10,12 @@ use tracing::{debug, info};
 use crate::{
     config::Config,
     kernel::{
-        bpf::{Namespace, ProgramSet},
+        bpf::Namespace,
+        cgroup,
         netlink::{Dump, apply},
     },
     policy::{
-        Mode, Plan, Scope, Uplink, UplinkPlan,
+        Assignment, Mode, Plan, Scope, Uplink, UplinkPlan,
         plan::{self, HookReport},
     },
 };
@@ -35,18 +36,20 @@ pub async fn pass(
     apply(handle, &dump, ns, &plan).await
 }
 
-/// Sets `via` up for a run in `mode`: checks it, then runs its pass and
-/// loads its programs. Nothing is changed unless every check passes.
-/// Returns the program set and, while the uplink can't carry traffic, a
-/// warning that says what that means in `mode`.
+/// Sets `via` up for a run in `mode`: checks it, then runs its pass, loads
+/// its programs and attaches them to the assignment's group under
+/// `runs_dir`. Nothing is changed unless every check passes. Returns the
+/// group and, while the uplink can't carry traffic, a warning that says
+/// what that means in `mode`.
 pub async fn for_run(
     handle: &Handle,
     config: &Config,
-    via: &str,
-    mode: Mode,
+    a: &Assignment,
     bpffs: &Path,
     cookie: u64,
-) -> anyhow::Result<(ProgramSet, Option<String>)> {
+    runs_dir: &Path,
+) -> anyhow::Result<(PathBuf, Option<String>)> {
+    let (via, mode) = (a.via.as_str(), a.mode);
     let dump = Dump::read(handle).await?;
     Uplink::observe(&dump.snapshot, via)?;
     // Planned from what is there now, without creating anything: the checks.
@@ -69,7 +72,22 @@ pub async fn for_run(
     }
     let id = plan::slot_of(&ns.registry()?, via)
         .with_context(|| format!("{via} has no slot after its pass"))?;
-    Ok((ns.ensure_programs(via, id, mode)?, warning))
+    Ok((attach_group(&ns, id, a, runs_dir)?, warning))
+}
+
+/// The assignment's group, with the uplink's program set attached (both
+/// made if missing); under the namespace's lock, so attached once.
+pub fn attach_group(
+    ns: &Namespace,
+    id: u32,
+    a: &Assignment,
+    runs_dir: &Path,
+) -> anyhow::Result<PathBuf> {
+    let set = ns.ensure_programs(&a.via, id, a.mode)?;
+    let group = cgroup::ensure_group(runs_dir, a)?;
+    set.ensure_attached(&group)
+        .with_context(|| format!("attaching {a} to cgroup {}", group.display()))?;
+    Ok(group)
 }
 
 /// What a run is told while its uplink can't carry traffic.

@@ -39,6 +39,10 @@ pub fn down(force: bool) -> anyhow::Result<()> {
     for run in &runs {
         cgroup::remove(&run.path)?;
     }
+    // Then the assignment groups (their links go with the pins below).
+    if let Some(dir) = &runs_dir {
+        cgroup::remove_empty(dir);
+    }
     let removed = kernel::block_on(async {
         let handle = netlink::connect()?;
         anyhow::Ok(netlink::apply::remove_all(&handle).await?)

@@ -121,13 +121,10 @@ fn via_daemon(
     status
 }
 
-/// Ends a run whose daemon went away: root removes its cgroup and links.
+/// Ends a run whose daemon went away: root removes its cgroup.
 fn end_here(cgroup: &Path) -> anyhow::Result<()> {
     privileges::require()?;
-    cgroup::remove(cgroup)?;
-    let ns = pins::ns_dir(&pins::bpffs()?, pins::netns_cookie()?);
-    let links = pins::links_dir(&ns).join(cgroup::run_name(std::process::id()));
-    pins::remove_tree(&links).with_context(|| links.display().to_string())
+    Ok(cgroup::remove(cgroup)?)
 }
 
 /// Without a daemon: root sets the uplink up, makes the cgroup and attaches.
@@ -137,9 +134,14 @@ fn alone(via: &str, mode: Mode, user: Option<&AsUser>, command: &[OsString]) -> 
     let cookie = pins::netns_cookie()?;
     let bpffs = pins::bpffs()?;
     let config = Config::load(Path::new(config::DEFAULT_PATH), false)?;
-    let (set, warning) = kernel::block_on(async {
+    let assignment = Assignment {
+        via: via.to_owned(),
+        mode,
+    };
+    let runs_dir = cgroup::runs_dir(&cg_root, cookie);
+    let (group, warning) = kernel::block_on(async {
         let handle = netlink::connect()?;
-        reconcile::for_run(&handle, &config, via, mode, &bpffs, cookie).await
+        reconcile::for_run(&handle, &config, &assignment, &bpffs, cookie, &runs_dir).await
     })?;
     if let Some(w) = warning {
         warn!("{w}");
@@ -147,23 +149,12 @@ fn alone(via: &str, mode: Mode, user: Option<&AsUser>, command: &[OsString]) -> 
     for problem in kernel::reap(&cg_root, &bpffs, cookie) {
         warn!("{problem}");
     }
-    let assignment = Assignment {
-        via: via.to_owned(),
-        mode,
-    };
-    let me = std::process::id();
-    let cg = RunCgroup::create(&cgroup::runs_dir(&cg_root, cookie), me, &assignment)?;
-    let attached = set
-        .attach(&cg, &cgroup::run_name(me))
-        .with_context(|| format!("attaching to cgroup {}", cg.path().display()));
-    let ran = attached.and_then(|a| Ok((a, supervise::run(command, Join::Itself(&cg), user)?)));
-    // Leftovers are killed while still steered; the links go after.
+    let cg = RunCgroup::create(&group, std::process::id())?;
+    let ran = supervise::run(command, Join::Itself(&cg), user);
+    // Leftovers are killed while still steered.
     let removed = cg.remove();
     supervise::reap_all();
-    let (attached, status) = ran?;
+    let status = ran?;
     removed?;
-    attached
-        .release()
-        .context("removing the run's pinned links")?;
     Ok(status)
 }

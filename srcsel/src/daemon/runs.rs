@@ -1,7 +1,7 @@
 //! Runs made for callers: who may, the uplink's program set (the daemon
 //! keeps managed uplinks current, so a run needs no pass of its own), a new
 //! cgroup with the set attached, and the caller's waiting child moved in.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use tracing::{info, warn};
@@ -11,7 +11,7 @@ use crate::{
     api::{ErrorKind, Reply},
     config::check_ifname,
     kernel::{
-        bpf::{Namespace, ProgramSet, programs::Attached},
+        bpf::Namespace,
         cgroup::{self, RunCgroup},
         peer::{self, MoveError},
         users,
@@ -27,7 +27,6 @@ use crate::{
 /// A run the daemon made, until its `End` or its caller's exit.
 pub struct DaemonRun {
     cgroup: PathBuf,
-    attached: Attached,
 }
 
 fn resolve(rules: &[Allow]) -> Vec<Resolved<'_>> {
@@ -84,21 +83,13 @@ impl Daemon {
             .cg_root
             .as_ref()
             .map_err(|e| failed(anyhow::anyhow!("{e}")))?;
-        let (set, warning) = self.program_set(via, mode).await.map_err(failed)?;
         let assignment = Assignment {
             via: via.to_owned(),
             mode,
         };
         let runs_dir = cgroup::runs_dir(cg_root, self.cookie);
-        let cg = RunCgroup::create(&runs_dir, owner, &assignment).map_err(|e| failed(e.into()))?;
-        let attached = match set.attach(&cg, &cgroup::run_name(owner)) {
-            Ok(a) => a,
-            Err(e) => {
-                let what = format!("attaching to {}", cg.path().display());
-                let _ = cg.remove();
-                return Err(failed(anyhow::Error::new(e).context(what)));
-            }
-        };
+        let (group, warning) = self.group(&assignment, &runs_dir).await.map_err(failed)?;
+        let cg = RunCgroup::create(&group, owner).map_err(|e| failed(e.into()))?;
         let moved = cg
             .procs()
             .map_err(anyhow::Error::new)
@@ -106,7 +97,6 @@ impl Daemon {
         if let Err(e) = moved {
             let path = cg.path().to_owned();
             let _ = cg.remove();
-            let _ = attached.release();
             let kind = match e.downcast_ref::<MoveError>() {
                 Some(MoveError::NotYours { .. }) => ErrorKind::Refused,
                 _ => ErrorKind::Failed,
@@ -126,15 +116,15 @@ impl Daemon {
             cgroup: cgroup.display().to_string(),
             warning,
         };
-        Ok((DaemonRun { cgroup, attached }, started))
+        Ok((DaemonRun { cgroup }, started))
     }
 
     /// Ends a run: when the caller said `End` (its command has exited), or
-    /// its cgroup is empty, kills what is left and removes the cgroup and
-    /// the links. A caller that vanished mid-run leaves its command
-    /// running, steered; the reaper removes the cgroup once it is empty.
+    /// its cgroup is empty, kills what is left and removes the cgroup. A
+    /// caller that vanished mid-run leaves its command running, steered;
+    /// the reaper removes the cgroup once it is empty.
     pub async fn end_run(&self, run: DaemonRun, ended: bool) {
-        let DaemonRun { cgroup, attached } = run;
+        let cgroup = run.cgroup;
         let removed = tokio::task::spawn_blocking(move || {
             if !ended && cgroup::populated(&cgroup) {
                 return Ok(false);
@@ -143,45 +133,44 @@ impl Daemon {
         })
         .await;
         match removed {
-            Ok(Ok(true)) => {
-                if let Err(e) = attached.release() {
-                    warn!("removing a run's pinned links: {e}");
-                }
-            }
+            Ok(Ok(true)) => {}
             Ok(Ok(false)) => {
-                info!("a run's caller left while its command runs on; it stays steered")
+                info!("a run's caller left while its command runs on; it stays steered");
             }
             Ok(Err(e)) => warn!("ending a run: {e}"),
             Err(e) => warn!("ending a run: {e}"),
         }
     }
 
-    /// The uplink's program set for `mode`. An uplink in the registry is
-    /// kept current by the daemon's passes: only its live state is read
-    /// (for the warning). A new one gets its pass first.
-    async fn program_set(
+    /// The assignment's group, attached. An uplink in the registry is kept
+    /// current by the daemon's passes: only its live state is read (for the
+    /// warning). A new one gets its pass first.
+    async fn group(
         &self,
-        via: &str,
-        mode: Mode,
-    ) -> anyhow::Result<(ProgramSet, Option<String>)> {
+        a: &Assignment,
+        runs_dir: &Path,
+    ) -> anyhow::Result<(PathBuf, Option<String>)> {
         let _pass = self.passes.lock().await;
         let ns = Namespace::open_existing(&self.bpffs, self.cookie)?;
         if let Some(ns) = ns
-            && let Some(id) = plan::slot_of(&ns.registry()?, via)
+            && let Some(id) = plan::slot_of(&ns.registry()?, &a.via)
         {
-            let set = ns.ensure_programs(via, id, mode)?;
+            let group = reconcile::attach_group(&ns, id, a, runs_dir)?;
             let up = ns.state(id)?.is(srcsel_common::flags::UP);
-            return Ok((set, (!up).then(|| reconcile::down_warning(via, mode))));
+            return Ok((
+                group,
+                (!up).then(|| reconcile::down_warning(&a.via, a.mode)),
+            ));
         }
         reconcile::for_run(
             &self.handle,
             &self.config,
-            via,
-            mode,
+            a,
             &self.bpffs,
             self.cookie,
+            runs_dir,
         )
         .await
-        .with_context(|| format!("setting up {via}"))
+        .with_context(|| format!("setting up {}", a.via))
     }
 }

@@ -1,10 +1,11 @@
-//! srcsel's cgroups: `<cgroup2 mount>/srcsel/net-<cookie>/run-<pid>`, one per
-//! `srcsel run`, labelled with its assignment (a `user.srcsel` xattr).
+//! srcsel's cgroups: `<cgroup2 mount>/srcsel/net-<cookie>/<uplink>:<mode>/run-<pid>`.
+//! The `<uplink>:<mode>` group is the assignment: the uplink's programs are
+//! attached to it once, and every run is a child cgroup that inherits them,
+//! so starting a run attaches nothing (`:` is in no interface name).
 use crate::{kernel::mounts, policy::Assignment};
 use std::{
     fs,
     io::{self, ErrorKind},
-    os::fd::{AsFd, BorrowedFd},
     path::{Path, PathBuf},
     thread,
     time::{Duration, Instant},
@@ -13,6 +14,27 @@ use std::{
 /// Folder under the cgroup2 mount that holds srcsel's cgroups.
 pub const SUBTREE: &str = "srcsel";
 const RUN_PREFIX: &str = "run-";
+
+/// The group of runs with `assignment`, under a namespace's runs folder.
+pub fn group_dir(runs_dir: &Path, a: &Assignment) -> PathBuf {
+    runs_dir.join(format!("{}:{}", a.via, a.mode))
+}
+
+/// The assignment a group's name stands for.
+fn group_of(name: &str) -> Option<Assignment> {
+    let (via, mode) = name.rsplit_once(':')?;
+    Some(Assignment {
+        via: via.to_owned(),
+        mode: mode.parse().ok()?,
+    })
+}
+
+/// Creates the group of `assignment` (and its parents) if needed.
+pub fn ensure_group(runs_dir: &Path, a: &Assignment) -> Result<PathBuf, CgroupError> {
+    let dir = group_dir(runs_dir, a);
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    Ok(dir)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -55,34 +77,20 @@ pub fn runs_dir(root: &Path, cookie: u64) -> PathBuf {
 /// A cgroup made for one command.
 pub struct RunCgroup {
     path: PathBuf,
-    dir: fs::File,
 }
 
 impl RunCgroup {
-    /// Creates `<runs_dir>/run-<owner>` for the `srcsel run` process
-    /// `owner`, labelled with its assignment (`usb0 strict`) for `srcsel
-    /// status`. An empty one of that name (left by a daemon that stopped
-    /// while setting it up) is taken over.
-    pub fn create(
-        runs_dir: &Path,
-        owner: u32,
-        assignment: &Assignment,
-    ) -> Result<Self, CgroupError> {
-        let path = runs_dir.join(run_name(owner));
-        // Another srcsel may remove the empty parents between our mkdirs.
-        for _ in 0..10 {
-            fs::create_dir_all(runs_dir).map_err(io_err(runs_dir))?;
-            match fs::create_dir(&path) {
-                Ok(()) => break,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) if e.kind() == ErrorKind::AlreadyExists && !populated(&path) => break,
-                Err(e) => return Err(io_err(&path)(e)),
-            }
+    /// Creates `<group>/run-<owner>` for the `srcsel run` process `owner`.
+    /// An empty one of that name (left by a daemon that stopped while
+    /// setting it up) is taken over.
+    pub fn create(group: &Path, owner: u32) -> Result<Self, CgroupError> {
+        let path = group.join(run_name(owner));
+        match fs::create_dir(&path) {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && !populated(&path) => {}
+            Err(e) => return Err(io_err(&path)(e)),
+            Ok(()) => {}
         }
-        // Best effort: cgroupfs has user xattrs since Linux 5.7.
-        let _ = set_label(&path, &assignment.to_string());
-        let dir = fs::File::open(&path).map_err(io_err(&path))?;
-        Ok(Self { path, dir })
+        Ok(Self { path })
     }
 
     pub fn path(&self) -> &Path {
@@ -100,15 +108,7 @@ impl RunCgroup {
 
     /// Kills whatever is still in the cgroup and removes it.
     pub fn remove(self) -> Result<(), CgroupError> {
-        let path = self.path.clone();
-        drop(self.dir);
-        remove(&path)
-    }
-}
-
-impl AsFd for RunCgroup {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.dir.as_fd()
+        remove(&self.path)
     }
 }
 
@@ -119,7 +119,7 @@ pub fn populated(path: &Path) -> bool {
 }
 
 /// Kills the processes of a cgroup (`cgroup.kill`), waits for them to go, and
-/// removes it, with srcsel's parent folders once they are empty.
+/// removes it. Its group stays, attached, for the next run.
 pub fn remove(path: &Path) -> Result<(), CgroupError> {
     if populated(path) {
         let kill = path.join("cgroup.kill");
@@ -135,53 +135,10 @@ pub fn remove(path: &Path) -> Result<(), CgroupError> {
         }
     }
     match fs::remove_dir(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(path)(e)),
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path)(e)),
     }
-    // Busy (another run's cgroup is inside) is fine: that run removes it.
-    for parent in path.ancestors().skip(1).take(2) {
-        let _ = fs::remove_dir(parent);
-    }
-    Ok(())
-}
-
-const LABEL: &std::ffi::CStr = c"user.srcsel";
-
-fn set_label(path: &Path, label: &str) -> io::Result<()> {
-    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
-    // SAFETY: valid C strings and a buffer with its length.
-    let rc = unsafe {
-        libc::setxattr(
-            p.as_ptr(),
-            LABEL.as_ptr(),
-            label.as_ptr().cast(),
-            label.len(),
-            0,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// The assignment a cgroup is labelled with, if any.
-pub fn label(path: &Path) -> Option<Assignment> {
-    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-    let mut buf = [0u8; 64];
-    // SAFETY: valid C strings and a buffer with its length.
-    let n = unsafe {
-        libc::getxattr(
-            p.as_ptr(),
-            LABEL.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    let n = usize::try_from(n).ok()?;
-    String::from_utf8_lossy(&buf[..n]).parse().ok()
 }
 
 /// One `srcsel run`'s cgroup, as found in the runs folder.
@@ -201,28 +158,36 @@ impl Run {
     }
 }
 
-/// The run cgroups of one namespace, with their labels and processes.
-pub fn runs(runs_dir: &Path) -> Vec<Run> {
-    let Ok(entries) = fs::read_dir(runs_dir) else {
-        return vec![];
-    };
-    entries
+fn subdirs(dir: &Path) -> impl Iterator<Item = (String, PathBuf)> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
         .filter_map(Result::ok)
-        .filter_map(|e| {
-            let owner = run_owner(e.file_name().to_str()?)?;
-            let path = e.path();
+        .filter_map(|e| Some((e.file_name().to_str()?.to_owned(), e.path())))
+}
+
+/// The run cgroups of one namespace, with their assignments and processes.
+pub fn runs(runs_dir: &Path) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for (name, group) in subdirs(runs_dir) {
+        let assignment = group_of(&name);
+        for (name, path) in subdirs(&group) {
+            let Some(owner) = run_owner(&name) else {
+                continue;
+            };
             let procs = fs::read_to_string(path.join("cgroup.procs")).unwrap_or_default();
-            Some(Run {
+            runs.push(Run {
                 owner,
-                assignment: label(&path),
+                assignment: assignment.clone(),
                 pids: procs
                     .lines()
                     .filter_map(|l| l.trim().parse().ok())
                     .collect(),
                 path,
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    runs
 }
 
 pub fn run_name(owner: u32) -> String {
@@ -262,18 +227,34 @@ pub fn reap(runs_dir: &Path) -> (Vec<u32>, Vec<(PathBuf, CgroupError)>) {
     (removed, failed)
 }
 
-/// Removes a folder of run cgroups that hold no process any more (a gone
-/// namespace's); populated ones stay.
-pub fn remove_empty(dir: &Path) {
-    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let _ = fs::remove_dir(e.path());
+/// Removes a namespace's runs folder, its groups and their empty runs
+/// (`srcsel down`, a gone namespace), and srcsel's top folder once empty;
+/// populated cgroups stay.
+pub fn remove_empty(runs_dir: &Path) {
+    for (_, group) in subdirs(runs_dir) {
+        for (_, run) in subdirs(&group) {
+            let _ = fs::remove_dir(run);
+        }
+        let _ = fs::remove_dir(group);
     }
-    let _ = fs::remove_dir(dir);
+    let _ = fs::remove_dir(runs_dir);
+    if let Some(top) = runs_dir.parent() {
+        let _ = fs::remove_dir(top);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_names_carry_the_assignment() {
+        let a: Assignment = "eth0.5 fallback".parse().unwrap();
+        let dir = group_dir(Path::new("/x"), &a);
+        assert_eq!(dir, Path::new("/x/eth0.5:fallback"));
+        assert_eq!(group_of("eth0.5:fallback"), Some(a));
+        assert_eq!(group_of("run-7"), None);
+    }
 
     #[test]
     fn run_owner_parses_only_run_cgroups() {

@@ -63,9 +63,34 @@ impl Lab {
             .join(format!("net-{}", self.netns_cookie()))
     }
 
-    /// The cgroup of the `srcsel run` with process id `pid`.
+    /// The cgroup of the `srcsel run` with process id `pid`: in its
+    /// assignment's group (`usb0:strict` when there is none yet).
     pub fn run_cgroup(&self, pid: u32) -> PathBuf {
-        self.runs_dir().join(format!("run-{pid}"))
+        let name = format!("run-{pid}");
+        let groups = fs::read_dir(self.runs_dir())
+            .into_iter()
+            .flatten()
+            .flatten();
+        groups
+            .map(|g| g.path().join(&name))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| self.runs_dir().join("usb0:strict").join(name))
+    }
+
+    /// The run cgroups there are now, in every group.
+    pub fn run_cgroups(&self) -> Vec<PathBuf> {
+        let groups = fs::read_dir(self.runs_dir())
+            .into_iter()
+            .flatten()
+            .flatten();
+        groups
+            .flat_map(|g| fs::read_dir(g.path()).into_iter().flatten().flatten())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("run-"))
+            })
+            .collect()
     }
 
     /// A kernel counter of `/proc/net/netstat` in namespace `role` (e.g.

@@ -12,7 +12,6 @@ pub mod registry;
 
 use std::{io, path::PathBuf};
 
-pub use programs::ProgramSet;
 pub use registry::Namespace;
 
 /// The eBPF object, built by build.rs (empty when built without the toolchain).

@@ -2,8 +2,11 @@
 //! and mode as globals), pinning it, and attaching it to a cgroup. The list
 //! of programs is srcsel_common's: nothing here names a program.
 use std::{
-    fs, io,
-    os::fd::{AsFd, BorrowedFd},
+    fs,
+    os::{
+        fd::{AsFd as _, BorrowedFd},
+        unix::fs::MetadataExt as _,
+    },
     path::{Path, PathBuf},
 };
 
@@ -12,7 +15,7 @@ use aya::{
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
         CgroupSockAddrAttachType, CgroupSockAttachType, Program as AyaProgram, ProgramError,
-        links::{FdLink, LinkError, PinnedLink},
+        links::{FdLink, LinkError},
     },
 };
 use srcsel_common::{
@@ -74,55 +77,41 @@ impl Namespace {
     }
 }
 
-/// A program set attached to a cgroup through bpf_links pinned under
-/// `<ns>/links/<name>/`: the attachment outlives the srcsel process that made
-/// it and lasts until [`Attached::release`] (or `srcsel down`, or the reaper
-/// once the cgroup is gone) removes the pins.
-pub struct Attached {
-    dir: PathBuf,
-    _links: Vec<PinnedLink>,
-}
-
-impl Attached {
-    /// Detaches the programs (the cgroup no longer needs them).
-    pub fn release(self) -> io::Result<()> {
-        pins::remove_tree(&self.dir)
-    }
-}
-
 impl ProgramSet {
     fn complete(&self) -> bool {
         programs::ALL.iter().all(|p| self.dir.join(p.name).exists())
     }
 
-    /// Attaches the set to `cgroup` and pins the links as `name`. Links are
-    /// always multi-attach in the kernel, so other cgroup programs keep running.
-    pub fn attach(&self, cgroup: impl AsFd, name: &str) -> Result<Attached, BpfError> {
-        let cg = cgroup.as_fd();
+    /// Attaches the set to the assignment group `group` unless it already
+    /// is. The bpf_links are pinned under `<ns>/links/<group name>/`, so the
+    /// attachment outlives every srcsel process and lasts until `srcsel
+    /// down` (or the reaper, once the cgroup is gone) removes the pins. A
+    /// marker names the cgroup by inode: links left from a removed group of
+    /// the same name never pass for the new group's.
+    pub fn ensure_attached(&self, group: &Path) -> Result<(), BpfError> {
+        let ino = fs::metadata(group).map_err(io_err(group))?.ino();
+        let name = group.file_name().unwrap_or_default();
         let dir = pins::links_dir(&self.ns_dir).join(name);
-        // Left by a crashed run of the same pid: replaced.
+        let marker = dir.join(format!("cgroup-{ino}"));
+        if marker.exists() && programs::ALL.iter().all(|p| dir.join(p.name).exists()) {
+            return Ok(());
+        }
+        let cg = fs::File::open(group).map_err(io_err(group))?;
         let _ = pins::remove_tree(&dir);
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let pin_all = || {
-            let mut links = Vec::new();
             for p in programs::ALL {
-                let link = attach_one(&p, &self.dir.join(p.name), cg)?;
+                let link = attach_one(&p, &self.dir.join(p.name), cg.as_fd())?;
                 let path = dir.join(p.name);
-                links.push(
-                    link.pin(&path)
-                        .map_err(|source| BpfError::Pin { path, source })?,
-                );
+                link.pin(&path)
+                    .map_err(|source| BpfError::Pin { path, source })?;
             }
-            Ok(links)
+            fs::create_dir(&marker).map_err(io_err(&marker))
         };
-        match pin_all() {
-            Ok(links) => Ok(Attached { dir, _links: links }),
-            Err(e) => {
-                // Links made so far detach with their pins.
-                let _ = pins::remove_tree(&dir);
-                Err(e)
-            }
-        }
+        pin_all().inspect_err(|_| {
+            // Links made so far detach with their pins.
+            let _ = pins::remove_tree(&dir);
+        })
     }
 }
 
