@@ -76,7 +76,9 @@ const MEMBER: u32 = 4242;
 /// `srcsel run` through the daemon (root, and a user the config allows)
 /// against the bare mechanism: a cgroup, one program, `true` in it.
 fn run_cost_with_daemon(lab: &Lab) -> anyhow::Result<()> {
-    let me = std::env::current_exe()?;
+    // Optimised like the srcsel binary it is compared with.
+    crate::run(crate::cargo().args(["build", "--release", "-p", "xtask"]))?;
+    let me = crate::root().join("target/release/xtask");
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
     let bpffs = srcsel_lab::mount_point(&mountinfo, "bpf").context("no bpffs")?;
     let pin = bpffs

@@ -36,14 +36,14 @@ pub fn run(
         Mode::Strict
     };
     let as_user = user.map(as_user).transpose()?;
-    let can_alone = privileges::require().is_ok();
+    let can_alone = || privileges::require().is_ok();
     match Client::connect()? {
         Some(daemon) => match via_daemon(daemon, via, mode, as_user.as_ref(), command) {
             // The daemon stopped before it took the run: root does it here.
-            Err(e) if can_alone && is_gone(&e) => alone(via, mode, as_user.as_ref(), command),
+            Err(e) if is_gone(&e) && can_alone() => alone(via, mode, as_user.as_ref(), command),
             result => result,
         },
-        None if can_alone => alone(via, mode, as_user.as_ref(), command),
+        None if can_alone() => alone(via, mode, as_user.as_ref(), command),
         // SAFETY: plain getter.
         None => bail!(
             "srcsel run as uid {} needs the srcsel daemon in this network namespace, and none \

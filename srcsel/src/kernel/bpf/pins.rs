@@ -46,9 +46,8 @@ pub fn find_bpffs() -> Result<Option<PathBuf>, BpfError> {
 
 /// The cookie of the calling thread's network namespace.
 pub fn netns_cookie() -> Result<u64, BpfError> {
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0")
-        .or_else(|_| std::net::UdpSocket::bind("[::1]:0"))
-        .map_err(BpfError::Cookie)?;
+    // Any socket will do, unbound: a Unix one needs no address or port.
+    let (sock, _) = std::os::unix::net::UnixStream::pair().map_err(BpfError::Cookie)?;
     crate::kernel::socket_option(sock, libc::SO_NETNS_COOKIE, 0u64).map_err(BpfError::Cookie)
 }
 
