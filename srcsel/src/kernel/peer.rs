@@ -110,17 +110,20 @@ fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 }
 
 /// Whether the pidfd's process has not been reaped (so still holds its pid).
+/// EPERM (a daemon without CAP_KILL asking about another user's process)
+/// still means it exists; only ESRCH means it is gone.
 fn holds_pid(pidfd: &OwnedFd) -> bool {
     // SAFETY: signal 0 only checks; the pidfd is valid.
-    unsafe {
+    let rc = unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,
             pidfd.as_raw_fd(),
             0,
             std::ptr::null::<libc::siginfo_t>(),
             0,
-        ) == 0
-    }
+        )
+    };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// The cgroup (v2 path, relative to the mount) `pid` is in.
