@@ -24,14 +24,18 @@ pub const MAX_REPLY: usize = 4 << 20;
 /// the daemon's socket.
 pub const RUNTIME_DIR: &str = "/run/srcsel";
 
+fn runtime_file(cookie: u64, ext: &str) -> PathBuf {
+    PathBuf::from(RUNTIME_DIR).join(format!("net-{cookie}.{ext}"))
+}
+
 /// The socket of the network namespace with this cookie.
 pub fn socket_path(cookie: u64) -> PathBuf {
-    PathBuf::from(RUNTIME_DIR).join(format!("net-{cookie}.sock"))
+    runtime_file(cookie, "sock")
 }
 
 /// Held (flock) by the namespace's daemon for its lifetime.
 pub fn lock_path(cookie: u64) -> PathBuf {
-    PathBuf::from(RUNTIME_DIR).join(format!("net-{cookie}.lock"))
+    runtime_file(cookie, "lock")
 }
 
 /// Removes a namespace's socket and lock files once no daemon can hold

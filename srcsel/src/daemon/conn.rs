@@ -14,6 +14,7 @@ use crate::{
         ErrorKind, MAX_REQUEST, Message, Reply, Request, VERSION,
         frame::{self, FrameError},
     },
+    cli::status,
     kernel::{peer, users},
     policy::{
         access::{self, Caller},
@@ -63,7 +64,12 @@ pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
     let caller = Caller {
         uid: cred.uid,
         gids,
-        name: users::name_of(cred.uid),
+        // No user database lookup for root, on every run's path.
+        name: if cred.uid == 0 {
+            "root".into()
+        } else {
+            users::name_of(cred.uid)
+        },
     };
     debug!("{who}: {request:?}");
     let refused = |what: &str| {
@@ -73,10 +79,12 @@ pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
         )
     };
     let answer = match request {
-        Request::Status if privileged || d.may_read_status(&caller) => match d.status().await {
-            Ok(report) => Reply::Status(Box::new(report)),
-            Err(e) => Reply::error(ErrorKind::Failed, format!("{e:#}")),
-        },
+        Request::Status if privileged || d.may_read_status(&caller) => {
+            match status::collect(true).await {
+                Ok(report) => Reply::Status(Box::new(report)),
+                Err(e) => Reply::error(ErrorKind::Failed, format!("{e:#}")),
+            }
+        }
         Request::Status => Reply::error(ErrorKind::Refused, d.status_refusal(&caller)),
         Request::Lease { .. } if !privileged => refused("report leases"),
         Request::Lease { interface, gateway } => {
@@ -112,7 +120,6 @@ pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
         d.conns.complain(&format!("{who}: {message}"));
     }
     let _ = send(&mut w, &answer).await;
-    drop(slot);
 }
 
 /// Whether the run's client says `End` (false: it closed, died or sent

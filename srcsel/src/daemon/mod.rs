@@ -19,7 +19,6 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{debug, info, warn};
 
 use crate::{
-    cli::status::{self, Report},
     config::Config,
     kernel::{
         self,
@@ -178,9 +177,5 @@ impl Daemon {
             Err(e) => warn!("reconcile ({why}): {e:#}"),
         }
         debug!("reconciled ({why}) in {:?}", t.elapsed());
-    }
-
-    async fn status(&self) -> anyhow::Result<Report> {
-        status::collect(true).await
     }
 }

@@ -1,6 +1,7 @@
-//! Runs made for callers: who may, the uplink's program set (the daemon
-//! keeps managed uplinks current, so a run needs no pass of its own), a new
-//! cgroup with the set attached, and the caller's waiting child moved in.
+//! Runs made for callers: who may, the assignment's group with the uplink's
+//! programs attached (the daemon keeps managed uplinks current, so a run
+//! needs no pass of its own), a new run cgroup in it, and the caller's
+//! waiting child moved in.
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -150,6 +151,8 @@ impl Daemon {
         a: &Assignment,
         runs_dir: &Path,
     ) -> anyhow::Result<(PathBuf, Option<String>)> {
+        // Also keeps the namespace's flock (held by a pass across awaits)
+        // from blocking this single-threaded runtime.
         let _pass = self.passes.lock().await;
         let ns = Namespace::open_existing(&self.bpffs, self.cookie)?;
         if let Some(ns) = ns

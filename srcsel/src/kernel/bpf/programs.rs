@@ -47,7 +47,7 @@ impl Namespace {
             dir: self.dir.join(name).join(mode.as_str()),
             ns_dir: self.dir.clone(),
         };
-        if set.complete() {
+        if all_pinned(&set.dir) {
             return Ok(set);
         }
         // A set half-pinned by a crashed run is replaced whole.
@@ -77,11 +77,13 @@ impl Namespace {
     }
 }
 
-impl ProgramSet {
-    fn complete(&self) -> bool {
-        programs::ALL.iter().all(|p| self.dir.join(p.name).exists())
-    }
+/// Whether `dir` holds a pin of each program's name (its programs, or the
+/// links attaching them).
+fn all_pinned(dir: &Path) -> bool {
+    programs::ALL.iter().all(|p| dir.join(p.name).exists())
+}
 
+impl ProgramSet {
     /// Attaches the set to the assignment group `group` unless it already
     /// is. The bpf_links are pinned under `<ns>/links/<group name>/`, so the
     /// attachment outlives every srcsel process and lasts until `srcsel
@@ -93,7 +95,7 @@ impl ProgramSet {
         let name = group.file_name().unwrap_or_default();
         let dir = pins::links_dir(&self.ns_dir).join(name);
         let marker = dir.join(format!("cgroup-{ino}"));
-        if marker.exists() && programs::ALL.iter().all(|p| dir.join(p.name).exists()) {
+        if marker.exists() && all_pinned(&dir) {
             return Ok(());
         }
         let cg = fs::File::open(group).map_err(io_err(group))?;
