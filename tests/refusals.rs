@@ -43,7 +43,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
     );
     refused(
         out(lab.srcsel(["run", "--via", "wwan0"]).args(touch)),
-        &["wwan0 has no IPv4 address — is its DHCP client running?"],
+        &["wwan0 has no IPv4 or IPv6 address — is its DHCP client running?"],
     );
     ok(lab
         .client("ip")

@@ -250,35 +250,25 @@ fn runs_leave_nothing_behind_and_down_restores_the_dumps() {
         .map(|p| p.strip_prefix(&pins).unwrap().display().to_string())
         .collect();
     listed.sort();
-    assert_eq!(
-        listed,
-        [
-            "links/usb0:fallback/connect4",
-            "links/usb0:fallback/count_egress",
-            "links/usb0:fallback/count_ingress",
-            "links/usb0:fallback/sendmsg4",
-            "links/usb0:fallback/sock_create",
-            "links/usb0:strict/connect4",
-            "links/usb0:strict/count_egress",
-            "links/usb0:strict/count_ingress",
-            "links/usb0:strict/sendmsg4",
-            "links/usb0:strict/sock_create",
-            "maps/SRCSEL_COUNTERS",
-            "maps/SRCSEL_EXEMPT4",
-            "maps/SRCSEL_REGISTRY",
-            "maps/SRCSEL_UPLINKS",
-            "usb0/fallback/connect4",
-            "usb0/fallback/count_egress",
-            "usb0/fallback/count_ingress",
-            "usb0/fallback/sendmsg4",
-            "usb0/fallback/sock_create",
-            "usb0/strict/connect4",
-            "usb0/strict/count_egress",
-            "usb0/strict/count_ingress",
-            "usb0/strict/sendmsg4",
-            "usb0/strict/sock_create",
-        ]
-    );
+    let programs = [
+        "connect4",
+        "connect6",
+        "count_egress",
+        "count_ingress",
+        "sendmsg4",
+        "sendmsg6",
+        "setsockopt",
+        "sock_create",
+    ];
+    let maps = ["COUNTERS", "EXEMPT4", "EXEMPT6", "REGISTRY", "UPLINKS"];
+    let mut expected: Vec<String> = ["links/usb0:fallback", "links/usb0:strict"]
+        .iter()
+        .chain(&["usb0/fallback", "usb0/strict"])
+        .flat_map(|dir| programs.iter().map(move |p| format!("{dir}/{p}")))
+        .chain(maps.iter().map(|m| format!("maps/SRCSEL_{m}")))
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
     assert_ne!(lab.rules(), rules, "run set up no rules");
 
     let o = out(&mut lab.srcsel(["down"]));

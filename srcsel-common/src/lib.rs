@@ -15,6 +15,13 @@ pub const MAX_UPLINKS: u32 = 64;
 /// Capacity of the exempt-destination trie (the main table's LAN prefixes).
 /// An LPM trie allocates per entry, so a large cap costs nothing until used.
 pub const MAX_EXEMPT4: u32 = 65536;
+/// The same for IPv6.
+pub const MAX_EXEMPT6: u32 = 65536;
+
+/// The layout of the pinned maps. A srcsel whose layout differs from the
+/// pins in place must not load programs against them (the verifier would
+/// refuse, or worse, they would read each other's fields): it says so.
+pub const LAYOUT: u32 = 2;
 
 /// Names of the pinned maps, shared by every program set of a namespace.
 pub mod maps {
@@ -26,9 +33,10 @@ pub mod maps {
     /// Destinations that normal routing keeps on a local link (the main
     /// table's non-default routes): the programs do not bind them to the uplink.
     pub const EXEMPT4: &str = "SRCSEL_EXEMPT4";
+    pub const EXEMPT6: &str = "SRCSEL_EXEMPT6";
     pub const COUNTERS: &str = "SRCSEL_COUNTERS";
     /// Every pinned map, for checking that a namespace's maps are complete.
-    pub const ALL: [&str; 4] = [UPLINKS, REGISTRY, EXEMPT4, COUNTERS];
+    pub const ALL: [&str; 5] = [UPLINKS, REGISTRY, EXEMPT4, EXEMPT6, COUNTERS];
 }
 
 /// The globals each program set is loaded with: which uplink slot it serves,

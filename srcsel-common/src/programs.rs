@@ -10,6 +10,12 @@ pub enum Hook {
     Connect4,
     /// `cgroup/sendmsg4`
     Sendmsg4,
+    /// `cgroup/connect6`
+    Connect6,
+    /// `cgroup/sendmsg6`
+    Sendmsg6,
+    /// `cgroup/setsockopt`
+    Setsockopt,
     /// `cgroup_skb/egress`
     Egress,
     /// `cgroup_skb/ingress`
@@ -26,11 +32,14 @@ pub struct Program {
 pub const SOCK_CREATE: &str = "sock_create";
 pub const CONNECT4: &str = "connect4";
 pub const SENDMSG4: &str = "sendmsg4";
+pub const CONNECT6: &str = "connect6";
+pub const SENDMSG6: &str = "sendmsg6";
+pub const SETSOCKOPT: &str = "setsockopt";
 pub const EGRESS: &str = "count_egress";
 pub const INGRESS: &str = "count_ingress";
 
 /// Every program of an uplink's set, in attach order.
-pub const ALL: [Program; 5] = [
+pub const ALL: [Program; 8] = [
     Program {
         name: SOCK_CREATE,
         hook: Hook::SockCreate,
@@ -42,6 +51,18 @@ pub const ALL: [Program; 5] = [
     Program {
         name: SENDMSG4,
         hook: Hook::Sendmsg4,
+    },
+    Program {
+        name: CONNECT6,
+        hook: Hook::Connect6,
+    },
+    Program {
+        name: SENDMSG6,
+        hook: Hook::Sendmsg6,
+    },
+    Program {
+        name: SETSOCKOPT,
+        hook: Hook::Setsockopt,
     },
     Program {
         name: EGRESS,

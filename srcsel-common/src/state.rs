@@ -3,10 +3,14 @@
 
 /// `UplinkState::flags` bits.
 pub mod flags {
-    /// The link is up and has a gateway (or is point-to-point): traffic can leave.
-    pub const UP: u32 = 1 << 0;
+    /// The link is up and has an IPv4 gateway: IPv4 traffic can leave.
+    pub const UP4: u32 = 1 << 0;
     /// `addr4` holds the uplink's current IPv4 address.
     pub const HAS_ADDR4: u32 = 1 << 2;
+    /// The link is up and has an IPv6 gateway: IPv6 traffic can leave.
+    pub const UP6: u32 = 1 << 3;
+    /// `addr6` holds the uplink's current IPv6 address.
+    pub const HAS_ADDR6: u32 = 1 << 4;
 }
 
 /// Live state of one uplink, as the programs read it on every connect/sendmsg.
@@ -23,6 +27,10 @@ pub struct UplinkState {
     /// IPv4 address in network byte order, valid when `flags & HAS_ADDR4`.
     pub addr4: u32,
     pub flags: u32,
+    /// IPv6 address in network byte order, valid when `flags & HAS_ADDR6`.
+    pub addr6: [u32; 4],
+    /// Interface name, NUL-padded: what `SO_BINDTODEVICE` may name.
+    pub ifname: [u8; 16],
 }
 
 impl UplinkState {
@@ -30,9 +38,14 @@ impl UplinkState {
         self.flags & flag != 0
     }
 
-    /// Whether new connections can be bound to this uplink now.
+    /// Whether new IPv4 connections can be bound to this uplink now.
     pub const fn usable4(&self) -> bool {
-        self.is(flags::UP) && self.is(flags::HAS_ADDR4)
+        self.is(flags::UP4) && self.is(flags::HAS_ADDR4)
+    }
+
+    /// Whether new IPv6 connections can be bound to this uplink now.
+    pub const fn usable6(&self) -> bool {
+        self.is(flags::UP6) && self.is(flags::HAS_ADDR6)
     }
 }
 
@@ -50,6 +63,8 @@ pub struct UplinkRecord {
     /// The gateway a DHCP client hook reported (`srcsel lease`); 0 if none.
     pub hook_gateway4: u32,
     pub _pad: u32,
+    /// The IPv6 gateway in use (all zero if none), for `srcsel status`.
+    pub gateway6: [u8; 16],
 }
 
 /// Per-uplink counters (a per-CPU array indexed by slot), for `srcsel status`.

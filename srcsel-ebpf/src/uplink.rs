@@ -24,15 +24,18 @@ static REGISTRY: Array<UplinkRecord> = Array::pinned(MAX_UPLINKS, 0);
 pub const AF_INET: u32 = 2;
 pub const AF_INET6: u32 = 10;
 
+#[inline(always)]
 pub fn id() -> u32 {
     UPLINK_ID.load()
 }
 
+#[inline(always)]
 pub fn strict() -> bool {
     STRICT.load() != 0
 }
 
 /// The uplink, if its slot is taken and `ctx` belongs to its network namespace.
+#[inline(always)]
 pub fn here<C: EbpfContext>(ctx: &C) -> Option<&'static UplinkState> {
     let u = UPLINKS.get(id()).filter(|u| u.mark != 0)?;
     let cookie = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
@@ -41,6 +44,7 @@ pub fn here<C: EbpfContext>(ctx: &C) -> Option<&'static UplinkState> {
 
 /// Gives a new IPv4/IPv6 socket the uplink's mark, unless a nearer assigned
 /// cgroup's program (which runs first) already chose.
+#[inline(always)]
 pub fn mark_socket(ctx: &SockContext) {
     let sk: *mut bpf_sock = ctx.sock;
     let Some(u) = here(ctx) else { return };

@@ -1,21 +1,11 @@
-//! IPv4 decisions: bind an unbound connecting socket to the uplink's address
-//! (`bpf_bind`, port 0), and give unconnected UDP its source; leave loopback
-//! and LAN destinations to normal routing; refuse in strict mode while the
-//! uplink is unusable.
-use aya_ebpf::{
-    bindings::bpf_sock_addr,
-    helpers::bpf_bind,
-    macros::map,
-    maps::{LpmTrie, lpm_trie::Key},
-    programs::SockAddrContext,
+//! The IPv4 hooks (also AF_INET6 sockets sending to v4-mapped addresses,
+//! which the kernel routes through udp_sendmsg).
+use aya_ebpf::{bindings::bpf_sock_addr, helpers::bpf_bind, programs::SockAddrContext};
+
+use crate::{
+    steer::{self, Addr, Verdict},
+    uplink,
 };
-use srcsel_common::{MAX_EXEMPT4, UPLINK_MASK, UplinkState};
-
-use crate::{ALLOW, DENY, count, uplink};
-
-/// Value: the key again (address, prefix length), so userspace can list entries.
-#[map(name = "SRCSEL_EXEMPT4")]
-static EXEMPT4: LpmTrie<[u8; 4], [u32; 2]> = LpmTrie::pinned(MAX_EXEMPT4, 0);
 
 #[repr(C)]
 struct SockaddrIn {
@@ -25,101 +15,56 @@ struct SockaddrIn {
     zero: [u8; 8],
 }
 
-/// A socket this program set decides for: marked with its uplink's mark (not
-/// a nearer assignment's, not relabelled by the program), with no source
-/// address of its own yet.
-struct Owned {
-    uplink: &'static UplinkState,
-    /// Bound to the wildcard address with a port already (`bind(0.0.0.0:0)`,
-    /// as busybox nslookup does): bpf_bind cannot bind it again, but the
-    /// mark routes it through the uplink's table, whose routes carry the
-    /// uplink's address as their preferred source.
-    has_port: bool,
-}
-
-fn owned_unbound(ctx: &SockAddrContext) -> Option<Owned> {
-    let u = uplink::here(ctx)?;
-    let sk = unsafe { (*ctx.sock_addr).__bindgen_anon_1.sk };
-    if sk.is_null() {
-        return None;
-    }
-    let (mark, src, port) = unsafe { ((*sk).mark, (*sk).src_ip4, (*sk).src_port) };
-    // `curl --interface ADDR` binds with IP_BIND_ADDRESS_NO_PORT: src is set, port
-    // is not. bpf_bind would silently re-bind it, so any source means hands off.
-    (mark & UPLINK_MASK == u.mark && src == 0).then_some(Owned {
-        uplink: u,
-        has_port: port != 0,
-    })
-}
-
-/// Destinations normal routing keeps on a local link (loopback, the LAN).
-fn exempt(dst: u32) -> bool {
-    let bytes = dst.to_ne_bytes();
-    bytes[0] == 127 || EXEMPT4.get(Key::new(32, bytes)).is_some()
-}
-
+#[inline(always)]
 pub fn connect(ctx: &SockAddrContext) -> i32 {
-    let Some(Owned {
-        uplink: u,
-        has_port,
-    }) = owned_unbound(ctx)
-    else {
-        return ALLOW;
+    let sa = ctx.sock_addr;
+    let sk = unsafe { (*sa).__bindgen_anon_1.sk };
+    let src = if sk.is_null() {
+        0
+    } else {
+        unsafe { (*sk).src_ip4 }
     };
-    if exempt(unsafe { (*ctx.sock_addr).user_ip4 }) {
-        return ALLOW;
+    let v = steer::decide(ctx, Addr::V4(unsafe { (*sa).user_ip4 }), Addr::V4(src));
+    if let Verdict::Bind(u) = v {
+        let sin = SockaddrIn {
+            family: uplink::AF_INET as u16,
+            port: 0,
+            addr: u.addr4,
+            zero: [0; 8],
+        };
+        // The address can vanish between the lease event and this connect.
+        if !bind(ctx, &sin) {
+            return steer::finish(&steer::refuse_after_bind(), false);
+        }
     }
-    if !u.usable4() {
-        return refuse_or_allow();
+    steer::finish(&v, false)
+}
+
+#[inline(always)]
+pub fn sendmsg(ctx: &SockAddrContext) -> i32 {
+    let sa = ctx.sock_addr;
+    let sk = unsafe { (*sa).__bindgen_anon_1.sk };
+    // The program chose a source for this datagram itself (IP_PKTINFO), or bound one.
+    let mut src = unsafe { (*sa).msg_src_ip4 };
+    if src == 0 && !sk.is_null() {
+        src = unsafe { (*sk).src_ip4 };
     }
-    if has_port {
-        count::add(|c| c.connections += 1);
-        return ALLOW;
+    let v = steer::decide(ctx, Addr::V4(unsafe { (*sa).user_ip4 }), Addr::V4(src));
+    if let Verdict::Bind(u) = v {
+        unsafe { (*sa).msg_src_ip4 = u.addr4 };
     }
-    let sa_in = SockaddrIn {
-        family: uplink::AF_INET as u16,
-        port: 0,
-        addr: u.addr4,
-        zero: [0; 8],
-    };
+    steer::finish(&v, true)
+}
+
+/// `bpf_bind` with port 0: the address only, the port at connect time.
+#[inline(always)]
+pub fn bind<T>(ctx: &SockAddrContext, sa: &T) -> bool {
     let ret = unsafe {
         bpf_bind(
             ctx.sock_addr as *mut bpf_sock_addr,
-            &sa_in as *const SockaddrIn as *mut _,
-            core::mem::size_of::<SockaddrIn>() as i32,
+            sa as *const T as *mut _,
+            core::mem::size_of::<T>() as i32,
         )
     };
-    // The address can vanish between the lease event and this connect.
-    if ret != 0 {
-        return refuse_or_allow();
-    }
-    count::add(|c| c.connections += 1);
-    ALLOW
-}
-
-pub fn sendmsg(ctx: &SockAddrContext) -> i32 {
-    let Some(Owned { uplink: u, .. }) = owned_unbound(ctx) else {
-        return ALLOW;
-    };
-    let sa = ctx.sock_addr;
-    // The program chose a source itself (IP_PKTINFO).
-    if unsafe { (*sa).msg_src_ip4 } != 0 || exempt(unsafe { (*sa).user_ip4 }) {
-        return ALLOW;
-    }
-    if !u.usable4() {
-        return refuse_or_allow();
-    }
-    unsafe { (*sa).msg_src_ip4 = u.addr4 };
-    count::add(|c| c.datagrams += 1);
-    ALLOW
-}
-
-/// Strict mode fails the call (EPERM) rather than let it leave another way.
-fn refuse_or_allow() -> i32 {
-    if uplink::strict() {
-        count::add(|c| c.refused += 1);
-        DENY
-    } else {
-        ALLOW
-    }
+    ret == 0
 }

@@ -7,6 +7,9 @@
 //! # mark = 0x02000000      # socket mark, one of 0x01000000..=0x3f000000 (default: a free slot)
 //! # gateway = "192.0.2.1"  # for links whose DHCP client installs no default route
 //! #                        # and runs no `srcsel lease` hook
+//! # gateway6 = "fe80::1"   # the same for IPv6, when no router advertisement installs one
+//! # isolate = true         # keep it for assigned programs: unassigned traffic never
+//! #                        # takes its default routes, IPv4 or IPv6
 //!
 //! [[allow]]                # who may `srcsel run` as themselves (and read status);
 //! group = "srcsel"         # without any entry: group srcsel, every uplink, both modes
@@ -14,7 +17,13 @@
 //! # via = ["usb0"]         # default: every uplink
 //! # modes = ["strict"]     # default: strict and fallback
 //! ```
-use std::{collections::HashMap, fs, io, net::Ipv4Addr, ops::Range, path::Path};
+use std::{
+    collections::HashMap,
+    fs, io,
+    net::{Ipv4Addr, Ipv6Addr},
+    ops::Range,
+    path::Path,
+};
 
 use serde::Deserialize;
 
@@ -74,6 +83,9 @@ pub struct UplinkConfig {
     pub table: Option<Spanned<u32>>,
     pub mark: Option<Spanned<u32>>,
     pub gateway: Option<Ipv4Addr>,
+    pub gateway6: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub isolate: bool,
 }
 
 impl UplinkConfig {
@@ -282,7 +294,17 @@ mod tests {
         assert_eq!(m.slot(), Some(2));
         assert_eq!(*m.table.as_ref().unwrap().get_ref(), 300);
         assert_eq!(m.gateway, Some("192.0.2.1".parse().unwrap()));
+        assert!(!m.isolate && m.gateway6.is_none());
         assert!(Config::parse("", "x").unwrap().uplinks.is_empty());
+        let c = Config::parse(
+            "[[uplink]]\nname = \"usb0\"\nisolate = true\ngateway6 = \"fe80::1\"\n",
+            "x",
+        )
+        .unwrap();
+        let u = c.uplink("usb0").unwrap();
+        assert!(u.isolate);
+        assert_eq!(u.gateway6, Some("fe80::1".parse().unwrap()));
+        assert!(err("[[uplink]]\nname = \"a\"\nisolate = \"yes\"\n").starts_with("srcsel.toml:3:"));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::{
     },
     policy::{
         Assignment, Mode, Plan, Scope, Uplink, UplinkPlan,
-        plan::{self, HookReport},
+        plan::{self, HookReport, Isolation},
     },
 };
 
@@ -118,8 +118,29 @@ pub async fn apply(
             failed.push((u.uplink.name.clone(), e));
         }
     }
-    ns.sync_exempt(&plan.exempt4)?;
+    ns.sync_exempt(&plan.exempt)?;
+    apply_isolation(handle, dump, &plan.isolation).await?;
     Ok(failed)
+}
+
+/// The isolation table's routes before its rules, and the rules' removal
+/// before the routes': unassigned traffic never meets an empty table.
+async fn apply_isolation(handle: &Handle, dump: &Dump, i: &Isolation) -> anyhow::Result<()> {
+    if i.routes.is_empty() && i.rules.is_empty() {
+        return Ok(());
+    }
+    apply::add_routes(handle, "the isolation table", &i.routes.add).await?;
+    apply::add_rules(handle, &i.rules.add).await?;
+    apply::remove_rules(handle, dump, &i.rules.remove).await?;
+    apply::remove_routes(handle, dump, &i.routes.remove).await?;
+    info!(
+        "isolation: {} routes and {} rules added, {} and {} removed",
+        i.routes.add.len(),
+        i.rules.add.len(),
+        i.routes.remove.len(),
+        i.rules.remove.len()
+    );
+    Ok(())
 }
 
 async fn apply_uplink(
@@ -142,12 +163,19 @@ async fn apply_uplink(
             );
         }
         let u = &p.uplink;
-        let addr = u.addr.map_or("no address".into(), |a| a.to_string());
-        let gw = u.gateway.map_or("no gateway".into(), |g| {
-            format!("gateway {g} ({:?})", p.gateway_source)
-        });
-        let state = if u.usable() { "up" } else { "down" };
-        info!("{}: {state} (ifindex {}), {addr}, {gw}", u.name, u.index);
+        let show = |a: Option<String>| a.unwrap_or_else(|| "none".into());
+        let gw = u.gateway.map(|g| format!("{g} ({:?})", p.gateway_source));
+        info!(
+            "{}: IPv4 {} (address {}, gateway {}), IPv6 {} (address {}, gateway {}), ifindex {}",
+            u.name,
+            if u.usable4() { "up" } else { "down" },
+            show(u.addr.map(|a| a.to_string())),
+            show(gw),
+            if u.usable6() { "up" } else { "down" },
+            show(u.addr6.map(|a| a.to_string())),
+            show(u.gateway6.map(|g| g.to_string())),
+            u.index
+        );
     } else if p.routes.is_empty() && p.rules.is_empty() {
         debug!("{}: nothing to change", p.uplink.name);
     }

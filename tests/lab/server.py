@@ -1,5 +1,6 @@
 """The lab's "internet" server: answers TCP (HTTP or a plain line), UDP and
-ICMP echo, and logs every peer as `<proto> <token> <peer address>`.
+ICMP echo, on IPv4 (argv[3]) and IPv6 (argv[4]), and logs every peer as
+`<proto> <token> <peer address>`.
 
 The token is the HTTP path, the first word of a plain TCP line or UDP
 datagram, or the hex payload of an echo request (ping -p)."""
@@ -39,21 +40,25 @@ def serve_tcp(conn, peer):
         conn.close()
 
 
-def tcp(port):
-    s = socket.socket()
+def family(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def tcp(addr, port):
+    s = socket.socket(family(addr), socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((sys.argv[3], port))
+    s.bind((addr, port))
     s.listen(128)
     while True:
         conn, peer = s.accept()
         threading.Thread(target=serve_tcp, args=(conn, peer), daemon=True).start()
 
 
-def udp(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def udp(addr, port):
+    s = socket.socket(family(addr), socket.SOCK_DGRAM)
     # Bound to the service address so replies come from it (connected UDP
     # clients drop datagrams from any other source).
-    s.bind((sys.argv[3], port))
+    s.bind((addr, port))
     while True:
         data, peer = s.recvfrom(2048)
         words = data.decode(errors="replace").split()
@@ -70,7 +75,17 @@ def icmp():
             note("icmp", body[8:].hex(), peer[0])
 
 
-for target, args in ((tcp, (8080,)), (udp, (9999,)), (icmp, ())):
+def icmp6():
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    while True:
+        body, peer = s.recvfrom(4096)
+        if body and body[0] == 128:  # echo request; the kernel answers it
+            note("icmp", body[8:].hex(), peer[0])
+
+
+v4, v6 = sys.argv[3], sys.argv[4]
+for target, args in ((tcp, (v4, 8080)), (udp, (v4, 9999)), (icmp, ()),
+                     (tcp, (v6, 8080)), (udp, (v6, 9999)), (icmp6, ())):
     threading.Thread(target=target, args=args, daemon=True).start()
 open(sys.argv[2], "w").close()  # ready
 threading.Event().wait()

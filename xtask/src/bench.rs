@@ -24,30 +24,36 @@ pub fn run() -> anyhow::Result<()> {
     let lab = Lab::new(&srcsel);
 
     // 1. Per-connection cost of the programs: loopback connect+close from an
-    // assigned cgroup (every socket passes sock_create and connect4) vs not.
-    let (mut plain, mut assigned) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        plain.push(seconds(
-            lab.client(&me)
-                .args(["connect-loop", &CONNECTS.to_string()]),
-        )?);
-        assigned.push(seconds(
-            lab.srcsel(["run", "--via", "usb0", "--"])
-                .arg(&me)
-                .args(["connect-loop", &CONNECTS.to_string()]),
-        )?);
+    // assigned cgroup (every socket passes sock_create, connect and the
+    // setsockopt of SO_LINGER) vs not, for each family.
+    for (family, flag) in [("IPv4", None), ("IPv6", Some("--v6"))] {
+        let loop_args = |c: &mut Command| {
+            c.arg(&me).args(["connect-loop", &CONNECTS.to_string()]);
+            c.args(flag);
+        };
+        let (mut plain, mut assigned) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let mut c = lab.client("env");
+            loop_args(&mut c);
+            plain.push(seconds(&mut c)?);
+            let mut c = lab.srcsel(["run", "--via", "usb0", "--"]);
+            loop_args(&mut c);
+            assigned.push(seconds(&mut c)?);
+        }
+        let (p, a) = (median(&mut plain), median(&mut assigned));
+        println!(
+            "loopback {family} TCP connect+close, {CONNECTS} per round, median of {ROUNDS} rounds:"
+        );
+        println!(
+            "  unassigned cgroup   {:>8.0} conn/s",
+            f64::from(CONNECTS) / p
+        );
+        println!(
+            "  assigned to usb0    {:>8.0} conn/s",
+            f64::from(CONNECTS) / a
+        );
+        println!("  ratio (time)        {:>8.3}x   (goal <= 1.05x)", a / p);
     }
-    let (p, a) = (median(&mut plain), median(&mut assigned));
-    println!("loopback TCP connect+close, {CONNECTS} per round, median of {ROUNDS} rounds:");
-    println!(
-        "  unassigned cgroup   {:>8.0} conn/s",
-        f64::from(CONNECTS) / p
-    );
-    println!(
-        "  assigned to usb0    {:>8.0} conn/s",
-        f64::from(CONNECTS) / a
-    );
-    println!("  ratio (time)        {:>8.3}x   (goal <= 1.05x)", a / p);
 
     // 2. What `srcsel run` adds to starting a command.
     let (mut bare, mut wrapped) = (Vec::new(), Vec::new());
@@ -338,8 +344,8 @@ fn seconds(cmd: &mut Command) -> anyhow::Result<f64> {
 /// Connect and accept alternate on one thread, so the backlog never fills:
 /// a full backlog drops SYNs into 1 s retransmits, which would swamp what
 /// is measured.
-pub fn connect_loop(count: u32) -> anyhow::Result<()> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
+pub fn connect_loop(count: u32, v6: bool) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(if v6 { "[::1]:0" } else { "127.0.0.1:0" })?;
     let addr = listener.local_addr()?;
     let t = Instant::now();
     for _ in 0..count {

@@ -39,7 +39,12 @@ enum Task {
     Bench,
     /// (used by bench) connect+close to a loopback listener N times, print the seconds taken.
     #[command(hide = true)]
-    ConnectLoop { count: u32 },
+    ConnectLoop {
+        count: u32,
+        /// Over IPv6 (::1) instead of IPv4.
+        #[arg(long)]
+        v6: bool,
+    },
     /// (used by bench, inside the lab) change usb0's address N times, print convergence times.
     #[command(hide = true)]
     ConvergeProbe { count: u32 },
@@ -55,7 +60,7 @@ fn main() -> anyhow::Result<()> {
         Task::Test { args } => test(&args),
         Task::Demo => demo::run(),
         Task::Bench => bench::run(),
-        Task::ConnectLoop { count } => bench::connect_loop(count),
+        Task::ConnectLoop { count, v6 } => bench::connect_loop(count, v6),
         Task::ConvergeProbe { count } => bench::converge_probe(count),
         Task::MechanismRun { pin, parent } => mechanism::run(&pin, &parent),
     }
@@ -175,6 +180,12 @@ fn test(args: &[String]) -> anyhow::Result<()> {
             "refusals",
             "--test",
             "access",
+            "--test",
+            "ipv6",
+            "--test",
+            "escapes",
+            "--test",
+            "isolate",
             "--",
         ])
         .args(args))

@@ -2,6 +2,7 @@
 //! namespace, per uplink. The JSON layout is documented in README.md and only
 //! grows (new fields) within a `version`.
 use serde::{Deserialize, Serialize};
+use srcsel_common::flags;
 
 use crate::{
     api::{Reply, Request, client::Client},
@@ -12,7 +13,10 @@ use crate::{
         netlink::{self, Dump},
         privileges,
     },
-    policy::{routing::from_raw4, slot::in_range},
+    policy::{
+        routing::{from_raw4, from_raw6},
+        slot::in_range,
+    },
 };
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -32,10 +36,17 @@ pub struct UplinkReport {
     /// Whether an interface of that name exists now (a typo in the config,
     /// or a USB device unplugged, shows as false).
     pub present: bool,
-    /// "up" (usable: link up, address, gateway) or "down".
+    /// "up" (usable for IPv4: link up, address, gateway) or "down".
     pub state: String,
     pub address: Option<String>,
     pub gateway: Option<String>,
+    /// The same for IPv6 (fields added within version 1).
+    #[serde(default)]
+    pub state6: String,
+    #[serde(default)]
+    pub address6: Option<String>,
+    #[serde(default)]
+    pub gateway6: Option<String>,
     /// The gateway last reported by a DHCP client hook (`srcsel lease`).
     pub hook_gateway: Option<String>,
     pub table: u32,
@@ -131,16 +142,16 @@ pub async fn collect(daemon: bool) -> anyhow::Result<Report> {
             slot: id,
             ifindex: s.ifindex,
             present: dump.snapshot.link(&name).is_some(),
-            state: if s.is(srcsel_common::flags::UP) {
-                "up"
-            } else {
-                "down"
-            }
-            .into(),
+            state: up_or_down(s.usable4()),
             address: from_raw4(s.addr4)
-                .filter(|_| s.is(srcsel_common::flags::HAS_ADDR4))
+                .filter(|_| s.is(flags::HAS_ADDR4))
                 .map(|a| a.to_string()),
             gateway: from_raw4(r.gateway4).map(|a| a.to_string()),
+            state6: up_or_down(s.usable6()),
+            address6: from_raw6(s.addr6)
+                .filter(|_| s.is(flags::HAS_ADDR6))
+                .map(|a| a.to_string()),
+            gateway6: from_raw6(raw6_of(r.gateway6)).map(|a| a.to_string()),
             hook_gateway: from_raw4(r.hook_gateway4).map(|a| a.to_string()),
             table: r.table,
             mark: format!("{:#x}", srcsel_common::mark_for(id)),
@@ -162,6 +173,14 @@ pub async fn collect(daemon: bool) -> anyhow::Result<Report> {
         });
     }
     Ok(report)
+}
+
+fn up_or_down(up: bool) -> String {
+    if up { "up" } else { "down" }.into()
+}
+
+fn raw6_of(octets: [u8; 16]) -> [u32; 4] {
+    crate::policy::routing::raw6(Some(octets.into()))
 }
 
 fn human(r: &Report) -> String {
@@ -186,6 +205,12 @@ fn human(r: &Report) -> String {
             "{}: {} {addr} {gw} (table {}, mark {})",
             u.name, u.state, u.table, u.mark
         );
+        let addr6 = u.address6.as_deref().unwrap_or("no address");
+        let gw6 = u
+            .gateway6
+            .as_deref()
+            .map_or("no gateway".to_owned(), |g| format!("via {g}"));
+        let _ = writeln!(out, "  IPv6: {} {addr6} {gw6}", u.state6);
         if !u.present {
             let _ = writeln!(
                 out,

@@ -159,7 +159,8 @@ impl Daemon {
             && let Some(id) = plan::slot_of(&ns.registry()?, &a.via)
         {
             let group = reconcile::attach_group(&ns, id, a, runs_dir)?;
-            let up = ns.state(id)?.is(srcsel_common::flags::UP);
+            let s = ns.state(id)?;
+            let up = s.usable4() || s.usable6();
             return Ok((
                 group,
                 (!up).then(|| reconcile::down_warning(&a.via, a.mode)),

@@ -1,7 +1,7 @@
 //! Where an uplink's gateway comes from: a default route via the link (the
 //! DHCP client's, in any table) beats the one a DHCP hook reported, which
 //! beats the config's; the last two only when on the uplink's subnet.
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Snapshot, Uplink};
 
@@ -18,13 +18,33 @@ pub enum GatewaySource {
 /// `metric 3000` route in main, a NetworkManager table, ...), not counting
 /// srcsel's own routes, which only copy it.
 pub fn from_routes(snap: &Snapshot, index: u32) -> Option<Ipv4Addr> {
+    defaults_via(snap, index).find_map(|gw| match gw {
+        IpAddr::V4(gw) => Some(gw),
+        IpAddr::V6(_) => None,
+    })
+}
+
+/// The same for IPv6: the router a router advertisement (or the admin)
+/// installed a default route through, usually by its link-local address.
+pub fn from_routes6(snap: &Snapshot, index: u32) -> Option<Ipv6Addr> {
+    defaults_via(snap, index).find_map(|gw| match gw {
+        IpAddr::V6(gw) => Some(gw),
+        IpAddr::V4(_) => None,
+    })
+}
+
+fn defaults_via(snap: &Snapshot, index: u32) -> impl Iterator<Item = IpAddr> + '_ {
     snap.routes
         .iter()
-        .filter(|r| !r.is_ours() && r.spec.dst.prefix_len() == 0 && r.spec.oif == index)
-        .find_map(|r| match r.spec.gateway {
-            Some(IpAddr::V4(gw)) => Some(gw),
-            _ => None,
-        })
+        .filter(move |r| !r.is_ours() && r.spec.dst.prefix_len() == 0 && r.spec.oif == index)
+        .filter_map(|r| r.spec.gateway)
+}
+
+/// Fills in the IPv6 gateway from the config when no default route names one.
+pub fn choose6(up: &mut Uplink, config: Option<Ipv6Addr>) {
+    if up.gateway6.is_none() {
+        up.gateway6 = config.filter(|g| up.on_link6(*g));
+    }
 }
 
 /// Fills in the gateway when no default route names one.
@@ -54,11 +74,11 @@ mod tests {
 
     fn up(addr: &str, gw: Option<&str>) -> Uplink {
         Uplink {
-            name: "eth0v0".into(),
             index: 4,
             up: true,
             addr: Some(addr.parse().unwrap()),
             gateway: gw.map(|g| g.parse().unwrap()),
+            ..Uplink::absent("eth0v0")
         }
     }
 
@@ -89,6 +109,8 @@ mod tests {
                 gateway: Some(gw.parse().unwrap()),
                 oif,
                 prefsrc: None,
+                metric: 0,
+                kind: crate::policy::routing::RouteKind::Unicast,
             },
             proto,
         }
@@ -106,5 +128,14 @@ mod tests {
         };
         assert_eq!(from_routes(&s, 3), Some("10.99.0.1".parse().unwrap()));
         assert_eq!(from_routes(&s, 4), None);
+        assert_eq!(from_routes6(&s, 3), None);
+        let mut ra = default_route(3, "fe80::1", 9);
+        ra.spec.dst = "::/0".parse().unwrap();
+        let s = Snapshot {
+            routes: vec![ra],
+            ..s
+        };
+        assert_eq!(from_routes6(&s, 3), Some("fe80::1".parse().unwrap()));
+        assert_eq!(from_routes(&s, 3), None);
     }
 }

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod assignment;
 pub mod gateway;
+pub mod isolate;
 pub mod plan;
 pub mod routing;
 pub mod slot;

@@ -6,12 +6,13 @@ use std::{
     net::Ipv4Addr,
 };
 
-use ipnet::Ipv4Net;
-use srcsel_common::{MAX_EXEMPT4, MAX_UPLINKS, mark_for};
+use ipnet::IpNet;
+use srcsel_common::{MAX_EXEMPT4, MAX_EXEMPT6, MAX_UPLINKS, mark_for};
 
 use super::{
     Route, Rule, Snapshot, Uplink,
     gateway::{self, GatewaySource},
+    isolate,
     routing::{self, Changes, ForeignTable},
     slot::{Slot, in_range, table_for},
 };
@@ -63,7 +64,7 @@ pub enum PlanError {
     #[error(
         "the config gives {name} table {table}, which srcsel uses for slot {slot}; \
          choose a table outside {}–{} (or leave `table` out)",
-        table_for(1), table_for(MAX_UPLINKS - 1)
+        table_for(0), table_for(MAX_UPLINKS - 1)
     )]
     AutomaticTable { name: String, table: u32, slot: u32 },
     #[error(
@@ -77,10 +78,14 @@ pub enum PlanError {
     #[error(transparent)]
     ForeignTable(#[from] ForeignTable),
     #[error(
-        "the main table holds {0} non-default IPv4 routes; srcsel keeps at most {MAX_EXEMPT4} of them \
+        "the main table holds {count} non-default {family} routes; srcsel keeps at most {max} of them \
          on the LAN for assigned programs — aggregate them into fewer prefixes"
     )]
-    TooManyLanRoutes(usize),
+    TooManyLanRoutes {
+        family: &'static str,
+        count: usize,
+        max: u32,
+    },
 }
 
 /// One uplink's part of a plan.
@@ -102,15 +107,41 @@ pub struct Plan {
     pub uplinks: Vec<UplinkPlan>,
     /// Uplinks that cannot be set up, and why; nothing is planned for them.
     pub failed: Vec<(String, PlanError)>,
-    /// What the exempt-destination trie should hold.
-    pub exempt4: BTreeSet<Ipv4Net>,
+    /// What the exempt-destination tries should hold, both families.
+    pub exempt: BTreeSet<IpNet>,
+    /// The isolation rules and table (only the daemon's passes change them).
+    pub isolation: Isolation,
+}
+
+/// What must change for uplinks kept for assigned programs ([`isolate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Isolation {
+    pub routes: Changes<Route>,
+    pub rules: Changes<Rule>,
+}
+
+impl Default for Isolation {
+    fn default() -> Self {
+        Self {
+            routes: routing::diff(&[], &[]),
+            rules: routing::diff(&[], &[]),
+        }
+    }
 }
 
 impl Plan {
     /// What keeps the whole plan from being applied (nothing is written then).
     pub fn check(&self) -> Result<(), PlanError> {
-        if self.exempt4.len() > MAX_EXEMPT4 as usize {
-            return Err(PlanError::TooManyLanRoutes(self.exempt4.len()));
+        let v4 = self
+            .exempt
+            .iter()
+            .filter(|n| matches!(n, IpNet::V4(_)))
+            .count();
+        let v6 = self.exempt.len() - v4;
+        for (family, count, max) in [("IPv4", v4, MAX_EXEMPT4), ("IPv6", v6, MAX_EXEMPT6)] {
+            if count > max as usize {
+                return Err(PlanError::TooManyLanRoutes { family, count, max });
+            }
         }
         Ok(())
     }
@@ -140,9 +171,12 @@ pub fn plan(
     };
     names.extend(hook.map(|h| h.interface.clone()));
     let mut plan = Plan {
-        exempt4: routing::exempt_prefixes(snap),
+        exempt: routing::exempt_prefixes(snap),
         ..Plan::default()
     };
+    if let Scope::Managed = scope {
+        plan.isolation = isolation(config, snap);
+    }
     let mut taken: BTreeSet<u32> = reg.keys().copied().collect();
     for name in names {
         let hook = hook.filter(|h| h.interface == name);
@@ -175,6 +209,7 @@ fn plan_uplink(
     };
     let mut uplink = Uplink::observe_or_absent(snap, name);
     let gateway_source = gateway::choose(&mut uplink, hook_gateway, cfg.and_then(|c| c.gateway));
+    gateway::choose6(&mut uplink, cfg.and_then(|c| c.gateway6));
     let routes: Vec<Route> = snap
         .routes
         .iter()
@@ -191,13 +226,49 @@ fn plan_uplink(
     }
     Ok(UplinkPlan {
         routes: routing::route_changes(&routes, &routing::desired_routes(table, &uplink)),
-        rules: routing::diff(&rules, &routing::desired_rules(slot, &uplink)),
+        rules: routing::diff(
+            &rules,
+            &routing::desired_rules(slot, &uplink, cfg.is_some_and(|c| c.isolate)),
+        ),
         uplink,
         gateway_source,
         slot,
         claim,
         hook_gateway,
     })
+}
+
+/// The isolation plan: in force while any configured uplink has
+/// `isolate = true`, and undone when none has.
+fn isolation(config: &Config, snap: &Snapshot) -> Isolation {
+    let names: BTreeSet<&str> = config
+        .uplinks
+        .iter()
+        .filter(|u| u.isolate)
+        .map(|u| u.name.get_ref().as_str())
+        .collect();
+    let active = !names.is_empty();
+    let isolated = snap
+        .links
+        .iter()
+        .filter(|l| names.contains(l.name.as_str()))
+        .map(|l| l.index)
+        .collect();
+    let routes: Vec<Route> = snap
+        .routes
+        .iter()
+        .filter(|r| r.is_ours() && r.spec.table == isolate::TABLE)
+        .map(|r| r.spec.clone())
+        .collect();
+    let rules: Vec<Rule> = snap
+        .our_rules()
+        .filter(|r| isolate::is_isolation_rule(r))
+        .cloned()
+        .collect();
+    Isolation {
+        routes: routing::route_changes(&routes, &isolate::desired_routes(snap, &isolated, active)),
+        rules: routing::diff(&rules, &isolate::desired_rules(active)),
+    }
 }
 
 /// A configured table must not be another slot's automatic table, nor one
@@ -208,7 +279,8 @@ fn check_configured_table(
     id: u32,
     table: u32,
 ) -> Result<u32, PlanError> {
-    let auto = table_for(1)..table_for(MAX_UPLINKS);
+    // Slot 0's table is the isolation table.
+    let auto = table_for(0)..table_for(MAX_UPLINKS);
     if auto.contains(&table) && table != table_for(id) {
         return Err(PlanError::AutomaticTable {
             name: name.to_owned(),

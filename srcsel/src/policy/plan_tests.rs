@@ -1,6 +1,9 @@
 use super::*;
+use ipnet::IpNet;
+
 use crate::policy::{
     PROTO,
+    routing::RouteKind,
     snapshot::{Address, Link, Observed},
 };
 
@@ -19,6 +22,8 @@ fn lab() -> Snapshot {
         s.addresses.push(Address {
             index,
             net: addr.parse().unwrap(),
+            flags: 0,
+            scope: 0,
         });
         s.routes.push(Observed {
             spec: Route {
@@ -27,6 +32,8 @@ fn lab() -> Snapshot {
                 gateway: Some(gw.parse().unwrap()),
                 oif: index,
                 prefsrc: None,
+                metric: 0,
+                kind: RouteKind::Unicast,
             },
             proto: 16,
         });
@@ -38,6 +45,8 @@ fn lab() -> Snapshot {
                 gateway: None,
                 oif: index,
                 prefsrc: None,
+                metric: 0,
+                kind: RouteKind::Unicast,
             },
             proto: 2,
         });
@@ -79,8 +88,9 @@ fn a_new_uplink_claims_a_free_slot_and_a_second_pass_changes_nothing() {
     assert_eq!((u.slot.id, u.claim), (2, true));
     assert_eq!(u.gateway_source, GatewaySource::Route);
     assert_eq!(u.routes.add.len(), 2);
-    assert_eq!(u.rules.add.len(), 5);
-    assert_eq!(p.exempt4.len(), 2);
+    // IPv4: main, table, from, strict; IPv6 (no address yet): main, table, strict.
+    assert_eq!(u.rules.add.len(), 7);
+    assert_eq!(p.exempt.len(), 2);
 
     let snap = applied(snap, u);
     reg.insert(
@@ -141,6 +151,8 @@ fn a_foreign_table_is_refused_and_claims_nothing() {
             gateway: None,
             oif: 2,
             prefsrc: None,
+            metric: 0,
+            kind: RouteKind::Unicast,
         },
         proto: 3,
     });
@@ -243,8 +255,56 @@ fn too_many_lan_routes_refuse_the_whole_plan() {
         None,
     );
     assert!(p.check().is_ok());
-    p.exempt4 = (0..=MAX_EXEMPT4)
-        .map(|i| ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).unwrap())
+    p.exempt = (0..=MAX_EXEMPT4)
+        .map(|i| {
+            let a = std::net::Ipv4Addr::from(0x0a00_0000 + (i << 8));
+            IpNet::V4(ipnet::Ipv4Net::new(a, 24).unwrap())
+        })
         .collect();
-    assert!(matches!(p.check(), Err(PlanError::TooManyLanRoutes(_))));
+    let err = p.check().unwrap_err();
+    assert!(
+        matches!(err, PlanError::TooManyLanRoutes { family: "IPv4", .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn isolation_is_planned_by_the_daemon_only_and_a_second_pass_changes_nothing() {
+    let cfg = config("[[uplink]]\nname = \"usb0\"\nisolate = true\n");
+    let snap = lab();
+    let one = plan(&cfg, &snap, &Registry::new(), Scope::One("usb0"), None);
+    assert!(one.isolation.rules.is_empty() && one.isolation.routes.is_empty());
+    let p = plan(&cfg, &snap, &Registry::new(), Scope::Managed, None);
+    assert_eq!(p.isolation.rules.add.len(), 4);
+    // eth0's default copied, usb0's not; an unreachable default per family.
+    let copies: Vec<u32> = p.isolation.routes.add.iter().map(|r| r.oif).collect();
+    assert_eq!(copies, vec![2, 0, 0]);
+    let mut s = snap.clone();
+    let ours = |r: &Route| Observed {
+        spec: r.clone(),
+        proto: PROTO,
+    };
+    s.routes.extend(p.isolation.routes.add.iter().map(ours));
+    s.rules
+        .extend(p.isolation.rules.add.iter().map(|r| Observed {
+            spec: r.clone(),
+            proto: PROTO,
+        }));
+    let again = plan(&cfg, &s, &Registry::new(), Scope::Managed, None);
+    assert!(again.isolation.rules.is_empty() && again.isolation.routes.is_empty());
+    // Off again: everything of it goes.
+    let off = plan(
+        &config("[[uplink]]\nname = \"usb0\"\n"),
+        &s,
+        &Registry::new(),
+        Scope::Managed,
+        None,
+    );
+    assert_eq!(
+        (
+            off.isolation.rules.remove.len(),
+            off.isolation.routes.remove.len()
+        ),
+        (4, 3)
+    );
 }

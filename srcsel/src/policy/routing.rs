@@ -3,11 +3,11 @@
 use std::{
     collections::BTreeSet,
     fmt,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use ipnet::{IpNet, Ipv4Net};
-use srcsel_common::{MARK_MASK, STRICT_BIT};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use srcsel_common::{MARK_MASK, STRICT_BIT, UPLINK_MASK};
 
 use super::{
     Snapshot, Uplink,
@@ -34,11 +34,20 @@ pub struct Rule {
     /// Mark and mask.
     pub fwmark: Option<(u32, u32)>,
     pub from: Option<IpNet>,
+    /// `iif lo`: only packets this host originates.
+    pub local_only: bool,
     pub suppress_prefixlen: Option<u32>,
     pub action: Action,
 }
 
-/// One unicast route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RouteKind {
+    Unicast,
+    /// Lookups that end here fail (ENETUNREACH); no device, no gateway.
+    Unreachable,
+}
+
+/// One route, as far as srcsel writes and compares it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Route {
     pub table: u32,
@@ -46,17 +55,48 @@ pub struct Route {
     pub gateway: Option<IpAddr>,
     pub oif: u32,
     pub prefsrc: Option<IpAddr>,
+    /// As the kernel reports it: IPv4 routes default to 0, IPv6 ones to 1024.
+    pub metric: u32,
+    pub kind: RouteKind,
 }
 
-/// The rules uplink `slot` needs (priorities ascending):
+/// The metric the kernel gives an IPv6 route added without one.
+pub const METRIC6: u32 = 1024;
+
+impl Route {
+    /// A unicast route with the kernel's default metric for its family.
+    pub fn unicast(table: u32, dst: IpNet, gateway: Option<IpAddr>, oif: u32) -> Self {
+        let metric = match dst {
+            IpNet::V4(_) => 0,
+            IpNet::V6(_) => METRIC6,
+        };
+        Self {
+            table,
+            dst,
+            gateway,
+            oif,
+            prefsrc: None,
+            metric,
+            kind: RouteKind::Unicast,
+        }
+    }
+}
+
+/// The rules uplink `slot` needs, the same for each family (priorities
+/// ascending):
 /// - its marked sockets keep LAN and link routes of the main table (only the
 ///   default route is suppressed there);
 /// - then they use the uplink's table;
+/// - on an isolated uplink ([`super::isolate`]), unassigned IPv6 sockets
+///   with its address are refused: when no route fits, IPv6 source
+///   selection hands them the only global address, the uplink's, and looks
+///   again. (Not for IPv4: there rp_filter's reverse lookup of the uplink's
+///   replies looks the same, and IPv4 picks no source without a route.)
 /// - programs that bind to the uplink's address use the table too (the
 ///   classic rule; it also lets replies on the uplink pass rp_filter);
-/// - strict sockets that found no route in the table stop here, for IPv4 and
-///   IPv6 alike, instead of falling through to the main table.
-pub fn desired_rules(slot: Slot, up: &Uplink) -> Vec<Rule> {
+/// - strict sockets that found no route in the table stop here, instead of
+///   falling through to the main table.
+pub fn desired_rules(slot: Slot, up: &Uplink, isolated: bool) -> Vec<Rule> {
     let p = priorities(slot.id).start;
     let mark = (slot.mark(), MARK_MASK & !STRICT_BIT);
     let strict = (slot.mark() | STRICT_BIT, MARK_MASK);
@@ -65,66 +105,90 @@ pub fn desired_rules(slot: Slot, up: &Uplink) -> Vec<Rule> {
         priority,
         fwmark,
         from: None,
+        local_only: false,
         suppress_prefixlen: None,
         action,
     };
-    let mut rules = vec![
-        Rule {
-            suppress_prefixlen: Some(0),
-            ..rule(Family::V4, p, Some(mark), Action::Lookup(MAIN_TABLE))
-        },
-        rule(Family::V4, p + 1, Some(mark), Action::Lookup(slot.table)),
+    let own = [
+        (
+            Family::V4,
+            up.addr.map(|a| IpNet::V4(Ipv4Net::from(a.addr()))),
+        ),
+        (
+            Family::V6,
+            up.addr6.map(|a| IpNet::V6(Ipv6Net::from(a.addr()))),
+        ),
     ];
-    if let Some(addr) = up.addr {
+    let mut rules = Vec::new();
+    for (family, from) in own {
         rules.push(Rule {
-            from: Some(IpNet::V4(Ipv4Net::from(addr.addr()))),
-            ..rule(Family::V4, p + 2, None, Action::Lookup(slot.table))
+            suppress_prefixlen: Some(0),
+            ..rule(family, p, Some(mark), Action::Lookup(MAIN_TABLE))
         });
+        rules.push(rule(family, p + 1, Some(mark), Action::Lookup(slot.table)));
+        if from.is_some() && isolated && family == Family::V6 {
+            rules.push(Rule {
+                from,
+                local_only: true,
+                ..rule(family, p + 2, Some((0, UPLINK_MASK)), Action::Unreachable)
+            });
+        }
+        if from.is_some() {
+            rules.push(Rule {
+                from,
+                ..rule(family, p + 3, None, Action::Lookup(slot.table))
+            });
+        }
+        rules.push(rule(family, p + 4, Some(strict), Action::Unreachable));
     }
-    rules.push(rule(Family::V4, p + 3, Some(strict), Action::Unreachable));
-    rules.push(rule(Family::V6, p + 3, Some(strict), Action::Unreachable));
     rules
 }
 
-/// The routes of the uplink's table while it is up: the link's connected
-/// route and, with a gateway, the default route. A down link has none (the
-/// kernel refuses routes over it and flushes them itself).
+/// The routes of the uplink's table while it is up, for each family it has
+/// an address of: the link's connected route and, with a gateway, the
+/// default route, both with the uplink's address as source. A down link has
+/// none (the kernel refuses routes over it and flushes them itself).
 pub fn desired_routes(table: u32, up: &Uplink) -> Vec<Route> {
-    let (true, Some(addr)) = (up.up, up.addr) else {
+    if !up.up {
         return Vec::new();
-    };
-    let src = Some(IpAddr::V4(addr.addr()));
-    let mut routes = vec![Route {
-        table,
-        dst: IpNet::V4(addr.trunc()),
-        gateway: None,
-        oif: up.index,
-        prefsrc: src,
-    }];
-    if let Some(gw) = up.gateway {
+    }
+    let v4 = up.addr.map(|a| {
+        let gw = up
+            .gateway
+            .map(|g| (IpNet::V4(Ipv4Net::default()), IpAddr::V4(g)));
+        (IpNet::V4(a.trunc()), IpAddr::V4(a.addr()), gw)
+    });
+    let v6 = up.addr6.map(|a| {
+        let gw = up
+            .gateway6
+            .map(|g| (IpNet::V6(Ipv6Net::default()), IpAddr::V6(g)));
+        (IpNet::V6(a.trunc()), IpAddr::V6(a.addr()), gw)
+    });
+    let mut routes = Vec::new();
+    for (subnet, src, default) in v4.into_iter().chain(v6) {
         routes.push(Route {
-            table,
-            dst: IpNet::V4(Ipv4Net::default()),
-            gateway: Some(IpAddr::V4(gw)),
-            oif: up.index,
-            prefsrc: src,
+            prefsrc: Some(src),
+            ..Route::unicast(table, subnet, None, up.index)
         });
+        if let Some((dst, gw)) = default {
+            routes.push(Route {
+                prefsrc: Some(src),
+                ..Route::unicast(table, dst, Some(gw), up.index)
+            });
+        }
     }
     routes
 }
 
 /// Destinations that the main table keeps on a local link or LAN: its
-/// non-default IPv4 routes. The `suppress_prefixlength 0` rule sends marked
+/// non-default routes. The `suppress_prefixlength 0` rule sends marked
 /// sockets there through the main table, so the programs must not bind them
 /// to the uplink's address either.
-pub fn exempt_prefixes(snap: &Snapshot) -> BTreeSet<Ipv4Net> {
+pub fn exempt_prefixes(snap: &Snapshot) -> BTreeSet<IpNet> {
     snap.routes
         .iter()
-        .filter(|r| r.spec.table == MAIN_TABLE)
-        .filter_map(|r| match r.spec.dst {
-            IpNet::V4(n) if n.prefix_len() > 0 => Some(n),
-            _ => None,
-        })
+        .filter(|r| r.spec.table == MAIN_TABLE && r.spec.dst.prefix_len() > 0)
+        .map(|r| r.spec.dst)
         .collect()
 }
 
@@ -142,14 +206,14 @@ impl<T> Changes<T> {
 }
 
 /// What changes make `current` into `desired`, make-before-break: an added
-/// route with the same table and destination replaces the old one in one
-/// step (`ip route replace`), so that one is not also removed.
+/// route with the same table, destination and metric replaces the old one
+/// in one step (`ip route replace`), so that one is not also removed.
 pub fn route_changes(current: &[Route], desired: &[Route]) -> Changes<Route> {
     let mut c = diff(current, desired);
     let add = c.add.clone();
     c.remove.retain(|old| {
         !add.iter()
-            .any(|new| new.table == old.table && new.dst == old.dst)
+            .any(|new| new.table == old.table && new.dst == old.dst && new.metric == old.metric)
     });
     c
 }
@@ -201,8 +265,29 @@ pub fn from_raw4(raw: u32) -> Option<Ipv4Addr> {
     (raw != 0).then(|| Ipv4Addr::from(raw.to_ne_bytes()))
 }
 
+/// An IPv6 address as the programs store it (four words in network byte
+/// order, all zero for none).
+pub fn raw6(addr: Option<Ipv6Addr>) -> [u32; 4] {
+    let b = addr.map_or([0; 16], |a| a.octets());
+    std::array::from_fn(|i| {
+        u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+    })
+}
+
+/// The inverse of [`raw6`].
+pub fn from_raw6(raw: [u32; 4]) -> Option<Ipv6Addr> {
+    let mut b = [0u8; 16];
+    for (i, w) in raw.iter().enumerate() {
+        b[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    (raw != [0; 4]).then(|| Ipv6Addr::from(b))
+}
+
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind == RouteKind::Unreachable {
+            write!(f, "unreachable ")?;
+        }
         write!(f, "{} table {} oif {}", self.dst, self.table, self.oif)?;
         if let Some(gw) = self.gateway {
             write!(f, " via {gw}")?;
@@ -219,6 +304,9 @@ impl fmt::Display for Rule {
         }
         if let Some(from) = self.from {
             write!(f, " from {from}")?;
+        }
+        if self.local_only {
+            write!(f, " iif lo")?;
         }
         match self.action {
             Action::Lookup(t) => write!(f, " lookup {t}"),

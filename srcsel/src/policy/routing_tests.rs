@@ -9,7 +9,13 @@ fn usb0(addr: Option<&str>, gw: Option<&str>, up: bool) -> Uplink {
         up,
         addr: addr.map(|a| a.parse().unwrap()),
         gateway: gw.map(|g| g.parse().unwrap()),
+        addr6: None,
+        gateway6: None,
     }
+}
+
+fn rules_of(slot: Slot, up: &Uplink) -> Vec<Rule> {
+    desired_rules(slot, up, false)
 }
 
 fn slot(id: u32) -> Slot {
@@ -43,7 +49,7 @@ fn down_uplink_keeps_no_routes() {
 
 #[test]
 fn rules_stay_in_the_uplinks_priority_range() {
-    let rules = desired_rules(
+    let rules = rules_of(
         slot(3),
         &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true),
     );
@@ -69,7 +75,7 @@ fn rules_stay_in_the_uplinks_priority_range() {
 
 #[test]
 fn strict_rule_matches_only_strict_sockets_and_lookups_match_both() {
-    let rules = desired_rules(slot(1), &usb0(None, None, false));
+    let rules = rules_of(slot(1), &usb0(None, None, false));
     let (m, mask) = rules
         .iter()
         .find(|r| r.action == Action::Unreachable)
@@ -89,11 +95,11 @@ fn strict_rule_matches_only_strict_sockets_and_lookups_match_both() {
 
 #[test]
 fn diff_keeps_what_matches() {
-    let old = desired_rules(
+    let old = rules_of(
         slot(1),
         &usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true),
     );
-    let new = desired_rules(
+    let new = rules_of(
         slot(1),
         &usb0(Some("10.77.0.9/24"), Some("10.77.0.1"), true),
     );
@@ -121,4 +127,27 @@ fn a_new_gateway_replaces_the_default_route_instead_of_removing_it() {
     // Only the old connected route goes; the default route is replaced.
     assert_eq!(c.remove.len(), 1);
     assert_eq!(c.remove[0].dst, "10.99.0.0/24".parse::<IpNet>().unwrap());
+}
+
+#[test]
+fn an_isolated_uplink_refuses_its_address_to_unassigned_local_sockets() {
+    let mut up = usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true);
+    up.addr6 = Some("2001:db8:99::5/64".parse().unwrap());
+    let plain = desired_rules(slot(1), &up, false);
+    let isolated = desired_rules(slot(1), &up, true);
+    let guards: Vec<&Rule> = isolated.iter().filter(|r| !plain.contains(r)).collect();
+    assert_eq!(guards.len(), 1, "IPv6 only: {isolated:?}");
+    for g in guards {
+        assert!(
+            g.local_only && g.action == Action::Unreachable && g.fwmark == Some((0, 0x3f00_0000))
+        );
+        let from = plain
+            .iter()
+            .find(|r| r.from == g.from)
+            .expect("a from rule");
+        assert!(
+            g.priority < from.priority,
+            "the guard comes before the from rule"
+        );
+    }
 }

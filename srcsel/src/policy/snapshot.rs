@@ -19,6 +19,21 @@ pub struct Link {
 pub struct Address {
     pub index: u32,
     pub net: IpNet,
+    /// `IFA_F_*` bits (see [`addr_flags`]).
+    pub flags: u32,
+    /// 0: global, 253: link, 254: host.
+    pub scope: u8,
+}
+
+/// The `IFA_F_*` bits srcsel reads.
+pub mod addr_flags {
+    /// A privacy address (RFC 8981) that the kernel rotates.
+    pub const TEMPORARY: u32 = 0x01;
+    pub const DADFAILED: u32 = 0x08;
+    /// Its preferred lifetime ran out: no new connections should use it.
+    pub const DEPRECATED: u32 = 0x20;
+    /// Duplicate address detection has not finished: it cannot be bound yet.
+    pub const TENTATIVE: u32 = 0x40;
 }
 
 /// A kernel object as dumped, with the protocol that added it.

@@ -1,10 +1,13 @@
-//! An uplink as one snapshot shows it: its link, IPv4 address and gateway,
-//! and whether a command can be steered through it now.
-use std::net::Ipv4Addr;
+//! An uplink as one snapshot shows it: its link, its address and gateway of
+//! each family, and whether a command can be steered through it now.
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use super::{Snapshot, gateway};
+use super::{
+    Snapshot, gateway,
+    snapshot::{Address, addr_flags},
+};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Uplink {
@@ -15,6 +18,10 @@ pub struct Uplink {
     pub up: bool,
     pub addr: Option<Ipv4Net>,
     pub gateway: Option<Ipv4Addr>,
+    /// A global IPv6 address new connections may use (see [`source6`]).
+    pub addr6: Option<Ipv6Net>,
+    /// The IPv6 gateway, usually the router's link-local address.
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -27,7 +34,7 @@ pub enum UplinkError {
         "{0} is the loopback interface, not an uplink: name the interface that leads to the internet (see `ip route`)"
     )]
     Loopback(String),
-    #[error("{0} has no IPv4 address — is its DHCP client running?")]
+    #[error("{0} has no IPv4 or IPv6 address — is its DHCP client running?")]
     NoAddress(String),
     #[error(
         "no gateway known for {0}: no default route via {0} in any table — \
@@ -45,6 +52,8 @@ impl Uplink {
             up: false,
             addr: None,
             gateway: None,
+            addr6: None,
+            gateway6: None,
         }
     }
 
@@ -62,12 +71,19 @@ impl Uplink {
             IpNet::V4(n) if a.index == link.index => Some(n),
             _ => None,
         });
+        let own: Vec<&Address> = snap
+            .addresses
+            .iter()
+            .filter(|a| a.index == link.index)
+            .collect();
         Ok(Self {
             name: link.name.clone(),
             index: link.index,
             up: link.up,
             addr,
             gateway: gateway::from_routes(snap, link.index),
+            addr6: source6(&own),
+            gateway6: gateway::from_routes6(snap, link.index),
         })
     }
 
@@ -76,9 +92,19 @@ impl Uplink {
         Self::observe(snap, name).unwrap_or_else(|_| Self::absent(name))
     }
 
-    /// Whether new connections can use it now.
-    pub fn usable(&self) -> bool {
+    /// Whether new IPv4 connections can use it now.
+    pub fn usable4(&self) -> bool {
         self.up && self.addr.is_some() && self.gateway.is_some()
+    }
+
+    /// Whether new IPv6 connections can use it now.
+    pub fn usable6(&self) -> bool {
+        self.up && self.addr6.is_some() && self.gateway6.is_some()
+    }
+
+    /// Whether it can carry new connections of at least one family.
+    pub fn usable(&self) -> bool {
+        self.usable4() || self.usable6()
     }
 
     /// Whether `gw` is on the uplink's subnet (a gateway must be on-link).
@@ -86,20 +112,43 @@ impl Uplink {
         self.addr.is_some_and(|a| a.contains(&gw))
     }
 
+    /// The same for IPv6: a link-local gateway always is.
+    pub fn on_link6(&self, gw: Ipv6Addr) -> bool {
+        gw.is_unicast_link_local() || self.addr6.is_some_and(|a| a.contains(&gw))
+    }
+
     /// Checks that a command can be steered through it now, or says why not.
     /// A link that is down is fine: strict sockets fail until it returns.
     pub fn check_ready(&self) -> Result<(), UplinkError> {
-        if !self.up {
+        if !self.up || self.usable() {
             return Ok(());
         }
-        if self.addr.is_none() {
+        if self.addr.is_none() && self.addr6.is_none() {
             return Err(UplinkError::NoAddress(self.name.clone()));
         }
-        if self.gateway.is_none() {
-            return Err(UplinkError::NoGateway(self.name.clone()));
-        }
-        Ok(())
+        Err(UplinkError::NoGateway(self.name.clone()))
     }
+}
+
+/// The IPv6 source new connections get: a global address that can be bound
+/// (DAD done) and is still preferred. Stable addresses (SLAAC, DHCPv6,
+/// static) come before temporary privacy addresses, which the kernel
+/// replaces every day or so; among equals the kernel's first, its newest.
+pub fn source6(addresses: &[&Address]) -> Option<Ipv6Net> {
+    let unusable = addr_flags::TENTATIVE | addr_flags::DADFAILED | addr_flags::DEPRECATED;
+    let candidates = addresses.iter().filter_map(|a| match a.net {
+        IpNet::V6(n) if a.scope == 0 && a.flags & unusable == 0 => Some((n, a.flags)),
+        _ => None,
+    });
+    let mut best: Option<(Ipv6Net, u32)> = None;
+    for (n, f) in candidates {
+        let temporary = f & addr_flags::TEMPORARY != 0;
+        match best {
+            Some((_, bf)) if bf & addr_flags::TEMPORARY == 0 || temporary => {}
+            _ => best = Some((n, f)),
+        }
+    }
+    best.map(|(n, _)| n)
 }
 
 #[cfg(test)]
@@ -125,6 +174,8 @@ mod tests {
             s.addresses.push(Address {
                 index: 3,
                 net: net.parse().unwrap(),
+                flags: 0,
+                scope: if net.starts_with("fe80") { 253 } else { 0 },
             });
         }
         s
@@ -148,15 +199,10 @@ mod tests {
 
     #[test]
     fn readiness_explains_what_is_missing() {
-        let mut u = Uplink {
-            name: "usb0".into(),
-            index: 3,
-            up: true,
-            addr: None,
-            gateway: None,
-        };
+        let mut u = Uplink::absent("usb0");
+        (u.index, u.up) = (3, true);
         let err = u.check_ready().unwrap_err().to_string();
-        assert!(err.contains("usb0 has no IPv4 address"), "{err}");
+        assert!(err.contains("usb0 has no IPv4 or IPv6 address"), "{err}");
         u.addr = Some("10.99.0.5/24".parse().unwrap());
         assert!(
             u.check_ready()
@@ -164,7 +210,41 @@ mod tests {
                 .to_string()
                 .contains("no gateway known for usb0")
         );
+        u.addr6 = Some("2001:db8:99::5/64".parse().unwrap());
+        u.gateway6 = Some("fe80::1".parse().unwrap());
+        assert!(u.check_ready().is_ok() && u.usable6() && !u.usable4());
         u.up = false;
         assert!(u.check_ready().is_ok());
+    }
+
+    fn v6(net: &str, flags: u32) -> Address {
+        Address {
+            index: 3,
+            net: net.parse().unwrap(),
+            flags,
+            scope: if net.starts_with("fe80") { 253 } else { 0 },
+        }
+    }
+
+    #[test]
+    fn the_ipv6_source_is_global_preferred_bindable_and_stable_first() {
+        use addr_flags::*;
+        let all = [
+            v6("fe80::5/64", 0),
+            v6("2001:db8:98::5/64", DEPRECATED),
+            v6("2001:db8:99::7/64", TENTATIVE),
+            v6("2001:db8:99::8/64", TEMPORARY),
+            v6("2001:db8:99::5/64", 0),
+            v6("2001:db8:99::6/64", 0),
+        ];
+        let refs: Vec<&Address> = all.iter().collect();
+        assert_eq!(source6(&refs), Some("2001:db8:99::5/64".parse().unwrap()));
+        // Only a privacy address: it is used.
+        assert_eq!(
+            source6(&refs[..4]),
+            Some("2001:db8:99::8/64".parse().unwrap())
+        );
+        // Only link-local, deprecated or tentative ones: none.
+        assert_eq!(source6(&refs[..3]), None);
     }
 }

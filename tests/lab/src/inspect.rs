@@ -96,15 +96,18 @@ impl Lab {
     /// A kernel counter of `/proc/net/netstat` in namespace `role` (e.g.
     /// `TcpExt` `IPReversePathFilter`): what a router itself counted.
     pub fn netstat(&self, role: &str, group: &str, name: &str) -> u64 {
-        let text = crate::ok(Command::new("ip").args([
-            "netns",
-            "exec",
-            &self.ns(role),
-            "cat",
-            "/proc/net/netstat",
-        ]));
+        let text = self.output_in(role, &["cat", "/proc/net/netstat"]);
         netstat_value(&text, group, name)
             .unwrap_or_else(|| panic!("no {group} {name} in /proc/net/netstat of {role}"))
+    }
+
+    /// The output of a command run in namespace `role` (a router, inet); panics if it fails.
+    pub fn output_in(&self, role: &str, args: &[&str]) -> String {
+        crate::ok(
+            Command::new("ip")
+                .args(["netns", "exec", &self.ns(role)])
+                .args(args),
+        )
     }
 
     /// srcsel's pin folder for the client namespace, wherever bpffs is.

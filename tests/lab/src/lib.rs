@@ -5,8 +5,15 @@
 //! ```text
 //!   client ── eth0 10.1.0.2/24 ─── lan r1 wan 172.16.1.2 ─── isp1 ┐
 //!     │                                                           inet: 198.51.100.10
-//!     └── usb0 (DHCP from dnsmasq) ── lan r2 wan 172.16.2.2 ─── isp2 ┘   (server.py)
+//!     └── usb0 (DHCP from dnsmasq) ── lan r2 wan 172.16.2.2 ─── isp2 ┘   2001:db8:ffff::10
+//!                                                                        (server.py)
 //! ```
+//! IPv6 (on request, `enable_ipv6`): router advertisements from dnsmasq give
+//! the client 2001:db8:1::/64 on eth0 and 2001:db8:99::/64 on usb0 by SLAAC.
+//! Each router counts and drops what arrives from its LAN with the other
+//! uplink's source (as an ISP filtering spoofed sources does): a packet that
+//! leaked through the wrong uplink shows there even though it never reaches
+//! the server.
 //! The client runs dhcpcd on usb0 as our users do (`metric 3000`), with
 //! rp_filter=1. The routers do not NAT, so the server sees which uplink a
 //! connection left through by its source address.
@@ -16,6 +23,7 @@
 mod cmd;
 mod dhcp;
 mod inspect;
+mod ipv6;
 mod procs;
 mod runner;
 mod server;
@@ -32,10 +40,12 @@ use std::{
 
 pub use cmd::{ip, ok, out, sh, stderr};
 pub use inspect::{cgroup2_root, mount_point, netstat_value, wait_until};
+pub use ipv6::{ETH0_NET6, USB0_NET6, V6};
 pub use runner::Runner;
-pub use server::url;
+pub use server::{url, url6};
 
 pub const SERVER: &str = "198.51.100.10";
+pub const SERVER6: &str = "2001:db8:ffff::10";
 pub const TCP_PORT: u16 = 8080;
 pub const UDP_PORT: u16 = 9999;
 pub const ETH0_ADDR: &str = "10.1.0.2";

@@ -3,11 +3,16 @@
 //! connection left through.
 use std::{collections::BTreeSet, fs, path::PathBuf, process::Command, thread, time::Duration};
 
-use crate::{Lab, SERVER, TCP_PORT, inspect::wait_until};
+use crate::{Lab, SERVER, SERVER6, TCP_PORT, inspect::wait_until};
 
 /// The server's HTTP URL for `token`.
 pub fn url(token: &str) -> String {
     format!("http://{SERVER}:{TCP_PORT}/{token}")
+}
+
+/// The same over IPv6.
+pub fn url6(token: &str) -> String {
+    format!("http://[{SERVER6}]:{TCP_PORT}/{token}")
 }
 
 impl Lab {
@@ -20,11 +25,20 @@ impl Lab {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &ns, "python3"])
             .args([&script, &log, &ready])
-            .arg(SERVER);
+            .args([SERVER, SERVER6]);
         self.spawn("server", &mut cmd);
         wait_until("the lab server to listen", Duration::from_secs(10), || {
             ready.exists()
         });
+    }
+
+    /// probe.py (a client that reports how its call went), in the lab's folder.
+    pub fn probe(&self) -> PathBuf {
+        let path = self.dir.join("probe.py");
+        if !path.exists() {
+            fs::write(&path, include_str!("../probe.py")).expect("probe.py");
+        }
+        path
     }
 
     pub fn server_log(&self) -> PathBuf {

@@ -7,7 +7,7 @@ use std::{
     thread,
 };
 
-use crate::{Lab, SERVER, cmd::ip, cmd::sh};
+use crate::{Lab, SERVER, SERVER6, cmd::ip, cmd::sh};
 
 /// The lab's namespaces by role.
 const ROLES: [&str; 4] = ["client", "r1", "r2", "inet"];
@@ -55,6 +55,27 @@ impl Lab {
             ip(&format!("-n {n} link set {dev} up"));
         }
         ip(&format!("-n {c} link set usb0 up"));
+        // IPv6 on the routers and the internet; the client gets its own by
+        // router advertisements only when a test asks (`enable_ipv6`).
+        for (n, dev, addr) in [
+            (&r1, "lan", "2001:db8:1::1/64"),
+            (&r2, "lan", "2001:db8:99::1/64"),
+            (&r1, "wan", "2001:db8:f1::2/64"),
+            (&r2, "wan", "2001:db8:f2::2/64"),
+            (&i, "isp1", "2001:db8:f1::1/64"),
+            (&i, "isp2", "2001:db8:f2::1/64"),
+        ] {
+            ip(&format!("-n {n} -6 addr add {addr} dev {dev} nodad"));
+        }
+        ip(&format!("-n {i} -6 addr add {SERVER6}/128 dev lo"));
+        ip(&format!(
+            "-n {i} -6 route add 2001:db8::/44 via 2001:db8:f1::2"
+        ));
+        ip(&format!(
+            "-n {i} -6 route add 2001:db8:90::/44 via 2001:db8:f2::2"
+        ));
+        ip(&format!("-n {r1} -6 route add default via 2001:db8:f1::1"));
+        ip(&format!("-n {r2} -6 route add default via 2001:db8:f2::1"));
         ip(&format!("-n {i} addr add {SERVER}/32 dev lo"));
         ip(&format!("-n {i} route add 10.1.0.0/16 via 172.16.1.2"));
         ip(&format!("-n {i} route add 10.64.0.0/10 via 172.16.2.2"));
@@ -63,7 +84,9 @@ impl Lab {
         ip(&format!("-n {c} route add default via 10.1.0.1 metric 100"));
         for n in [&r1, &r2] {
             sysctl(n, "net.ipv4.ip_forward", "1");
+            sysctl(n, "net.ipv6.conf.all.forwarding", "1");
         }
+        self.watch_sources();
         for dev in ["all", "default", "eth0", "usb0"] {
             sysctl(&c, &format!("net.ipv4.conf.{dev}.rp_filter"), "1");
         }
@@ -95,7 +118,7 @@ impl Lab {
     }
 }
 
-fn sysctl(ns: &str, key: &str, value: &str) {
+pub(crate) fn sysctl(ns: &str, key: &str, value: &str) {
     sh(Command::new("ip").args([
         "netns",
         "exec",

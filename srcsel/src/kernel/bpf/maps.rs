@@ -3,8 +3,8 @@
 //! value differs, so a pass with nothing to change writes nothing.
 use std::collections::BTreeSet;
 
-use aya::maps::{Map, MapData, PerCpuArray, lpm_trie::Key};
-use ipnet::Ipv4Net;
+use aya::maps::{LpmTrie, Map, MapData, PerCpuArray, lpm_trie::Key};
+use ipnet::IpNet;
 use srcsel_common::{Counters, UplinkRecord, UplinkState, flags, maps};
 
 use super::{
@@ -13,7 +13,7 @@ use super::{
 };
 use crate::policy::{
     UplinkPlan,
-    routing::{diff, raw4},
+    routing::{diff, raw4, raw6},
 };
 
 impl Namespace {
@@ -21,19 +21,23 @@ impl Namespace {
     /// userspace; whether the live state changed.
     pub fn publish(&mut self, p: &UplinkPlan) -> Result<bool, BpfError> {
         let up = &p.uplink;
-        let mut f = 0;
-        if up.usable() {
-            f |= flags::UP;
-        }
-        if up.addr.is_some() {
-            f |= flags::HAS_ADDR4;
-        }
+        let f = [
+            (up.usable4(), flags::UP4),
+            (up.addr.is_some(), flags::HAS_ADDR4),
+            (up.usable6(), flags::UP6),
+            (up.addr6.is_some(), flags::HAS_ADDR6),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |f, (_, bit)| f | bit);
         let state = UplinkState {
             netns_cookie: self.cookie,
             mark: p.slot.mark(),
             ifindex: up.index,
             addr4: raw4(up.addr.map(|a| a.addr())),
             flags: f,
+            addr6: raw6(up.addr6.map(|a| a.addr())),
+            ifname: name_key(&up.name),
         };
         let record = UplinkRecord {
             name: name_key(&up.name),
@@ -41,6 +45,7 @@ impl Namespace {
             gateway4: raw4(up.gateway),
             hook_gateway4: raw4(p.hook_gateway),
             _pad: 0,
+            gateway6: up.gateway6.map_or([0; 16], |g| g.octets()),
         };
         if self.record(p.slot.id)? != record {
             self.write_record(p.slot.id, record)?;
@@ -61,34 +66,40 @@ impl Namespace {
             .map_err(|source| self.map_err(maps::UPLINKS, source))
     }
 
-    /// Makes the exempt-destination trie hold exactly `prefixes`.
-    pub fn sync_exempt(&mut self, prefixes: &BTreeSet<Ipv4Net>) -> Result<(), BpfError> {
-        let value = |n: &Ipv4Net| {
+    /// Makes the exempt-destination tries hold exactly `prefixes`.
+    pub fn sync_exempt(&mut self, prefixes: &BTreeSet<IpNet>) -> Result<(), BpfError> {
+        let (v4, v6): (Vec<IpNet>, Vec<IpNet>) =
+            prefixes.iter().partition(|n| matches!(n, IpNet::V4(_)));
+        let to_value4 = |n: &IpNet| -> [u32; 2] {
+            let IpNet::V4(n) = n else { unreachable!() };
             [
                 u32::from_ne_bytes(n.addr().octets()),
                 u32::from(n.prefix_len()),
             ]
         };
-        let current: Vec<[u32; 2]> = self
-            .exempt
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(_, v)| v)
-            .collect();
-        let wanted: Vec<[u32; 2]> = prefixes.iter().map(value).collect();
-        let changes = diff(&current, &wanted);
-        let key = |v: &[u32; 2]| Key::new(v[1], v[0].to_ne_bytes());
-        for v in &changes.remove {
-            self.exempt
-                .remove(&key(v))
-                .map_err(|source| self.map_err(maps::EXEMPT4, source))?;
-        }
-        for v in &changes.add {
-            self.exempt
-                .insert(&key(v), v, 0)
-                .map_err(|source| self.map_err(maps::EXEMPT4, source))?;
-        }
-        Ok(())
+        let to_value6 = |n: &IpNet| -> [u32; 5] {
+            let IpNet::V6(n) = n else { unreachable!() };
+            let w = raw6(Some(n.addr()));
+            [w[0], w[1], w[2], w[3], u32::from(n.prefix_len())]
+        };
+        sync_trie(
+            &mut self.exempt,
+            &v4.iter().map(to_value4).collect::<Vec<_>>(),
+            |v| Key::new(v[1], v[0].to_ne_bytes()),
+        )
+        .map_err(|source| self.map_err(maps::EXEMPT4, source))?;
+        sync_trie(
+            &mut self.exempt6,
+            &v6.iter().map(to_value6).collect::<Vec<_>>(),
+            |v| {
+                let mut b = [0u8; 16];
+                for (i, w) in v[..4].iter().enumerate() {
+                    b[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
+                }
+                Key::new(v[4], b)
+            },
+        )
+        .map_err(|source| self.map_err(maps::EXEMPT6, source))
     }
 
     /// Slot `id`'s counters, summed over CPUs.
@@ -107,4 +118,21 @@ impl Namespace {
             t
         }))
     }
+}
+
+/// Makes a trie whose values repeat their keys hold exactly `wanted`.
+fn sync_trie<K: aya::Pod, V: aya::Pod + PartialEq>(
+    trie: &mut LpmTrie<MapData, K, V>,
+    wanted: &[V],
+    key: impl Fn(&V) -> Key<K>,
+) -> Result<(), aya::maps::MapError> {
+    let current: Vec<V> = trie.iter().filter_map(Result::ok).map(|(_, v)| v).collect();
+    let changes = diff(&current, wanted);
+    for v in &changes.remove {
+        trie.remove(&key(v))?;
+    }
+    for v in &changes.add {
+        trie.insert(&key(v), v, 0)?;
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@
 //! Layout, per network namespace (by its cookie, never reused while the
 //! machine runs): `<bpffs>/srcsel/net-<cookie>/maps/<map>` and
 //! `<bpffs>/srcsel/net-<cookie>/<uplink>/<strict|fallback>/<program>`.
+mod link;
 mod maps;
 pub mod pins;
 pub mod programs;
@@ -64,6 +65,12 @@ pub enum BpfError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error(
+        "the pins in {dir} were made by a srcsel with another map layout (an older or newer version); \
+         its programs keep steering until you stop its runs and daemon and run `srcsel down`, \
+         which removes them, then start again"
+    )]
+    Layout { dir: PathBuf },
     #[error("reading this network namespace's cookie (SO_NETNS_COOKIE needs Linux 5.14)")]
     Cookie(#[source] io::Error),
 }

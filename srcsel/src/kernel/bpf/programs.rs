@@ -14,7 +14,8 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
-        CgroupSockAddrAttachType, CgroupSockAttachType, Program as AyaProgram, ProgramError,
+        CgroupSockAddrAttachType, CgroupSockAttachType, CgroupSockopt, CgroupSockoptAttachType,
+        Program as AyaProgram, ProgramError,
         links::{FdLink, LinkError},
     },
 };
@@ -67,6 +68,7 @@ impl Namespace {
                 AyaProgram::CgroupSock(p) => p.load().map_err(err)?,
                 AyaProgram::CgroupSockAddr(p) => p.load().map_err(err)?,
                 AyaProgram::CgroupSkb(p) => p.load().map_err(err)?,
+                AyaProgram::CgroupSockopt(p) => p.load().map_err(err)?,
                 _ => return Err(err(ProgramError::UnexpectedProgramType)),
             }
             let path = set.dir.join(name);
@@ -103,10 +105,7 @@ impl ProgramSet {
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let pin_all = || {
             for p in programs::ALL {
-                let link = attach_one(&p, &self.dir.join(p.name), cg.as_fd())?;
-                let path = dir.join(p.name);
-                link.pin(&path)
-                    .map_err(|source| BpfError::Pin { path, source })?;
+                attach_one(&p, &self.dir.join(p.name), cg.as_fd(), &dir.join(p.name))?;
             }
             fs::create_dir(&marker).map_err(io_err(&marker))
         };
@@ -117,8 +116,42 @@ impl ProgramSet {
     }
 }
 
+/// Attaches one pinned program through a bpf_link pinned at `link_pin`.
+fn attach_one(
+    p: &Program,
+    pin: &Path,
+    cg: BorrowedFd<'_>,
+    link_pin: &Path,
+) -> Result<(), BpfError> {
+    if p.hook == Hook::Setsockopt {
+        let x = CgroupSockopt::from_pin(pin, CgroupSockoptAttachType::Set).map_err(|source| {
+            BpfError::Program {
+                name: p.name,
+                source,
+            }
+        })?;
+        let prog = x.fd().map_err(|source| BpfError::Program {
+            name: p.name,
+            source,
+        })?;
+        return super::link::attach_and_pin(
+            prog.as_fd(),
+            cg,
+            super::link::CGROUP_SETSOCKOPT,
+            link_pin,
+        )
+        .map_err(io_err(link_pin));
+    }
+    let link = link_for(p, pin, cg)?;
+    link.pin(link_pin).map_err(|source| BpfError::Pin {
+        path: link_pin.to_owned(),
+        source,
+    })?;
+    Ok(())
+}
+
 /// Attaches one pinned program through a bpf_link and hands the link over.
-fn attach_one(p: &Program, pin: &Path, cg: BorrowedFd<'_>) -> Result<FdLink, BpfError> {
+fn link_for(p: &Program, pin: &Path, cg: BorrowedFd<'_>) -> Result<FdLink, BpfError> {
     let single = CgroupAttachMode::Single;
     let prog = |source| BpfError::Program {
         name: p.name,
@@ -149,6 +182,9 @@ fn attach_one(p: &Program, pin: &Path, cg: BorrowedFd<'_>) -> Result<FdLink, Bpf
         }
         Hook::Connect4 => addr(CgroupSockAddrAttachType::Connect4),
         Hook::Sendmsg4 => addr(CgroupSockAddrAttachType::UDPSendMsg4),
+        Hook::Connect6 => addr(CgroupSockAddrAttachType::Connect6),
+        Hook::Sendmsg6 => addr(CgroupSockAddrAttachType::UDPSendMsg6),
+        Hook::Setsockopt => unreachable!("attached by attach_one"),
         Hook::Egress => skb(CgroupSkbAttachType::Egress),
         Hook::Ingress => skb(CgroupSkbAttachType::Ingress),
     }

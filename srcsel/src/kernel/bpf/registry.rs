@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aya::maps::{Array, LpmTrie, Map, MapData};
+use aya::maps::{Array, LpmTrie, Map, MapData, MapInfo};
 use srcsel_common::{MAX_UPLINKS, UplinkRecord, UplinkState, maps};
 
 use super::{BpfError, OBJECT, io_err, pins, programs};
@@ -22,6 +22,7 @@ pub struct Namespace {
     pub(super) uplinks: Array<MapData, UplinkState>,
     pub(super) records: Array<MapData, UplinkRecord>,
     pub(super) exempt: LpmTrie<MapData, [u8; 4], [u32; 2]>,
+    pub(super) exempt6: LpmTrie<MapData, [u8; 16], [u32; 5]>,
     _lock: fs::File,
 }
 
@@ -40,6 +41,7 @@ impl Namespace {
             return Err(io_err(&dir)(io::Error::last_os_error()));
         }
         let maps_dir = dir.join("maps");
+        check_layout(&maps_dir)?;
         if !maps_pinned(&maps_dir) {
             // Parsing the object creates and pins its by-name maps.
             programs::loader(&maps_dir).load(OBJECT)?;
@@ -49,6 +51,7 @@ impl Namespace {
             uplinks: open_map(&maps_dir.join(maps::UPLINKS), Map::Array)?,
             records: open_map(&maps_dir.join(maps::REGISTRY), Map::Array)?,
             exempt: open_map(&maps_dir.join(maps::EXEMPT4), Map::LpmTrie)?,
+            exempt6: open_map(&maps_dir.join(maps::EXEMPT6), Map::LpmTrie)?,
             dir,
             cookie,
             _lock: lock,
@@ -122,6 +125,28 @@ impl Namespace {
             source,
         }
     }
+}
+
+/// Refuses pins made by a srcsel with another map layout: programs loaded
+/// against them would be refused by the verifier, or misread the values.
+/// The old programs keep steering what they are attached to until `srcsel
+/// down` (of either version) removes them.
+fn check_layout(maps_dir: &Path) -> Result<(), BpfError> {
+    let path = maps_dir.join(maps::UPLINKS);
+    if !path.exists() {
+        return Ok(());
+    }
+    let info = MapInfo::from_pin(&path).map_err(|source| BpfError::Map {
+        path: path.clone(),
+        source,
+    })?;
+    let size = info.value_size() as usize;
+    if size != size_of::<UplinkState>() || !maps_dir.join(maps::EXEMPT6).exists() {
+        return Err(BpfError::Layout {
+            dir: maps_dir.parent().unwrap_or(maps_dir).to_owned(),
+        });
+    }
+    Ok(())
 }
 
 fn maps_pinned(maps_dir: &Path) -> bool {

@@ -14,6 +14,7 @@ use rtnetlink::RouteMessageBuilder;
 
 use crate::policy::{
     Action, Family, PROTO, Route, Rule,
+    routing::RouteKind,
     snapshot::{Address, Link, Observed},
 };
 
@@ -44,9 +45,20 @@ pub fn address(m: &AddressMessage) -> Option<Address> {
             _ => None,
         })
     })?;
+    // IFA_FLAGS carries all 32 bits; the header only the low 8.
+    let flags = m
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::Flags(f) => Some(f.bits()),
+            _ => None,
+        })
+        .unwrap_or(u32::from(m.header.flags.bits()));
     Some(Address {
         index: m.header.index,
         net: IpNet::new(ip, m.header.prefix_len).ok()?,
+        flags,
+        scope: u8::from(m.header.scope),
     })
 }
 
@@ -73,25 +85,33 @@ pub fn route_table(m: &RouteMessage) -> u32 {
         .unwrap_or(m.header.table.into())
 }
 
-/// A unicast route of either family; other kinds are not srcsel's concern.
+/// A unicast or unreachable route of either family; other kinds are not
+/// srcsel's concern.
 pub fn route(m: &RouteMessage) -> Option<Observed<Route>> {
-    if m.header.kind != RouteType::Unicast {
-        return None;
-    }
+    let kind = match m.header.kind {
+        RouteType::Unicast => RouteKind::Unicast,
+        RouteType::Unreachable => RouteKind::Unreachable,
+        _ => return None,
+    };
     let unspecified = match m.header.address_family {
         AddressFamily::Inet => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         AddressFamily::Inet6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
         _ => return None,
     };
-    let (mut dst, mut gateway, mut oif, mut prefsrc) = (unspecified, None, 0, None);
+    let (mut dst, mut gateway, mut oif, mut prefsrc, mut metric) = (unspecified, None, 0, None, 0);
     for a in &m.attributes {
         match a {
             RouteAttribute::Destination(d) => dst = ip(d)?,
             RouteAttribute::Gateway(g) => gateway = ip(g),
             RouteAttribute::PrefSource(s) => prefsrc = ip(s),
             RouteAttribute::Oif(i) => oif = *i,
+            RouteAttribute::Priority(p) => metric = *p,
             _ => {}
         }
+    }
+    // IPv6 reports its reject routes on lo; they have no device.
+    if kind == RouteKind::Unreachable {
+        oif = 0;
     }
     Some(Observed {
         spec: Route {
@@ -100,6 +120,8 @@ pub fn route(m: &RouteMessage) -> Option<Observed<Route>> {
             gateway,
             oif,
             prefsrc,
+            metric,
+            kind,
         },
         proto: proto_number(m.header.protocol),
     })
@@ -110,9 +132,15 @@ pub fn route_message(r: &Route) -> RouteMessage {
     let mut b = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(r.dst.addr(), r.dst.prefix_len())
         .expect("an IpNet is a valid prefix")
-        .output_interface(r.oif)
         .table_id(r.table)
         .protocol(RouteProtocol::Other(PROTO));
+    if r.metric != 0 {
+        b = b.priority(r.metric);
+    }
+    if r.kind == RouteKind::Unreachable {
+        return b.kind(RouteType::Unreachable).build();
+    }
+    b = b.output_interface(r.oif);
     b = match r.gateway {
         Some(gw) => b.gateway(gw).expect("gateway of the route's family"),
         None => b.scope(RouteScope::Link),
@@ -132,17 +160,21 @@ pub fn rule(m: &RuleMessage) -> Option<Observed<Rule>> {
     };
     let mut table = u32::from(m.header.table);
     let (mut priority, mut mark, mut mask, mut from, mut suppress, mut proto) =
-        (0, None, u32::MAX, None, None, 0);
+        (0, None, None, None, None, 0);
+    let mut local_only = false;
     for a in &m.attributes {
         match a {
             RuleAttribute::Priority(p) => priority = *p,
             RuleAttribute::FwMark(v) => mark = Some(*v),
-            RuleAttribute::FwMask(v) => mask = *v,
+            RuleAttribute::FwMask(v) => mask = Some(*v),
             RuleAttribute::Table(t) => table = *t,
             // Every dump carries it; u32::MAX (-1) means "not set".
             RuleAttribute::SuppressPrefixLen(s) if *s != u32::MAX => suppress = Some(*s),
             RuleAttribute::Source(a) => from = IpNet::new(*a, m.header.src_len).ok(),
             RuleAttribute::Protocol(p) => proto = proto_number(*p),
+            RuleAttribute::Iifname(n) if n == "lo" => local_only = true,
+            // Selectors srcsel never writes: not a rule it can express.
+            RuleAttribute::Iifname(_) | RuleAttribute::Oifname(_) => return None,
             _ => {}
         }
     }
@@ -155,8 +187,14 @@ pub fn rule(m: &RuleMessage) -> Option<Observed<Rule>> {
         spec: Rule {
             family,
             priority,
-            fwmark: mark.map(|m| (m, mask)),
+            // The kernel leaves FRA_FWMARK out when the mark is 0 (`fwmark
+            // 0/0x3f000000`), and FRA_FWMASK out when it is all ones.
+            fwmark: match (mark, mask) {
+                (None, None) => None,
+                (m, mask) => Some((m.unwrap_or(0), mask.unwrap_or(u32::MAX))),
+            },
             from,
+            local_only,
             suppress_prefixlen: suppress,
             action,
         },
@@ -192,6 +230,9 @@ pub fn fill_rule(msg: &mut RuleMessage, r: &Rule) {
     if let Some(s) = r.suppress_prefixlen {
         msg.attributes.push(RuleAttribute::SuppressPrefixLen(s));
     }
+    if r.local_only {
+        msg.attributes.push(RuleAttribute::Iifname("lo".into()));
+    }
     msg.attributes
         .push(RuleAttribute::Protocol(RouteProtocol::Other(PROTO)));
 }
@@ -208,17 +249,27 @@ mod tests {
 
     #[test]
     fn routes_round_trip_through_their_message() {
-        for (dst, gw, src) in [
-            ("0.0.0.0/0", Some("10.99.0.1"), Some("10.99.0.57")),
-            ("10.99.0.0/24", None, Some("10.99.0.57")),
-            ("::/0", Some("fe80::1"), None),
+        for (dst, gw, src, kind) in [
+            (
+                "0.0.0.0/0",
+                Some("10.99.0.1"),
+                Some("10.99.0.57"),
+                RouteKind::Unicast,
+            ),
+            ("10.99.0.0/24", None, Some("10.99.0.57"), RouteKind::Unicast),
+            ("::/0", Some("fe80::1"), None, RouteKind::Unicast),
+            ("::/0", None, None, RouteKind::Unreachable),
         ] {
+            let oif = if kind == RouteKind::Unicast { 3 } else { 0 };
             let r = Route {
-                table: 0x5301,
-                dst: dst.parse().unwrap(),
-                gateway: gw.map(|g| g.parse().unwrap()),
-                oif: 3,
                 prefsrc: src.map(|s| s.parse().unwrap()),
+                kind,
+                ..Route::unicast(
+                    0x5301,
+                    dst.parse().unwrap(),
+                    gw.map(|g| g.parse().unwrap()),
+                    oif,
+                )
             };
             let back = route(&route_message(&r)).unwrap();
             assert_eq!(back.spec, r);
@@ -239,12 +290,24 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_mark_with_a_mask_decodes_as_dumped() {
+        // `fwmark 0/0x3f000000` as the kernel dumps it: no FRA_FWMARK.
+        let mut m = RuleMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        m.header.action = RuleAction::ToTable;
+        m.attributes.push(RuleAttribute::Table(0x5300));
+        m.attributes.push(RuleAttribute::FwMask(0x3f00_0000));
+        assert_eq!(rule(&m).unwrap().spec.fwmark, Some((0, 0x3f00_0000)));
+    }
+
+    #[test]
     fn rules_round_trip_through_their_message() {
         let r = Rule {
             family: Family::V4,
             priority: 5312,
             fwmark: Some((0x0100_0000, 0x3f00_0000)),
             from: Some("10.99.0.57/32".parse().unwrap()),
+            local_only: true,
             suppress_prefixlen: Some(0),
             action: Action::Lookup(0x5301),
         };

@@ -11,6 +11,8 @@ pub fn subscribe() -> std::io::Result<(Handle, impl Stream<Item = impl Sized> + 
         MulticastGroup::Ipv4Ifaddr,
         MulticastGroup::Ipv4Route,
         MulticastGroup::Ipv4Rule,
+        MulticastGroup::Ipv6Ifaddr,
+        MulticastGroup::Ipv6Route,
         MulticastGroup::Ipv6Rule,
     ])?;
     tokio::spawn(conn);

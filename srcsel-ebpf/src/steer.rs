@@ -1,0 +1,207 @@
+//! The decision every connect and unconnected send of an assigned socket
+//! goes through, for both families: leave loopback and LAN destinations to
+//! normal routing; bind an unbound socket to the uplink's address of the
+//! destination's family; refuse in strict mode what would leave another way
+//! (the uplink can't carry it, or the program bound the socket to another
+//! device or address); in fallback mode, hand such a socket back to the
+//! program: its uplink mark is cleared, so normal routing (and the other
+//! uplink's `from` rule) takes it where the program bound it.
+use aya_ebpf::{
+    helpers::bpf_setsockopt,
+    macros::map,
+    maps::{LpmTrie, lpm_trie::Key},
+    programs::SockAddrContext,
+};
+use srcsel_common::{MARK_MASK, MAX_EXEMPT4, MAX_EXEMPT6, UPLINK_MASK, UplinkState};
+
+use crate::{count, uplink};
+
+/// Values: the key again (address, prefix length), so userspace can list entries.
+#[map(name = "SRCSEL_EXEMPT4")]
+static EXEMPT4: LpmTrie<[u8; 4], [u32; 2]> = LpmTrie::pinned(MAX_EXEMPT4, 0);
+#[map(name = "SRCSEL_EXEMPT6")]
+static EXEMPT6: LpmTrie<[u8; 16], [u32; 5]> = LpmTrie::pinned(MAX_EXEMPT6, 0);
+
+/// An address as the hooks carry it (network byte order); all zero: none.
+#[derive(Clone, Copy)]
+pub enum Addr {
+    V4(u32),
+    V6([u32; 4]),
+}
+
+/// `::ffff:0:0/96` as the hooks see its words.
+const MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
+impl Addr {
+    /// An IPv6 address; a v4-mapped one (`::ffff:a.b.c.d`, an AF_INET6
+    /// socket reaching IPv4) is the IPv4 address it maps.
+    #[inline(always)]
+    pub fn from6(a: [u32; 4]) -> Self {
+        if a[0] == 0 && a[1] == 0 && a[2] == MAPPED {
+            Addr::V4(a[3])
+        } else {
+            Addr::V6(a)
+        }
+    }
+
+    #[inline(always)]
+    fn is_set(self) -> bool {
+        match self {
+            Addr::V4(a) => a != 0,
+            Addr::V6(a) => a != [0; 4],
+        }
+    }
+
+    /// Whether it is the uplink's current address of its family.
+    #[inline(always)]
+    fn is_uplinks(self, u: &UplinkState) -> bool {
+        match self {
+            Addr::V4(a) => a == u.addr4,
+            Addr::V6(a) => a == u.addr6,
+        }
+    }
+
+    #[inline(always)]
+    fn usable(self, u: &UplinkState) -> bool {
+        match self {
+            Addr::V4(_) => u.usable4(),
+            Addr::V6(_) => u.usable6(),
+        }
+    }
+
+    /// Destinations normal routing keeps local: loopback, link-local,
+    /// multicast, the unspecified address, and the main table's LAN prefixes.
+    #[inline(always)]
+    fn exempt(self) -> bool {
+        match self {
+            Addr::V4(a) => {
+                let b = a.to_ne_bytes();
+                b[0] == 127 || EXEMPT4.get(Key::new(32, b)).is_some()
+            }
+            Addr::V6(a) => {
+                let b0 = a[0].to_ne_bytes();
+                let loopback = a[0] == 0 && a[1] == 0 && a[2] == 0 && a[3] == 1u32.to_be();
+                let link_local = b0[0] == 0xfe && b0[1] & 0xc0 == 0x80;
+                // SAFETY: the same 16 bytes, as the trie's key wants them.
+                let b = unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(a) };
+                a == [0; 4]
+                    || loopback
+                    || link_local
+                    || b0[0] == 0xff
+                    || EXEMPT6.get(Key::new(128, b)).is_some()
+            }
+        }
+    }
+}
+
+pub enum Verdict {
+    /// Not srcsel's to decide, or let through as it is.
+    Allow,
+    /// Let through, and counted as steered: the routing rules take it
+    /// through the uplink's table (its source is the uplink's already, or it
+    /// is bound to the wildcard with a port and the table's routes give the
+    /// uplink's source, as for busybox nslookup's `bind(0.0.0.0:0)`).
+    Steered,
+    /// Give it the uplink's source address of the destination's family.
+    Bind(&'static UplinkState),
+    /// Refused (EPERM); counted.
+    Deny,
+}
+
+/// The verdict for a socket of this program set's uplink sending to `dst`
+/// with source `src` (the socket's, or the one the program chose for this
+/// datagram): none, the uplink's, or another.
+#[inline(always)]
+pub fn decide(ctx: &SockAddrContext, dst: Addr, src: Addr) -> Verdict {
+    // Loopback and the LAN first: the cheapest answer, and the commonest.
+    if dst.exempt() {
+        return Verdict::Allow;
+    }
+    let Some(u) = uplink::here(ctx) else {
+        return Verdict::Allow;
+    };
+    let sk = unsafe { (*ctx.sock_addr).__bindgen_anon_1.sk };
+    if sk.is_null() {
+        return Verdict::Allow;
+    }
+    let (mark, dev, port) = unsafe { ((*sk).mark, (*sk).bound_dev_if, (*sk).src_port) };
+    // A nearer assignment's socket, or one the program re-marked (fallback only).
+    if mark & UPLINK_MASK != u.mark {
+        return Verdict::Allow;
+    }
+    // Bound to another device, or to a source that is not the uplink's:
+    // binding it would pair one uplink's address with another's device.
+    let foreign_dev = dev != 0 && dev != u.ifindex;
+    if foreign_dev || (src.is_set() && !src.is_uplinks(u)) {
+        if !uplink::strict() {
+            release(ctx, mark);
+        }
+        return refuse_or(Verdict::Allow);
+    }
+    if !dst.usable(u) {
+        return refuse_or(Verdict::Allow);
+    }
+    if src.is_set() || port != 0 {
+        return Verdict::Steered;
+    }
+    Verdict::Bind(u)
+}
+
+const SOL_SOCKET: i32 = 1;
+const SO_MARK: i32 = 36;
+
+/// Clears srcsel's bits of the socket's mark: from now on it is routed as
+/// if unassigned (the hooks leave it alone too). If that fails, the uplink's
+/// table still routes it, as before srcsel knew better.
+#[inline(always)]
+fn release(ctx: &SockAddrContext, mark: u32) {
+    let mut m = mark & !MARK_MASK;
+    unsafe {
+        bpf_setsockopt(
+            ctx.sock_addr.cast(),
+            SOL_SOCKET,
+            SO_MARK,
+            (&raw mut m).cast(),
+            size_of::<u32>() as i32,
+        )
+    };
+}
+
+/// Strict mode fails the call (EPERM) rather than let it leave another way.
+#[inline(always)]
+fn refuse_or(fallback: Verdict) -> Verdict {
+    if uplink::strict() {
+        Verdict::Deny
+    } else {
+        fallback
+    }
+}
+
+/// The hook's return value for a verdict that needs no binding, and the count.
+#[inline(always)]
+pub fn finish(v: &Verdict, datagram: bool) -> i32 {
+    match v {
+        Verdict::Deny => {
+            count::add(|c| c.refused += 1);
+            crate::DENY
+        }
+        Verdict::Steered | Verdict::Bind(_) => {
+            count::add(|c| {
+                if datagram {
+                    c.datagrams += 1
+                } else {
+                    c.connections += 1
+                }
+            });
+            crate::ALLOW
+        }
+        Verdict::Allow => crate::ALLOW,
+    }
+}
+
+/// The verdict when binding to the uplink's address failed: it went away
+/// between the address event and this call.
+#[inline(always)]
+pub fn refuse_after_bind() -> Verdict {
+    refuse_or(Verdict::Allow)
+}

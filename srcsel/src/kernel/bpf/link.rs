@@ -1,0 +1,47 @@
+//! A pinned bpf_link made with bpf(2) directly, for the hook whose link aya
+//! 0.14 cannot hand over (cgroup sockopt: no `FdLink` conversion).
+use std::{
+    ffi::CString,
+    io,
+    os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+    path::Path,
+};
+
+const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_LINK_CREATE: libc::c_long = 28;
+/// `enum bpf_attach_type`'s `BPF_CGROUP_SETSOCKOPT`.
+pub const CGROUP_SETSOCKOPT: u32 = 22;
+
+fn bpf(cmd: libc::c_long, attr: &mut [u64; 8]) -> io::Result<libc::c_long> {
+    // SAFETY: bpf(2) with a zeroed attr union larger than either command's.
+    let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), size_of_val(attr)) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ret)
+}
+
+/// Attaches `prog` to cgroup `cg` at `attach_type` through a new bpf_link
+/// and pins the link at `pin`; the link lives as long as the pin.
+pub fn attach_and_pin(
+    prog: BorrowedFd<'_>,
+    cg: BorrowedFd<'_>,
+    attach_type: u32,
+    pin: &Path,
+) -> io::Result<()> {
+    let mut attr = [0u64; 8];
+    // link_create: prog_fd (u32), target_fd (u32), attach_type (u32), flags (u32).
+    attr[0] = u64::from(prog.as_raw_fd() as u32) | (u64::from(cg.as_raw_fd() as u32) << 32);
+    attr[1] = u64::from(attach_type);
+    let fd = bpf(BPF_LINK_CREATE, &mut attr)?;
+    // SAFETY: a descriptor the kernel just gave us.
+    let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let path = CString::new(pin.as_os_str().as_encoded_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut attr = [0u64; 8];
+    // obj_pin: pathname (u64), bpf_fd (u32).
+    attr[0] = path.as_ptr() as u64;
+    attr[1] = u64::from(link.as_raw_fd() as u32);
+    bpf(BPF_OBJ_PIN, &mut attr)?;
+    Ok(())
+}
