@@ -25,6 +25,7 @@ const PACKAGES: &[&str] = &[
     "socat",
     "netcat-openbsd",
     "iputils-ping",
+    "nftables",
     "python3",
     "gcc",
     "libc6-dev",
