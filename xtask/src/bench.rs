@@ -279,9 +279,12 @@ pub fn converge_probe(count: u32) -> anyhow::Result<()> {
             stdin.flush()?;
             let wanted = format!("from {new} lookup");
             loop {
-                let line = rx
-                    .recv_timeout(Duration::from_secs(5))
-                    .with_context(|| format!("srcsel did not add `{wanted}` within 5 s"))?;
+                let line = rx.recv_timeout(Duration::from_secs(5)).with_context(|| {
+                    // Tell a lost monitor message from a rule srcsel never added.
+                    let rules = Command::new("ip").arg("rule").output();
+                    let there = rules.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&wanted));
+                    format!("no `{wanted}` event within 5 s after change {i} (the rule is there now: {there})")
+                })?;
                 if line.contains(&wanted) && !line.starts_with("Deleted") {
                     break;
                 }
