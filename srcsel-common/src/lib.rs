@@ -18,11 +18,6 @@ pub const MAX_EXEMPT4: u32 = 65536;
 /// The same for IPv6.
 pub const MAX_EXEMPT6: u32 = 65536;
 
-/// The layout of the pinned maps. A srcsel whose layout differs from the
-/// pins in place must not load programs against them (the verifier would
-/// refuse, or worse, they would read each other's fields): it says so.
-pub const LAYOUT: u32 = 2;
-
 /// Names of the pinned maps, shared by every program set of a namespace.
 pub mod maps {
     /// [`crate::UplinkState`] per slot: what the programs read.

@@ -33,7 +33,15 @@ pub fn setsockopt(ctx: &SockoptContext) -> i32 {
         unsafe { (*so).optlen = 0 };
         return ALLOW;
     }
-    if !uplink::strict() {
+    let (level, name) = unsafe { ((*so).level, (*so).optname) };
+    // Most options are none of srcsel's business: answer before any lookup.
+    let watched = matches!(
+        (level, name),
+        (SOL_SOCKET, SO_BINDTODEVICE | SO_BINDTOIFINDEX | SO_MARK)
+            | (SOL_IP, IP_UNICAST_IF)
+            | (SOL_IPV6, IPV6_UNICAST_IF)
+    );
+    if !watched || !uplink::strict() {
         return ALLOW;
     }
     let Some(u) = uplink::here(ctx) else {
@@ -47,7 +55,6 @@ pub fn setsockopt(ctx: &SockoptContext) -> i32 {
     if mark & UPLINK_MASK != u.mark {
         return ALLOW;
     }
-    let (level, name) = unsafe { ((*so).level, (*so).optname) };
     let int = || -> Option<u32> {
         (begin + 4 <= end).then(|| unsafe { core::ptr::read_unaligned(begin as *const u32) })
     };

@@ -1,6 +1,8 @@
 //! `srcsel status [--json]`: what srcsel has in force in this network
 //! namespace, per uplink. The JSON layout is documented in README.md and only
 //! grows (new fields) within a `version`.
+use std::net::Ipv6Addr;
+
 use serde::{Deserialize, Serialize};
 use srcsel_common::flags;
 
@@ -151,7 +153,9 @@ pub async fn collect(daemon: bool) -> anyhow::Result<Report> {
             address6: from_raw6(s.addr6)
                 .filter(|_| s.is(flags::HAS_ADDR6))
                 .map(|a| a.to_string()),
-            gateway6: from_raw6(raw6_of(r.gateway6)).map(|a| a.to_string()),
+            gateway6: Some(Ipv6Addr::from(r.gateway6))
+                .filter(|a| !a.is_unspecified())
+                .map(|a| a.to_string()),
             hook_gateway: from_raw4(r.hook_gateway4).map(|a| a.to_string()),
             table: r.table,
             mark: format!("{:#x}", srcsel_common::mark_for(id)),
@@ -177,10 +181,6 @@ pub async fn collect(daemon: bool) -> anyhow::Result<Report> {
 
 fn up_or_down(up: bool) -> String {
     if up { "up" } else { "down" }.into()
-}
-
-fn raw6_of(octets: [u8; 16]) -> [u32; 4] {
-    crate::policy::routing::raw6(Some(octets.into()))
 }
 
 fn human(r: &Report) -> String {

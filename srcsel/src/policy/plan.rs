@@ -114,19 +114,10 @@ pub struct Plan {
 }
 
 /// What must change for uplinks kept for assigned programs ([`isolate`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Isolation {
     pub routes: Changes<Route>,
     pub rules: Changes<Rule>,
-}
-
-impl Default for Isolation {
-    fn default() -> Self {
-        Self {
-            routes: routing::diff(&[], &[]),
-            rules: routing::diff(&[], &[]),
-        }
-    }
 }
 
 impl Plan {

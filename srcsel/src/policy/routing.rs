@@ -199,6 +199,15 @@ pub struct Changes<T> {
     pub add: Vec<T>,
 }
 
+impl<T> Default for Changes<T> {
+    fn default() -> Self {
+        Self {
+            remove: Vec::new(),
+            add: Vec::new(),
+        }
+    }
+}
+
 impl<T> Changes<T> {
     pub fn is_empty(&self) -> bool {
         self.remove.is_empty() && self.add.is_empty()
@@ -276,11 +285,16 @@ pub fn raw6(addr: Option<Ipv6Addr>) -> [u32; 4] {
 
 /// The inverse of [`raw6`].
 pub fn from_raw6(raw: [u32; 4]) -> Option<Ipv6Addr> {
+    (raw != [0; 4]).then(|| Ipv6Addr::from(octets6(raw)))
+}
+
+/// The bytes of an address stored as [`raw6`] words.
+pub fn octets6(raw: [u32; 4]) -> [u8; 16] {
     let mut b = [0u8; 16];
     for (i, w) in raw.iter().enumerate() {
         b[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
     }
-    (raw != [0; 4]).then(|| Ipv6Addr::from(b))
+    b
 }
 
 impl fmt::Display for Route {

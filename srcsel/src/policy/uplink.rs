@@ -136,19 +136,14 @@ impl Uplink {
 /// replaces every day or so; among equals the kernel's first, its newest.
 pub fn source6(addresses: &[&Address]) -> Option<Ipv6Net> {
     let unusable = addr_flags::TENTATIVE | addr_flags::DADFAILED | addr_flags::DEPRECATED;
-    let candidates = addresses.iter().filter_map(|a| match a.net {
+    let mut candidates = addresses.iter().filter_map(|a| match a.net {
         IpNet::V6(n) if a.scope == 0 && a.flags & unusable == 0 => Some((n, a.flags)),
         _ => None,
     });
-    let mut best: Option<(Ipv6Net, u32)> = None;
-    for (n, f) in candidates {
-        let temporary = f & addr_flags::TEMPORARY != 0;
-        match best {
-            Some((_, bf)) if bf & addr_flags::TEMPORARY == 0 || temporary => {}
-            _ => best = Some((n, f)),
-        }
-    }
-    best.map(|(n, _)| n)
+    let stable = candidates
+        .clone()
+        .find(|(_, f)| f & addr_flags::TEMPORARY == 0);
+    stable.or_else(|| candidates.next()).map(|(n, _)| n)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::policy::{
     UplinkPlan,
-    routing::{diff, raw4, raw6},
+    routing::{diff, octets6, raw4, raw6},
 };
 
 impl Namespace {
@@ -91,13 +91,7 @@ impl Namespace {
         sync_trie(
             &mut self.exempt6,
             &v6.iter().map(to_value6).collect::<Vec<_>>(),
-            |v| {
-                let mut b = [0u8; 16];
-                for (i, w) in v[..4].iter().enumerate() {
-                    b[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
-                }
-                Key::new(v[4], b)
-            },
+            |v| Key::new(v[4], octets6([v[0], v[1], v[2], v[3]])),
         )
         .map_err(|source| self.map_err(maps::EXEMPT6, source))
     }

@@ -124,16 +124,12 @@ fn attach_one(
     link_pin: &Path,
 ) -> Result<(), BpfError> {
     if p.hook == Hook::Setsockopt {
-        let x = CgroupSockopt::from_pin(pin, CgroupSockoptAttachType::Set).map_err(|source| {
-            BpfError::Program {
-                name: p.name,
-                source,
-            }
-        })?;
-        let prog = x.fd().map_err(|source| BpfError::Program {
+        let err = |source| BpfError::Program {
             name: p.name,
             source,
-        })?;
+        };
+        let x = CgroupSockopt::from_pin(pin, CgroupSockoptAttachType::Set).map_err(err)?;
+        let prog = x.fd().map_err(err)?;
         return super::link::attach_and_pin(
             prog.as_fd(),
             cg,
