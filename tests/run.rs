@@ -248,6 +248,11 @@ fn runs_leave_nothing_behind_and_down_restores_the_dumps() {
     let mut listed: Vec<String> = walk(&pins)
         .iter()
         .map(|p| p.strip_prefix(&pins).unwrap().display().to_string())
+        // Attachments are named by their cgroup's inode: `links/cg-<ino>:usb0:strict`.
+        .map(|p| match p.strip_prefix("links/cg-") {
+            Some(rest) => format!("links/{}", rest.split_once(':').unwrap().1),
+            None => p,
+        })
         .collect();
     listed.sort();
     let programs = [
@@ -265,6 +270,7 @@ fn runs_leave_nothing_behind_and_down_restores_the_dumps() {
         .iter()
         .chain(&["usb0/fallback", "usb0/strict"])
         .flat_map(|dir| programs.iter().map(move |p| format!("{dir}/{p}")))
+        .chain(["links/usb0:fallback/cgroup".into(), "links/usb0:strict/cgroup".into()])
         .chain(maps.iter().map(|m| format!("maps/SRCSEL_{m}")))
         .collect();
     expected.sort();
@@ -287,7 +293,8 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for e in fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();
-        if p.is_dir() {
+        // Not through symlinks: an attachment's `cgroup` points into cgroupfs.
+        if e.file_type().unwrap().is_dir() {
             files.extend(walk(&p))
         } else {
             files.push(p)

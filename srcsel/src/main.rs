@@ -3,6 +3,7 @@
 //! `policy` decides (pure), `kernel` adapts (netlink, eBPF, cgroupfs),
 //! `reconcile` joins them in one pass; `cli` and `daemon` drive it.
 mod api;
+mod assign;
 mod cli;
 mod config;
 mod daemon;
@@ -11,6 +12,7 @@ mod kernel;
 mod policy;
 mod reconcile;
 mod supervise;
+mod systemd;
 
 fn main() -> std::process::ExitCode {
     cli::main()

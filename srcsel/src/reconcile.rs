@@ -86,6 +86,7 @@ pub fn attach_group(
     let set = ns.ensure_programs(&a.via, id, a.mode)?;
     let group = cgroup::ensure_group(runs_dir, a)?;
     set.ensure_attached(&group)
+        .map(drop)
         .with_context(|| format!("attaching {a} to cgroup {}", group.display()))?;
     Ok(group)
 }

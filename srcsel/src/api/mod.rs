@@ -70,6 +70,8 @@ pub enum Request {
     Run { via: String, mode: Mode, pid: u32 },
     /// The run's command has ended: kill what it left and remove its cgroup.
     End,
+    /// Read the config again and apply it (`srcsel assign`); root only.
+    Reload,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -81,6 +83,11 @@ pub enum Reply {
         cgroup: String,
         /// For the user: the uplink is down, say what that means.
         warning: Option<String>,
+    },
+    /// The config the daemon read, and what it could not apply.
+    Reloaded {
+        config: String,
+        problems: Vec<String>,
     },
     Error {
         kind: ErrorKind,

@@ -9,9 +9,12 @@ use crate::{
 pub fn daemon(config: Option<PathBuf>) -> anyhow::Result<()> {
     privileges::require()?;
     // A missing file is an empty config, unless it was named explicitly.
-    let config = match config {
-        Some(path) => Config::load(&path, true)?,
-        None => Config::load(std::path::Path::new(config::DEFAULT_PATH), false)?,
+    let (config, path) = match config {
+        Some(path) => (Config::load(&path, true)?, path),
+        None => {
+            let path = PathBuf::from(config::DEFAULT_PATH);
+            (Config::load(&path, false)?, path)
+        }
     };
-    kernel::block_on(crate::daemon::run(config))
+    kernel::block_on(crate::daemon::run(config, path))
 }

@@ -1,13 +1,23 @@
 //! `srcsel down [--force]`: removes what srcsel added in this network
 //! namespace, never while something would put it back or still relies on it.
+//! Cgroups the config assigns keep their programs (and the maps and program
+//! sets those use), marked down: strict ones fail rather than leave another
+//! way until srcsel runs again; `srcsel unassign` releases them.
+use std::path::Path;
+
 use anyhow::bail;
 
 use crate::{
     api::client,
-    kernel::{self, bpf::pins, cgroup, netlink, privileges},
+    config::Config,
+    kernel::{
+        self,
+        bpf::{Namespace, attachments, pins},
+        cgroup, netlink, privileges,
+    },
 };
 
-pub fn down(force: bool) -> anyhow::Result<()> {
+pub fn down(force: bool, config: &Path) -> anyhow::Result<()> {
     privileges::require()?;
     if let Some(pid) = client::daemon_pid() {
         bail!(
@@ -15,6 +25,7 @@ pub fn down(force: bool) -> anyhow::Result<()> {
              again: stop it first (`systemctl stop srcsel`, or `kill {pid}`), then run `srcsel down` again"
         );
     }
+    let config = Config::load(config, false)?;
     let cookie = pins::netns_cookie()?;
     let cg_root = cgroup::cgroup2_mount().ok();
     let runs_dir = cg_root.as_ref().map(|r| cgroup::runs_dir(r, cookie));
@@ -39,7 +50,6 @@ pub fn down(force: bool) -> anyhow::Result<()> {
     for run in &runs {
         cgroup::remove(&run.path)?;
     }
-    // Then the assignment groups (their links go with the pins below).
     if let Some(dir) = &runs_dir {
         cgroup::remove_empty(dir);
     }
@@ -49,23 +59,68 @@ pub fn down(force: bool) -> anyhow::Result<()> {
     })?;
     // Without a bpffs there are no pins to remove; do not mount one for that.
     let bpffs = pins::find_bpffs()?;
-    let had_pins = match &bpffs {
-        Some(bpffs) => pins::remove_namespace(bpffs, cookie)?,
-        None => false,
+    let ns_dir = bpffs.as_ref().map(|b| pins::ns_dir(b, cookie));
+    let kept: Vec<attachments::Attachment> = ns_dir
+        .as_deref()
+        .map(attachments::list)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| !a.gone() && !config.assigned.is_empty())
+        .filter(|a| {
+            runs_dir
+                .as_ref()
+                .is_none_or(|r| a.cgroup.as_deref().is_none_or(|c| !c.starts_with(r)))
+        })
+        .collect();
+    let pins_said = match (&bpffs, kept.is_empty()) {
+        (Some(bpffs), true) => {
+            if pins::remove_namespace(bpffs, cookie)? {
+                "this namespace's pinned programs, links and maps".to_owned()
+            } else {
+                "no pins (none here)".to_owned()
+            }
+        }
+        (Some(bpffs), false) => {
+            // The links of the runs' groups go; the assignments' stay, marked down.
+            if let Some(dir) = &runs_dir {
+                attachments::reap(&pins::ns_dir(bpffs, cookie), |_| false)?;
+                for a in attachments::list(&pins::ns_dir(bpffs, cookie)) {
+                    if a.cgroup.as_deref().is_some_and(|c| c.starts_with(dir)) {
+                        pins::remove_tree(&a.dir)?;
+                    }
+                }
+            }
+            Namespace::open(bpffs, cookie)?.mark_down()?;
+            let list: Vec<String> = kept
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} ({})",
+                        a.cgroup.as_deref().unwrap_or(Path::new("?")).display(),
+                        a.assignment
+                    )
+                })
+                .collect();
+            format!(
+                "not the programs of {} assigned cgroup(s): {}; they are marked down (strict ones \
+                 refuse connections) until srcsel runs again; `srcsel unassign` them, then \
+                 `srcsel down`, to remove those too",
+                kept.len(),
+                list.join(", ")
+            )
+        }
+        (None, _) => "no pins (no bpffs)".to_owned(),
     };
-    crate::api::remove_runtime_files(cookie);
+    if kept.is_empty() {
+        crate::api::remove_runtime_files(cookie);
+    }
     if let (Some(root), Some(bpffs)) = (&cg_root, &bpffs) {
         for problem in kernel::reap(root, bpffs, cookie) {
             tracing::warn!("{problem}");
         }
     }
     eprintln!(
-        "srcsel: removed {removed} rules and routes, {}, {} run cgroups ({} active)",
-        if had_pins {
-            "this namespace's pinned programs, links and maps"
-        } else {
-            "no pins (none here)"
-        },
+        "srcsel: removed {removed} rules and routes, {pins_said}, {} run cgroups ({} active)",
         runs.len(),
         active.len()
     );

@@ -6,7 +6,7 @@ use tracing::debug;
 
 use crate::{
     api::{Request, client::Client},
-    config::{self, Config},
+    config::Config,
     dhcp,
     kernel::{
         self,
@@ -17,7 +17,7 @@ use crate::{
     reconcile,
 };
 
-pub fn lease(args: &[String]) -> anyhow::Result<()> {
+pub fn lease(args: &[String], config_path: &Path) -> anyhow::Result<()> {
     let env = std::env::vars().collect();
     let event = match dhcp::parse(&env, args)? {
         dhcp::Parsed::Event(e) => e,
@@ -45,7 +45,7 @@ pub fn lease(args: &[String]) -> anyhow::Result<()> {
         // An ended lease of an uplink srcsel never set up: nothing to undo.
         return Ok(());
     }
-    let config = Config::load(Path::new(config::DEFAULT_PATH), false)?;
+    let config = Config::load(config_path, false)?;
     kernel::block_on(async {
         let handle = netlink::connect()?;
         let mut ns = Namespace::open(&bpffs, cookie)?;

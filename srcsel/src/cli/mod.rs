@@ -1,5 +1,6 @@
 //! The command line: clap types, one file per subcommand, and the exit
 //! status convention (125 when srcsel itself failed).
+mod assign;
 mod daemon;
 mod down;
 mod lease;
@@ -9,6 +10,8 @@ pub mod status;
 use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
+
+use crate::config;
 
 /// Exit status when srcsel itself fails (before or after running the command),
 /// as `env`, `timeout` and `docker run` use it.
@@ -53,6 +56,40 @@ enum Command {
         // is an error, never taken for the command.
         #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
         command: Vec<OsString>,
+        /// Configuration file (read when srcsel sets the uplink up itself, without a daemon)
+        #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Bind a systemd slice or unit, or a cgroup, to an uplink, from now on and from every boot.
+    ///
+    /// Recorded in the config ([[assign]]) and applied by the daemon at once:
+    /// everything running in it, and everything started in it later, leaves
+    /// through the uplink. The nearest assigned ancestor wins, so a cgroup
+    /// assigned inside an assigned slice uses its own uplink. Under systemd,
+    /// a drop-in has systemd attach srcsel's programs whenever it makes the
+    /// unit's cgroup, and start the unit only after srcsel.
+    #[command(arg_required_else_help = true)]
+    Assign {
+        #[command(flatten)]
+        target: assign::TargetArgs,
+        /// Uplink interface to leave through (for example usb0)
+        #[arg(long, value_name = "IFACE")]
+        via: String,
+        /// While the uplink is down, use normal routing instead of failing connections
+        #[arg(long)]
+        fallback: bool,
+        /// Configuration file
+        #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Undo `srcsel assign`: new sockets in the slice, unit or cgroup use normal routing again.
+    #[command(arg_required_else_help = true)]
+    Unassign {
+        #[command(flatten)]
+        target: assign::TargetArgs,
+        /// Configuration file
+        #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
     },
     /// Remove everything srcsel added in this network namespace: rules, routes,
     /// pinned programs, links and maps, and the cgroups of its runs.
@@ -64,11 +101,14 @@ enum Command {
         /// Stop active runs (kill their commands) before removing everything
         #[arg(long)]
         force: bool,
+        /// Configuration file (its assigned cgroups keep their programs)
+        #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
     },
     /// Keep managed uplinks' tables, rules and eBPF state in sync with their
     /// links and leases, on netlink events. Runs in the foreground, logs to stderr.
     Daemon {
-        /// Configuration file
+        /// Configuration file [default: /etc/srcsel/srcsel.toml, none if missing]
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
@@ -77,6 +117,9 @@ enum Command {
         /// Machine-readable output (layout documented in README.md)
         #[arg(long)]
         json: bool,
+        /// Configuration file (for assignments not yet applied, without a daemon)
+        #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
     },
     /// Report a DHCP lease from a client hook (dhcpcd, dhclient, udhcpc,
     /// NetworkManager dispatcher): reads the hook's variables, for uplinks
@@ -84,6 +127,9 @@ enum Command {
     Lease {
         /// Arguments the hook was given (udhcpc: the event; NetworkManager: interface and action)
         args: Vec<String>,
+        /// Configuration file (read when srcsel applies the lease itself, without a daemon)
+        #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
     },
 }
 
@@ -120,11 +166,19 @@ pub fn main() -> ExitCode {
             fallback,
             user,
             command,
-        } => run::run(&via, fallback, user.as_deref(), &command),
-        Command::Down { force } => down::down(force).map(|()| 0),
+            config,
+        } => run::run(&via, fallback, user.as_deref(), &command, &config),
+        Command::Assign {
+            target,
+            via,
+            fallback,
+            config,
+        } => assign::assign(&target, &via, fallback, &config).map(|()| 0),
+        Command::Unassign { target, config } => assign::unassign(&target, &config).map(|()| 0),
+        Command::Down { force, config } => down::down(force, &config).map(|()| 0),
         Command::Daemon { config } => daemon::daemon(config).map(|()| 0),
-        Command::Status { json } => status::status(json).map(|()| 0),
-        Command::Lease { args } => lease::lease(&args).map(|()| 0),
+        Command::Status { json, config } => status::status(json, &config).map(|()| 0),
+        Command::Lease { args, config } => lease::lease(&args, &config).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -11,7 +11,7 @@ use crate::{
         Reply, Request,
         client::{Client, ClientError},
     },
-    config::{self, Config},
+    config::Config,
     kernel::{
         self,
         bpf::pins,
@@ -29,6 +29,7 @@ pub fn run(
     fallback: bool,
     user: Option<&str>,
     command: &[OsString],
+    config: &Path,
 ) -> anyhow::Result<u8> {
     let mode = if fallback {
         Mode::Fallback
@@ -40,10 +41,12 @@ pub fn run(
     match Client::connect()? {
         Some(daemon) => match via_daemon(daemon, via, mode, as_user.as_ref(), command) {
             // The daemon stopped before it took the run: root does it here.
-            Err(e) if is_gone(&e) && can_alone() => alone(via, mode, as_user.as_ref(), command),
+            Err(e) if is_gone(&e) && can_alone() => {
+                alone(via, mode, as_user.as_ref(), command, config)
+            }
             result => result,
         },
-        None if can_alone() => alone(via, mode, as_user.as_ref(), command),
+        None if can_alone() => alone(via, mode, as_user.as_ref(), command, config),
         // SAFETY: plain getter.
         None => bail!(
             "srcsel run as uid {} needs the srcsel daemon in this network namespace, and none \
@@ -128,12 +131,18 @@ fn end_here(cgroup: &Path) -> anyhow::Result<()> {
 }
 
 /// Without a daemon: root sets the uplink up, makes the cgroup and attaches.
-fn alone(via: &str, mode: Mode, user: Option<&AsUser>, command: &[OsString]) -> anyhow::Result<u8> {
+fn alone(
+    via: &str,
+    mode: Mode,
+    user: Option<&AsUser>,
+    command: &[OsString],
+    config: &Path,
+) -> anyhow::Result<u8> {
     privileges::require()?;
     let cg_root = cgroup::cgroup2_mount()?;
     let cookie = pins::netns_cookie()?;
     let bpffs = pins::bpffs()?;
-    let config = Config::load(Path::new(config::DEFAULT_PATH), false)?;
+    let config = Config::load(config, false)?;
     let assignment = Assignment {
         via: via.to_owned(),
         mode,

@@ -1,16 +1,18 @@
 //! `srcsel status [--json]`: what srcsel has in force in this network
 //! namespace, per uplink. The JSON layout is documented in README.md and only
 //! grows (new fields) within a `version`.
-use std::net::Ipv6Addr;
+use std::{net::Ipv6Addr, path::Path};
 
 use serde::{Deserialize, Serialize};
 use srcsel_common::flags;
 
 use crate::{
     api::{Reply, Request, client::Client},
+    assign,
+    config::Config,
     kernel::{
         self,
-        bpf::{Namespace, pins, registry::name_of},
+        bpf::{Namespace, attachments, pins, registry::name_of},
         cgroup, mounts,
         netlink::{self, Dump},
         privileges,
@@ -28,6 +30,25 @@ pub struct Report {
     /// Whether a `srcsel daemon` is listening in this namespace.
     pub daemon: bool,
     pub uplinks: Vec<UplinkReport>,
+    /// The config's `[[assign]]` entries and what is in force for each
+    /// (added within version 1).
+    #[serde(default)]
+    pub assigned: Vec<AssignedReport>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AssignedReport {
+    /// "slice", "unit" or "cgroup", and its name as configured.
+    pub kind: String,
+    pub name: String,
+    pub via: String,
+    pub mode: String,
+    /// Its cgroup's folder, once known (a unit's comes from systemd).
+    pub cgroup: Option<String>,
+    /// Whether srcsel's programs are attached to that cgroup now.
+    pub live: bool,
+    /// The processes in it and in its descendants.
+    pub pids: Vec<u32>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -78,7 +99,7 @@ pub struct CountersReport {
 
 /// From the daemon when one runs (members of its group may ask), else
 /// read here, which needs root.
-pub fn status(json: bool) -> anyhow::Result<()> {
+pub fn status(json: bool, config: &Path) -> anyhow::Result<()> {
     let report = match Client::connect()? {
         Some(mut daemon) => match daemon.request(Request::Status)? {
             Reply::Status(report) => *report,
@@ -95,7 +116,8 @@ pub fn status(json: bool) -> anyhow::Result<()> {
                      members of group srcsel"
                 )
             })?;
-            kernel::block_on(collect(false))?
+            let config = Config::load(config, false)?;
+            kernel::block_on(collect(false, &config))?
         }
     };
     if json {
@@ -107,15 +129,21 @@ pub fn status(json: bool) -> anyhow::Result<()> {
 }
 
 /// Reads what is in force; `daemon`: whether the daemon is the one asking.
-pub async fn collect(daemon: bool) -> anyhow::Result<Report> {
+pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
     let cookie = pins::netns_cookie()?;
     let mut report = Report {
         version: 1,
         netns_cookie: cookie,
         daemon,
         uplinks: Vec::new(),
+        assigned: Vec::new(),
     };
-    let Some(bpffs) = pins::find_bpffs()? else {
+    let bpffs = pins::find_bpffs()?;
+    if let Some(root) = mounts::find("cgroup2")? {
+        let ns_dir = bpffs.as_ref().map(|b| pins::ns_dir(b, cookie));
+        report.assigned = assigned(config, &root, ns_dir.as_deref());
+    }
+    let Some(bpffs) = bpffs else {
         return Ok(report);
     };
     let Some(ns) = Namespace::open_existing(&bpffs, cookie)? else {
@@ -179,6 +207,36 @@ pub async fn collect(daemon: bool) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// Each configured assignment: its cgroup, whether srcsel's links are on it, its processes.
+fn assigned(config: &Config, cg_root: &Path, ns_dir: Option<&Path>) -> Vec<AssignedReport> {
+    let attached = ns_dir.map(attachments::list).unwrap_or_default();
+    config
+        .assigned
+        .iter()
+        .map(|a| {
+            let cgroup = assign::cgroup_of(cg_root, a).ok();
+            let ino = cgroup
+                .as_deref()
+                .and_then(|p| attachments::cgroup_ino(p).ok());
+            let live = attached
+                .iter()
+                .any(|x| Some(x.ino) == ino && x.assignment == a.assignment && !x.gone());
+            AssignedReport {
+                kind: a.target.kind().into(),
+                name: a.target.name().into(),
+                via: a.assignment.via.clone(),
+                mode: a.assignment.mode.to_string(),
+                pids: cgroup
+                    .as_deref()
+                    .map(cgroup::pids_below)
+                    .unwrap_or_default(),
+                cgroup: cgroup.map(|p| p.display().to_string()),
+                live,
+            }
+        })
+        .collect()
+}
+
 fn up_or_down(up: bool) -> String {
     if up { "up" } else { "down" }.into()
 }
@@ -229,6 +287,15 @@ fn human(r: &Report) -> String {
             out,
             "  {} connections, {} datagrams, {} refused, {} bytes out, {} bytes in",
             c.connections, c.datagrams, c.refused, c.bytes_out, c.bytes_in
+        );
+    }
+    for a in &r.assigned {
+        let state = if a.live { "live" } else { "not attached" };
+        let cg = a.cgroup.as_deref().unwrap_or("no cgroup yet");
+        let _ = writeln!(
+            out,
+            "assigned {} {} → {} {} ({state}): {cg} pids {:?}",
+            a.kind, a.name, a.via, a.mode, a.pids
         );
     }
     out

@@ -80,7 +80,7 @@ pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
     };
     let answer = match request {
         Request::Status if privileged || d.may_read_status(&caller) => {
-            match status::collect(true).await {
+            match status::collect(true, &d.config()).await {
                 Ok(report) => Reply::Status(Box::new(report)),
                 Err(e) => Reply::error(ErrorKind::Failed, format!("{e:#}")),
             }
@@ -95,6 +95,14 @@ pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
             Reply::Ok
         }
         Request::End => Reply::error(ErrorKind::BadRequest, "End without a run"),
+        Request::Reload if !privileged => refused("reload the config"),
+        Request::Reload => match d.reload().await {
+            Ok(problems) => Reply::Reloaded {
+                config: d.config().path.clone(),
+                problems,
+            },
+            Err(e) => Reply::error(ErrorKind::Failed, e),
+        },
         Request::Run { via, mode, pid } => {
             match d
                 .start_run(&caller, privileged, cred.pid, &via, mode, pid)

@@ -8,7 +8,7 @@ mod server;
 
 use std::{
     path::PathBuf,
-    sync::Arc,
+    sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
 
@@ -19,6 +19,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{debug, info, warn};
 
 use crate::{
+    assign,
     config::Config,
     kernel::{
         self,
@@ -28,7 +29,6 @@ use crate::{
     },
     policy::{
         Mode, Scope, Uplink,
-        access::Allow,
         plan::{self, HookReport},
         uplink::UplinkError,
     },
@@ -38,8 +38,9 @@ use crate::{
 /// What every connection task shares with the event loop.
 pub struct Daemon {
     handle: Handle,
-    config: Config,
-    allowed: Vec<Allow>,
+    /// Replaced whole on a reload (SIGHUP, `srcsel assign`).
+    config: RwLock<Arc<Config>>,
+    config_path: PathBuf,
     bpffs: PathBuf,
     cookie: u64,
     cg_root: Result<PathBuf, CgroupError>,
@@ -53,7 +54,7 @@ pub struct Daemon {
 /// How long a stopping daemon waits for runs being set up.
 const DRAIN: Duration = Duration::from_secs(10);
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let (handle, mut events) = events::subscribe()?;
     let cookie = pins::netns_cookie()?;
     // Every configured uplink must be plannable before anything changes.
@@ -82,8 +83,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     server::raise_fd_limit();
     let d = Arc::new(Daemon {
         handle,
-        allowed: config.allowed(),
-        config,
+        config: RwLock::new(Arc::new(config)),
+        config_path,
         bpffs: pins::bpffs()?,
         cookie,
         cg_root: cgroup::cgroup2_mount(),
@@ -93,12 +94,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         conns: server.conns.clone(),
     });
     d.reap();
+    if std::env::var_os("INVOCATION_ID").is_some() {
+        // Started by systemd: the drop-ins of assigned units name our pins.
+        let _ = Namespace::open(&d.bpffs, cookie)?;
+        pins::alias_host(&d.bpffs, cookie).with_context(|| {
+            format!(
+                "pointing {} at this namespace's pins",
+                crate::systemd::dropin::HOST_ALIAS
+            )
+        })?;
+    }
     d.reconcile("start", None).await;
     d.ensure_configured_programs()?;
-    let (mut term, mut int) = (
+    let (mut term, mut int, mut hup) = (
         signal(SignalKind::terminate())?,
         signal(SignalKind::interrupt())?,
+        signal(SignalKind::hangup())?,
     );
+    // Assigned cgroups are attached: units ordered after srcsel may start.
+    crate::systemd::notify("READY=1");
     info!("watching links, addresses, routes and rules");
     loop {
         tokio::select! {
@@ -118,10 +132,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
+            _ = hup.recv() => {
+                if let Err(e) = d.reload().await {
+                    warn!("{e}");
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    crate::systemd::notify("STOPPING=1");
     // Runs being set up get their cgroup (running ones keep theirs); then
     // the socket goes, still under the lock.
     d.conns.drained(DRAIN).await;
@@ -132,12 +152,38 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 impl Daemon {
+    /// The config in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads the config again and applies it; a config that does not parse
+    /// leaves the one in force. Returns the problems of the pass.
+    pub async fn reload(&self) -> Result<Vec<String>, String> {
+        let shown = self.config_path.display();
+        let config = Config::load(&self.config_path, false)
+            .map_err(|e| format!("reload: {e}; the config in force stays"))?;
+        info!(
+            "reloading {shown}: {} uplinks, {} assignments",
+            config.uplinks.len(),
+            config.assigned.len()
+        );
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        let problems = self.reconcile("config reload", None).await;
+        self.ensure_configured_programs()
+            .map_err(|e| format!("reload: {e:#}"))?;
+        Ok(problems)
+    }
+
     /// Both modes' programs of every configured uplink, so that runs and
     /// assignments find them pinned.
     fn ensure_configured_programs(&self) -> anyhow::Result<()> {
         let ns = Namespace::open(&self.bpffs, self.cookie)?;
         let registry = ns.registry()?;
-        for u in &self.config.uplinks {
+        for u in &self.config().uplinks {
             let name = u.name.get_ref();
             let Some(id) = plan::slot_of(&registry, name) else {
                 continue;
@@ -160,22 +206,32 @@ impl Daemon {
         }
     }
 
-    /// One full pass over every managed uplink; failures are logged per uplink.
-    async fn reconcile(&self, why: &str, hook: Option<&HookReport>) {
+    /// One full pass over every managed uplink, then the assignments;
+    /// failures are logged (per uplink, per assignment) and returned.
+    async fn reconcile(&self, why: &str, hook: Option<&HookReport>) -> Vec<String> {
         let _pass = self.passes.lock().await;
         let t = Instant::now();
+        let config = self.config();
         let result = async {
             let mut ns = Namespace::open(&self.bpffs, self.cookie)?;
-            reconcile::pass(&self.handle, &mut ns, &self.config, Scope::Managed, hook).await
-        };
-        match result.await {
-            Ok(failed) => {
-                for (name, e) in failed {
-                    warn!("{name}: {e:#}");
-                }
+            let failed =
+                reconcile::pass(&self.handle, &mut ns, &config, Scope::Managed, hook).await?;
+            let mut problems: Vec<String> = failed
+                .iter()
+                .map(|(name, e)| format!("{name}: {e:#}"))
+                .collect();
+            if let Ok(root) = &self.cg_root {
+                problems.extend(assign::apply(&ns, &config, root, self.cookie));
             }
-            Err(e) => warn!("reconcile ({why}): {e:#}"),
+            anyhow::Ok(problems)
+        };
+        let problems = result
+            .await
+            .unwrap_or_else(|e| vec![format!("reconcile ({why}): {e:#}")]);
+        for p in &problems {
+            warn!("{p}");
         }
         debug!("reconciled ({why}) in {:?}", t.elapsed());
+        problems
     }
 }

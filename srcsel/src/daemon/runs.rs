@@ -45,15 +45,16 @@ fn resolve(rules: &[Allow]) -> Vec<Resolved<'_>> {
 
 impl Daemon {
     pub fn may_read_status(&self, c: &Caller) -> bool {
-        access::may_read_status(&resolve(&self.allowed), c)
+        access::may_read_status(&resolve(&self.config().allowed()), c)
     }
 
     pub fn status_refusal(&self, c: &Caller) -> String {
+        let config = self.config();
         access::refusal(
-            &resolve(&self.allowed),
+            &resolve(&config.allowed()),
             c,
             "srcsel status",
-            &self.config.path,
+            &config.path,
         )
     }
 
@@ -71,14 +72,9 @@ impl Daemon {
         let failed = |e: anyhow::Error| Reply::error(ErrorKind::Failed, format!("{e:#}"));
         check_ifname(via).map_err(|why| Reply::error(ErrorKind::BadRequest, why))?;
         if !privileged {
-            access::check_run(
-                &resolve(&self.allowed),
-                caller,
-                via,
-                mode,
-                &self.config.path,
-            )
-            .map_err(|why| Reply::error(ErrorKind::Refused, why))?;
+            let config = self.config();
+            access::check_run(&resolve(&config.allowed()), caller, via, mode, &config.path)
+                .map_err(|why| Reply::error(ErrorKind::Refused, why))?;
         }
         let cg_root = self
             .cg_root
@@ -168,7 +164,7 @@ impl Daemon {
         }
         reconcile::for_run(
             &self.handle,
-            &self.config,
+            &self.config(),
             a,
             &self.bpffs,
             self.cookie,

@@ -190,6 +190,23 @@ pub fn runs(runs_dir: &Path) -> Vec<Run> {
     runs
 }
 
+/// The processes of a cgroup and its descendants (at most 10000).
+pub fn pids_below(path: &Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let mut todo = vec![path.to_owned()];
+    while let Some(dir) = todo.pop() {
+        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        if pids.len() >= 10_000 {
+            pids.truncate(10_000);
+            break;
+        }
+        todo.extend(subdirs(&dir).map(|(_, p)| p));
+    }
+    pids.sort_unstable();
+    pids
+}
+
 pub fn run_name(owner: u32) -> String {
     format!("{RUN_PREFIX}{owner}")
 }

@@ -55,7 +55,7 @@ pub fn reap(cg_root: &std::path::Path, bpffs: &std::path::Path, cookie: u64) -> 
         .collect();
     let ns_dir = bpf::pins::ns_dir(bpffs, cookie);
     let gone = |name: &str| !runs_dir.join(name).exists();
-    if let Err(e) = bpf::pins::reap_links(&ns_dir, gone) {
+    if let Err(e) = bpf::attachments::reap(&ns_dir, gone) {
         problems.push(format!(
             "could not remove pinned links in {}: {e}",
             ns_dir.display()

@@ -10,6 +10,7 @@ pub mod plan;
 pub mod routing;
 pub mod slot;
 pub mod snapshot;
+pub mod target;
 pub mod uplink;
 
 pub use assignment::{Assignment, Mode};

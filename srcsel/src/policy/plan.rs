@@ -153,9 +153,8 @@ pub fn plan(
 ) -> Plan {
     let mut names: BTreeSet<String> = match scope {
         Scope::Managed => config
-            .uplinks
-            .iter()
-            .map(|u| u.name.get_ref().clone())
+            .managed()
+            .map(str::to_owned)
             .chain(reg.values().map(|r| r.name.clone()))
             .collect(),
         Scope::One(name) => BTreeSet::from([name.to_owned()]),

@@ -59,6 +59,22 @@ impl Namespace {
         Ok(true)
     }
 
+    /// Marks every uplink unusable, its slot and mark kept: strict sockets
+    /// of cgroups that stay assigned fail, fallback ones use normal routing
+    /// (`srcsel down` while assignments stay attached).
+    pub fn mark_down(&mut self) -> Result<(), BpfError> {
+        for (id, _) in self.records()? {
+            let mut s = self.state(id)?;
+            if s.flags != 0 {
+                s.flags = 0;
+                self.uplinks
+                    .set(id, s, 0)
+                    .map_err(|source| self.map_err(maps::UPLINKS, source))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The live state in slot `id` (all zero when free).
     pub fn state(&self, id: u32) -> Result<UplinkState, BpfError> {
         self.uplinks

@@ -4,7 +4,9 @@
 //!
 //! Layout, per network namespace (by its cookie, never reused while the
 //! machine runs): `<bpffs>/srcsel/net-<cookie>/maps/<map>` and
-//! `<bpffs>/srcsel/net-<cookie>/<uplink>/<strict|fallback>/<program>`.
+//! `<bpffs>/srcsel/net-<cookie>/<uplink>/<strict|fallback>/<program>`, and
+//! the attachments' links in `<bpffs>/srcsel/net-<cookie>/links/`.
+pub mod attachments;
 mod link;
 mod maps;
 pub mod pins;

@@ -79,7 +79,12 @@ pub fn reap_namespaces(bpffs: &Path) -> io::Result<Vec<PathBuf>> {
     let Ok(entries) = fs::read_dir(bpffs.join(TOP)) else {
         return Ok(Vec::new());
     };
-    let dirs: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    // Folders only: the `host` alias is a symlink to one of them.
+    let dirs: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
     // Our own namespace is live: only others need the scan of /proc.
     let me = netns::current_inode().ok();
     let marked: Vec<(PathBuf, u64)> = dirs
@@ -113,35 +118,20 @@ pub fn links_dir(ns_dir: &Path) -> PathBuf {
     ns_dir.join("links")
 }
 
-/// Removes the pinned links of attachments `gone` says are gone (their
-/// cgroup no longer exists), and the links folder once it is empty.
-pub fn reap_links(ns_dir: &Path, gone: impl Fn(&str) -> bool) -> io::Result<usize> {
-    let dir = links_dir(ns_dir);
-    let Ok(entries) = fs::read_dir(&dir) else {
-        return Ok(0);
-    };
-    let mut removed = 0;
-    for e in entries.filter_map(Result::ok) {
-        if e.file_name().to_str().is_some_and(&gone) {
-            remove_tree(&e.path())?;
-            removed += 1;
-        }
-    }
-    let _ = fs::remove_dir(&dir);
-    Ok(removed)
-}
-
 /// Removes a pin folder and everything below it (bpffs: unlink drops the pin).
 pub fn remove_tree(dir: &Path) -> io::Result<()> {
-    if !dir.exists() {
-        return Ok(());
+    match fs::symlink_metadata(dir) {
+        Err(_) => return Ok(()),
+        Ok(m) if m.file_type().is_symlink() => return fs::remove_file(dir),
+        Ok(_) => {}
     }
     for entry in fs::read_dir(dir)? {
-        let p = entry?.path();
-        if p.is_dir() {
-            remove_tree(&p)?
+        let entry = entry?;
+        // Never through a symlink: an attachment's `cgroup` points into cgroupfs.
+        if entry.file_type()?.is_dir() {
+            remove_tree(&entry.path())?
         } else {
-            fs::remove_file(&p)?
+            fs::remove_file(entry.path())?
         }
     }
     fs::remove_dir(dir)
@@ -152,7 +142,31 @@ pub fn remove_tree(dir: &Path) -> io::Result<()> {
 pub fn remove_namespace(bpffs: &Path, cookie: u64) -> io::Result<bool> {
     let dir = ns_dir(bpffs, cookie);
     let existed = dir.exists();
+    unalias_host(bpffs, cookie);
     remove_tree(&dir)?;
     let _ = fs::remove_dir(bpffs.join(TOP));
     Ok(existed)
+}
+
+/// Points `<bpffs>/srcsel/host` at this namespace's pin folder, for the
+/// drop-ins systemd reads (`BPFProgram=`): the cookie in the folder's name
+/// differs per boot, the alias does not.
+pub fn alias_host(bpffs: &Path, cookie: u64) -> io::Result<()> {
+    let alias = bpffs.join(crate::systemd::dropin::HOST_ALIAS);
+    let target = PathBuf::from(format!("net-{cookie}"));
+    if fs::read_link(&alias).is_ok_and(|t| t == target) {
+        return Ok(());
+    }
+    let tmp = alias.with_extension("new");
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&target, &tmp)?;
+    fs::rename(&tmp, &alias)
+}
+
+/// Removes the alias when it points at `cookie`'s folder (`srcsel down`).
+pub fn unalias_host(bpffs: &Path, cookie: u64) {
+    let alias = bpffs.join(crate::systemd::dropin::HOST_ALIAS);
+    if fs::read_link(&alias).is_ok_and(|t| t == Path::new(&format!("net-{cookie}"))) {
+        let _ = fs::remove_file(alias);
+    }
 }

@@ -3,10 +3,7 @@
 //! of programs is srcsel_common's: nothing here names a program.
 use std::{
     fs,
-    os::{
-        fd::{AsFd as _, BorrowedFd},
-        unix::fs::MetadataExt as _,
-    },
+    os::fd::{AsFd as _, BorrowedFd},
     path::{Path, PathBuf},
 };
 
@@ -25,7 +22,7 @@ use srcsel_common::{
 };
 
 use super::{BpfError, OBJECT, io_err, pins, registry::Namespace};
-use crate::policy::Mode;
+use crate::policy::{Assignment, Mode};
 
 /// A loader that pins (and reuses) the object's maps under `maps_dir`.
 pub(super) fn loader(maps_dir: &Path) -> EbpfLoader<'_> {
@@ -36,9 +33,10 @@ pub(super) fn loader(maps_dir: &Path) -> EbpfLoader<'_> {
 
 /// One uplink's pinned programs, in one mode.
 pub struct ProgramSet {
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
     /// The namespace's folder, where attachments pin their links.
-    ns_dir: PathBuf,
+    pub(super) ns_dir: PathBuf,
+    pub(super) assignment: Assignment,
 }
 
 impl Namespace {
@@ -47,6 +45,10 @@ impl Namespace {
         let set = ProgramSet {
             dir: self.dir.join(name).join(mode.as_str()),
             ns_dir: self.dir.clone(),
+            assignment: Assignment {
+                via: name.to_owned(),
+                mode,
+            },
         };
         if all_pinned(&set.dir) {
             return Ok(set);
@@ -81,43 +83,12 @@ impl Namespace {
 
 /// Whether `dir` holds a pin of each program's name (its programs, or the
 /// links attaching them).
-fn all_pinned(dir: &Path) -> bool {
+pub(super) fn all_pinned(dir: &Path) -> bool {
     programs::ALL.iter().all(|p| dir.join(p.name).exists())
 }
 
-impl ProgramSet {
-    /// Attaches the set to the assignment group `group` unless it already
-    /// is. The bpf_links are pinned under `<ns>/links/<group name>/`, so the
-    /// attachment outlives every srcsel process and lasts until `srcsel
-    /// down` (or the reaper, once the cgroup is gone) removes the pins. A
-    /// marker names the cgroup by inode: links left from a removed group of
-    /// the same name never pass for the new group's.
-    pub fn ensure_attached(&self, group: &Path) -> Result<(), BpfError> {
-        let ino = fs::metadata(group).map_err(io_err(group))?.ino();
-        let name = group.file_name().unwrap_or_default();
-        let dir = pins::links_dir(&self.ns_dir).join(name);
-        let marker = dir.join(format!("cgroup-{ino}"));
-        if marker.exists() && all_pinned(&dir) {
-            return Ok(());
-        }
-        let cg = fs::File::open(group).map_err(io_err(group))?;
-        let _ = pins::remove_tree(&dir);
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let pin_all = || {
-            for p in programs::ALL {
-                attach_one(&p, &self.dir.join(p.name), cg.as_fd(), &dir.join(p.name))?;
-            }
-            fs::create_dir(&marker).map_err(io_err(&marker))
-        };
-        pin_all().inspect_err(|_| {
-            // Links made so far detach with their pins.
-            let _ = pins::remove_tree(&dir);
-        })
-    }
-}
-
 /// Attaches one pinned program through a bpf_link pinned at `link_pin`.
-fn attach_one(
+pub(super) fn attach_one(
     p: &Program,
     pin: &Path,
     cg: BorrowedFd<'_>,

@@ -80,6 +80,11 @@ impl Namespace {
     }
 
     /// Every taken slot, as policy reads it.
+    /// The namespace's pin folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn registry(&self) -> Result<Registry, BpfError> {
         Ok(self
             .records()?

@@ -1,0 +1,73 @@
+//! `[[assign]]`: slices, units and cgroups bound to an uplink from boot on.
+//!
+//! ```toml
+//! [[assign]]
+//! slice = "hotspot.slice"   # or unit = "backup.service", or cgroup = "lab/app"
+//! via = "usb0"
+//! mode = "strict"           # or "fallback"; default strict
+//! ```
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use super::check_ifname;
+use crate::policy::{
+    Assignment, Mode,
+    target::{Assigned, Target},
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AssignConfig {
+    slice: Option<String>,
+    unit: Option<String>,
+    cgroup: Option<String>,
+    via: String,
+    #[serde(default = "strict")]
+    mode: Mode,
+}
+
+fn strict() -> Mode {
+    Mode::Strict
+}
+
+/// The entries as assignments; the error is the entry's index and why.
+pub(super) fn check(entries: &[AssignConfig]) -> Result<Vec<Assigned>, (usize, String)> {
+    let mut seen: HashMap<Target, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let named: Vec<(&str, &String)> = [
+            ("slice", &e.slice),
+            ("unit", &e.unit),
+            ("cgroup", &e.cgroup),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.as_ref()?)))
+        .collect();
+        let [(kind, name)] = named[..] else {
+            return Err((
+                i,
+                "an [[assign]] entry names one slice, unit or cgroup".into(),
+            ));
+        };
+        let target = Target::new(kind, name).map_err(|why| (i, why))?;
+        check_ifname(&e.via).map_err(|why| (i, format!("[[assign]] via: {why}")))?;
+        if let Some(first) = seen.insert(target.clone(), i) {
+            return Err((
+                i,
+                format!(
+                    "{target} is already assigned by [[assign]] number {}",
+                    first + 1
+                ),
+            ));
+        }
+        out.push(Assigned {
+            target,
+            assignment: Assignment {
+                via: e.via.clone(),
+                mode: e.mode,
+            },
+        });
+    }
+    Ok(out)
+}

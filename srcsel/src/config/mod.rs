@@ -1,0 +1,236 @@
+//! `/etc/srcsel/srcsel.toml`: the uplinks srcsel manages and how.
+//!
+//! ```toml
+//! [[uplink]]
+//! name = "usb0"            # the interface
+//! # table = 21249          # routing table (default 0x5300 + slot)
+//! # mark = 0x02000000      # socket mark, one of 0x01000000..=0x3f000000 (default: a free slot)
+//! # gateway = "192.0.2.1"  # for links whose DHCP client installs no default route
+//! #                        # and runs no `srcsel lease` hook
+//! # gateway6 = "fe80::1"   # the same for IPv6, when no router advertisement installs one
+//! # isolate = true         # keep it for assigned programs: unassigned traffic never
+//! #                        # takes its default routes, IPv4 or IPv6
+//!
+//! [[allow]]                # who may `srcsel run` as themselves (and read status);
+//! group = "srcsel"         # without any entry: group srcsel, every uplink, both modes
+//! # user = "alice"         # a user instead of a group (names or numbers)
+//! # via = ["usb0"]         # default: every uplink
+//! # modes = ["strict"]     # default: strict and fallback
+//!
+//! [[assign]]               # `srcsel assign` writes these; the daemon applies them
+//! slice = "hotspot.slice"  # or unit = "backup.service", or cgroup = "lab/app"
+//! via = "usb0"
+//! mode = "strict"          # default strict
+//! ```
+mod allow;
+mod assign;
+pub mod edit;
+
+use std::{
+    collections::HashMap,
+    fs, io,
+    net::{Ipv4Addr, Ipv6Addr},
+    ops::Range,
+    path::Path,
+};
+
+use serde::Deserialize;
+
+use crate::policy::{access::Allow, target::Assigned};
+use srcsel_common::{MAX_UPLINKS, UPLINK_MASK};
+use toml::Spanned;
+
+pub const DEFAULT_PATH: &str = "/etc/srcsel/srcsel.toml";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default, rename = "uplink")]
+    pub uplinks: Vec<UplinkConfig>,
+    #[serde(default, rename = "allow")]
+    allow: Vec<allow::AllowConfig>,
+    #[serde(default, rename = "assign")]
+    assign: Vec<assign::AssignConfig>,
+    /// The `[[assign]]` entries, checked.
+    #[serde(skip)]
+    pub assigned: Vec<Assigned>,
+    /// Where it was read from, for messages.
+    #[serde(skip)]
+    pub path: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkConfig {
+    pub name: Spanned<String>,
+    pub table: Option<Spanned<u32>>,
+    pub mark: Option<Spanned<u32>>,
+    pub gateway: Option<Ipv4Addr>,
+    pub gateway6: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub isolate: bool,
+}
+
+impl UplinkConfig {
+    /// The uplink slot its mark asks for.
+    pub fn slot(&self) -> Option<u32> {
+        self.mark.as_ref().map(|m| m.get_ref() >> 24)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}:{line}: {reason}")]
+    Invalid {
+        path: String,
+        line: usize,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Reads `path`; a missing file is an empty config unless `required`.
+    pub fn load(path: &Path, required: bool) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        match fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, &shown),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !required => Ok(Self {
+                path: shown,
+                ..Self::default()
+            }),
+            Err(source) => Err(ConfigError::Read {
+                path: shown,
+                source,
+            }),
+        }
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let invalid = |span: Option<Range<usize>>, reason: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            line: span.map_or(1, |s| line_of(text, s.start)),
+            reason,
+        };
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| invalid(e.span(), e.message().to_owned()))?;
+        config.path = path.to_owned();
+        let entry = |header: &str, (i, reason): (usize, String)| ConfigError::Invalid {
+            path: path.to_owned(),
+            line: header_line(text, header, i),
+            reason,
+        };
+        allow::check(&config.allow).map_err(|e| entry("[[allow]]", e))?;
+        config.assigned = assign::check(&config.assign).map_err(|e| entry("[[assign]]", e))?;
+        let mut names = HashMap::new();
+        let mut tables = HashMap::new();
+        let mut marks = HashMap::new();
+        for u in &config.uplinks {
+            let name = u.name.get_ref();
+            if let Err(why) = check_ifname(name) {
+                return Err(invalid(Some(u.name.span()), why));
+            }
+            if let Some(first) = names.insert(name.clone(), line_of(text, u.name.span().start)) {
+                return Err(invalid(
+                    Some(u.name.span()),
+                    format!("uplink {name} is already configured on line {first}"),
+                ));
+            }
+            if let Some(t) = &u.table {
+                let table = *t.get_ref();
+                if table == 0 || (253..=255).contains(&table) {
+                    return Err(invalid(
+                        Some(t.span()),
+                        format!("table {table} is reserved (unspec, default, main, local)"),
+                    ));
+                }
+                if let Some(other) = tables.insert(table, name.clone()) {
+                    return Err(invalid(
+                        Some(t.span()),
+                        format!("table {table} is already used by uplink {other}"),
+                    ));
+                }
+            }
+            if let Some(m) = &u.mark {
+                let mark = *m.get_ref();
+                let slot = mark >> 24;
+                if mark & !UPLINK_MASK != 0 || slot == 0 || slot >= MAX_UPLINKS {
+                    return Err(invalid(
+                        Some(m.span()),
+                        format!(
+                            "mark {mark:#x} is not one of srcsel's marks (0x01000000, 0x02000000, … 0x3f000000)"
+                        ),
+                    ));
+                }
+                if let Some(other) = marks.insert(mark, name.clone()) {
+                    return Err(invalid(
+                        Some(m.span()),
+                        format!("mark {mark:#x} is already used by uplink {other}"),
+                    ));
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn uplink(&self, name: &str) -> Option<&UplinkConfig> {
+        self.uplinks.iter().find(|u| u.name.get_ref() == name)
+    }
+
+    /// Who may run commands as themselves, and where: the `[[allow]]`
+    /// entries, or group `srcsel` on everything when there are none.
+    pub fn allowed(&self) -> Vec<Allow> {
+        allow::rules(&self.allow)
+    }
+
+    /// The uplinks the daemon keeps: those configured and those assigned to.
+    pub fn managed(&self) -> impl Iterator<Item = &str> {
+        let assigned = self.assigned.iter().map(|a| a.assignment.via.as_str());
+        self.uplinks
+            .iter()
+            .map(|u| u.name.get_ref().as_str())
+            .chain(assigned)
+    }
+}
+
+/// Whether `name` can name a Linux network interface (the kernel's
+/// `dev_valid_name`): 1 to 15 bytes, not `.` or `..`, no `/`, `:` or white
+/// space. The error says why not.
+pub fn check_ifname(name: &str) -> Result<(), String> {
+    let why = if name.is_empty() {
+        "is empty"
+    } else if name.len() > 15 {
+        "is longer than 15 characters"
+    } else if name == "." || name == ".." || name.contains(['/', ':']) {
+        "contains `/` or `:` or is `.` or `..`"
+    } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "contains white space"
+    } else {
+        return Ok(());
+    };
+    let shown: String = name.chars().take(40).collect();
+    Err(format!(
+        "{shown:?} is not an interface name: it {why} (see `ip link` for this host's interfaces)"
+    ))
+}
+
+/// The line of the `i`-th `header` (`toml` gives tables no spans).
+fn header_line(text: &str, header: &str, i: usize) -> usize {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with(header))
+        .nth(i)
+        .map_or(1, |(n, _)| n + 1)
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,325 @@
+//! `srcsel assign` end to end without systemd: a cgroup tree shaped like
+//! systemd's (a slice, services in it), assigned before and after it
+//! exists; processes started in it are judged by what the server and the
+//! primary's router saw.
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use srcsel_lab::{ETH0_ADDR, Lab, cgroup2_root, ok, out, stderr, unique, url, wait_until};
+
+/// A cgroup subtree the test made, killed and removed on drop.
+struct Tree(PathBuf);
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        remove_tree(&self.0);
+    }
+}
+
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    let _ = fs::write(dir.join("cgroup.kill"), "1");
+    for _ in 0..500 {
+        if fs::remove_dir(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+struct Setup {
+    lab: Lab,
+    config: PathBuf,
+    /// `<unique>.slice`, relative to the cgroup2 mount.
+    slice: String,
+    root: PathBuf,
+    _tree: Tree,
+}
+
+fn setup() -> Setup {
+    let lab = Lab::new(env!("CARGO_BIN_EXE_srcsel"));
+    let config = lab.dir.join("srcsel.toml");
+    fs::write(
+        &config,
+        "# the lab's config\n[[uplink]]\nname = \"usb0\"   # the hotspot\n",
+    )
+    .unwrap();
+    let slice = format!("{}.slice", unique("as"));
+    let root = cgroup2_root();
+    let tree = Tree(root.join(&slice));
+    Setup {
+        lab,
+        config,
+        slice,
+        root,
+        _tree: tree,
+    }
+}
+
+impl Setup {
+    fn srcsel(&self, args: &[&str]) -> std::process::Output {
+        out(self.lab.srcsel(args).arg("--config").arg(&self.config))
+    }
+
+    fn assign(&self, cgroup: &str, via: &str) -> String {
+        let o = self.srcsel(&["assign", "--cgroup", cgroup, "--via", via]);
+        assert!(o.status.success(), "assign {cgroup}: {}", stderr(&o));
+        stderr(&o)
+    }
+
+    /// curl from a process that puts itself into `cgroup` first; the
+    /// source address the server saw.
+    fn curl_in(&self, cgroup: &str) -> String {
+        let t = unique("in");
+        let procs = self.root.join(cgroup).join("cgroup.procs");
+        let script = format!("echo $$ > {} && exec curl -sf {}", procs.display(), url(&t));
+        ok(self.lab.client("sh").args(["-c", &script]));
+        self.lab.source_of(&t)
+    }
+
+    fn in_slice(&self, sub: &str) -> String {
+        format!("{}/{sub}", self.slice)
+    }
+}
+
+#[test]
+fn assigned_before_it_exists_then_after_and_siblings_keep_the_primary() {
+    let mut s = setup();
+    let usb0 = s.lab.usb0_addr();
+    // Recorded without a daemon: applied when it starts.
+    let said = s.assign(&s.in_slice("app.service"), "usb0");
+    assert!(said.contains("no srcsel daemon runs"), "{said}");
+    let text = fs::read_to_string(&s.config).unwrap();
+    assert!(
+        text.starts_with("# the lab's config\n[[uplink]]\nname = \"usb0\"   # the hotspot\n"),
+        "{text}"
+    );
+    assert!(!s.root.join(s.in_slice("app.service")).exists());
+
+    let config = s.config.display().to_string();
+    s.lab.start_daemon(&["--config", &config]);
+    // The daemon made the missing cgroup and attached before anything ran in it.
+    assert!(s.root.join(s.in_slice("app.service")).is_dir());
+    assert_eq!(
+        s.curl_in(&s.in_slice("app.service")),
+        usb0,
+        "a process started in the assigned cgroup"
+    );
+    fs::create_dir_all(s.root.join(s.in_slice("app.service/worker"))).unwrap();
+    assert_eq!(
+        s.curl_in(&s.in_slice("app.service/worker")),
+        usb0,
+        "a cgroup made inside it later"
+    );
+
+    fs::create_dir_all(s.root.join(s.in_slice("other.service"))).unwrap();
+    assert_eq!(
+        s.curl_in(&s.in_slice("other.service")),
+        ETH0_ADDR,
+        "a sibling"
+    );
+
+    // Assigned while it exists and the daemon runs: in force on return.
+    s.assign(&s.in_slice("other.service"), "usb0");
+    assert_eq!(
+        s.curl_in(&s.in_slice("other.service")),
+        usb0,
+        "assigned while running"
+    );
+
+    let status = String::from_utf8(s.srcsel(&["status", "--json"]).stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let assigned = v["assigned"].as_array().unwrap();
+    assert_eq!(assigned.len(), 2, "{status}");
+    assert!(
+        assigned
+            .iter()
+            .all(|a| a["live"] == true && a["via"] == "usb0"),
+        "{status}"
+    );
+
+    // Unassigned: new sockets take the primary again, the cgroup stays.
+    let o = s.srcsel(&["unassign", "--cgroup", &s.in_slice("other.service")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        s.curl_in(&s.in_slice("other.service")),
+        ETH0_ADDR,
+        "after unassign"
+    );
+    assert_eq!(
+        s.curl_in(&s.in_slice("app.service")),
+        usb0,
+        "the other assignment stays"
+    );
+    assert_eq!(
+        s.lab.foreign_sources("r1").0,
+        0,
+        "hotspot-sourced packets at the primary's router"
+    );
+}
+
+#[test]
+fn the_nearest_assigned_ancestor_wins_both_ways() {
+    let mut s = setup();
+    let usb0 = s.lab.usb0_addr();
+    let config = s.config.display().to_string();
+    s.lab.start_daemon(&["--config", &config]);
+    s.assign(&s.slice, "usb0");
+    s.assign(&s.in_slice("primary.service"), "eth0");
+    s.assign(&s.in_slice("primary.service/back"), "usb0");
+    fs::create_dir_all(s.root.join(s.in_slice("plain.service"))).unwrap();
+    assert_eq!(
+        s.curl_in(&s.in_slice("plain.service")),
+        usb0,
+        "under the usb0 slice"
+    );
+    assert_eq!(
+        s.curl_in(&s.in_slice("primary.service")),
+        ETH0_ADDR,
+        "eth0 inside usb0"
+    );
+    assert_eq!(
+        s.curl_in(&s.in_slice("primary.service/back")),
+        usb0,
+        "usb0 inside eth0"
+    );
+    // Reassigning in place swaps the uplink (the new set is attached first).
+    s.assign(&s.in_slice("primary.service"), "usb0");
+    assert_eq!(
+        s.curl_in(&s.in_slice("primary.service")),
+        usb0,
+        "reassigned"
+    );
+    assert_eq!(s.lab.foreign_sources("r1").0, 0);
+}
+
+#[test]
+fn assignments_survive_a_daemon_restart_and_kill_9() {
+    let mut s = setup();
+    let usb0 = s.lab.usb0_addr();
+    let config = s.config.display().to_string();
+    s.assign(&s.slice, "usb0");
+    s.lab.start_daemon(&["--config", &config]);
+    let pins = s.lab.pin_dir().join("links");
+    let links = || {
+        fs::read_dir(&pins)
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(links(), 1);
+    s.lab.signal("daemon", libc::SIGKILL);
+    // No srcsel process at all: still steered.
+    assert_eq!(s.curl_in(&s.slice), usb0, "after kill -9 of the daemon");
+    s.lab.start_daemon(&["--config", &config]);
+    assert_eq!(links(), 1, "a restart attaches nothing twice");
+    assert_eq!(s.curl_in(&s.slice), usb0, "after the restart");
+    // A renumbered hotspot is followed for the assigned cgroup.
+    s.lab.renumber_hotspot("10.99.7");
+    let usb0 = s.lab.usb0_addr();
+    wait_until("the new address in force", Duration::from_secs(10), || {
+        s.lab.client_out("ip rule").contains(&usb0)
+    });
+    assert_eq!(s.curl_in(&s.slice), usb0, "after renumbering");
+    // Strict: with usb0 down, a connection fails rather than leave by eth0.
+    s.lab.client_out("ip link set usb0 down");
+    let t = unique("down");
+    let procs = s.root.join(&s.slice).join("cgroup.procs");
+    let script = format!(
+        "echo $$ > {} && exec curl -s -m3 {}",
+        procs.display(),
+        url(&t)
+    );
+    assert!(
+        !out(s.lab.client("sh").args(["-c", &script]))
+            .status
+            .success()
+    );
+    s.lab.assert_unseen(&t);
+    assert_eq!(s.lab.foreign_sources("r1").0, 0);
+}
+
+#[test]
+fn bad_assignments_are_refused_and_change_nothing() {
+    let s = setup();
+    let before = fs::read_to_string(&s.config).unwrap();
+    for (args, says) in [
+        (
+            vec!["assign", "--cgroup", "/", "--via", "usb0"],
+            "root cgroup",
+        ),
+        (
+            vec!["assign", "--cgroup", "a/../b", "--via", "usb0"],
+            "not an assignable cgroup",
+        ),
+        (
+            vec!["assign", "--cgroup", "srcsel/x", "--via", "usb0"],
+            "srcsel's own",
+        ),
+        (
+            vec!["assign", "--slice", "-.slice", "--via", "usb0"],
+            "root",
+        ),
+        (
+            vec!["assign", "--slice", "x.service", "--via", "usb0"],
+            "does not end in .slice",
+        ),
+        (
+            vec!["assign", "--unit", "x@.service", "--via", "usb0"],
+            "template",
+        ),
+        (
+            vec!["assign", "--cgroup", "a", "--via", "bad/name"],
+            "not an interface name",
+        ),
+        (
+            vec![
+                "assign", "--cgroup", "a", "--slice", "b.slice", "--via", "usb0",
+            ],
+            "cannot be used with",
+        ),
+        (
+            vec!["unassign", "--cgroup", "never/assigned"],
+            "is not assigned",
+        ),
+    ] {
+        let o = s.srcsel(&args);
+        assert_eq!(o.status.code(), Some(125), "{args:?}");
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+        assert_eq!(fs::read_to_string(&s.config).unwrap(), before, "{args:?}");
+    }
+}
+
+#[test]
+fn down_keeps_assigned_cgroups_closed_and_a_new_daemon_steers_them_again() {
+    let mut s = setup();
+    let usb0 = s.lab.usb0_addr();
+    let config = s.config.display().to_string();
+    let rules_before = s.lab.rules();
+    s.assign(&s.slice, "usb0");
+    s.lab.start_daemon(&["--config", &config]);
+    assert_eq!(s.curl_in(&s.slice), usb0);
+    s.lab.stop("daemon");
+    let o = s.srcsel(&["down"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not the programs of 1 assigned cgroup"), "{}", stderr(&o));
+    assert_eq!(s.lab.rules(), rules_before, "down removed every rule");
+    // Strict, and nothing to route it: refused at once, never through eth0.
+    let t = unique("downed");
+    let procs = s.root.join(&s.slice).join("cgroup.procs");
+    let script = format!("echo $$ > {} && exec curl -s -m3 {}", procs.display(), url(&t));
+    let o = out(s.lab.client("sh").args(["-c", &script]));
+    assert!(!o.status.success());
+    s.lab.assert_unseen(&t);
+    s.lab.start_daemon(&["--config", &config]);
+    assert_eq!(s.curl_in(&s.slice), usb0, "the same programs, state again");
+    assert_eq!(s.lab.foreign_sources("r1").0, 0);
+}
