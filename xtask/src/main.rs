@@ -186,6 +186,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
             "escapes",
             "--test",
             "isolate",
+            "--test",
+            "assign",
             "--",
         ])
         .args(args))

@@ -94,15 +94,16 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         conns: server.conns.clone(),
     });
     d.reap();
-    if std::env::var_os("INVOCATION_ID").is_some() {
-        // Started by systemd: the drop-ins of assigned units name our pins.
+    if crate::systemd::started_by_systemd() {
+        // The drop-ins of assigned units name our pins through the alias.
         let _ = Namespace::open(&d.bpffs, cookie)?;
-        pins::alias_host(&d.bpffs, cookie).with_context(|| {
-            format!(
-                "pointing {} at this namespace's pins",
+        if let Err(e) = pins::alias_host(&d.bpffs, cookie) {
+            warn!(
+                "pointing {} at this namespace's pins: {e}; units with srcsel's drop-in will \
+                 not start (their programs cannot be found) until it is",
                 crate::systemd::dropin::HOST_ALIAS
-            )
-        })?;
+            );
+        }
     }
     d.reconcile("start", None).await;
     d.ensure_configured_programs()?;

@@ -14,6 +14,13 @@ pub fn booted() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
+/// Whether systemd started this process as a service's main process (not
+/// merely an ancestor did: INVOCATION_ID is inherited).
+pub fn started_by_systemd() -> bool {
+    // SAFETY: plain getter.
+    std::env::var_os("INVOCATION_ID").is_some() && unsafe { libc::getppid() } == 1
+}
+
 /// The cgroup of unit `name`: where it runs now, or where its slice puts it.
 pub fn unit_cgroup(cg_root: &Path, name: &str) -> Result<PathBuf, String> {
     if !booted() {

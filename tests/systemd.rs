@@ -1,0 +1,118 @@
+//! `srcsel assign` under a real systemd (PID 1): run by `cargo xtask test`
+//! inside the qemu VM (Debian 12, its stock 6.1 kernel). srcsel's daemon
+//! and the test's units run in the lab's client namespace
+//! (`NetworkNamespacePath=`); systemd attaches srcsel's programs through
+//! the drop-in. Judged by what the server saw.
+use std::{fs, path::PathBuf, process::Command, time::Duration};
+
+use srcsel_lab::{ETH0_ADDR, Lab, ok, out, stderr, unique, url, wait_until};
+
+struct Setup {
+    lab: Lab,
+    config: PathBuf,
+    netns: String,
+    slice: String,
+}
+
+fn setup() -> Setup {
+    assert!(
+        fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd"),
+        "this suite needs systemd as PID 1: `cargo xtask test` runs it in the VM"
+    );
+    let lab = Lab::new(env!("CARGO_BIN_EXE_srcsel"));
+    let config = lab.dir.join("srcsel.toml");
+    fs::write(&config, "[[uplink]]\nname = \"usb0\"\n").unwrap();
+    let netns = format!("/run/netns/{}", lab.ns("client"));
+    let slice = format!("{}.slice", unique("hs"));
+    let s = Setup { lab, config, netns, slice };
+    // The daemon as systemd runs it: Type=notify, unit srcsel.service.
+    ok(Command::new("systemd-run")
+        .args(["--unit=srcsel", "--service-type=notify", "--setenv=SRCSEL_LOG=debug"])
+        .arg(format!("--property=NetworkNamespacePath={}", s.netns))
+        .arg(&s.lab.srcsel)
+        .args(["daemon", "--config"])
+        .arg(&s.config));
+    s
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = out(Command::new("systemctl").args(["stop", "srcsel.service", &self.slice]));
+        let _ = out(self.lab.srcsel(["unassign", "--slice", &self.slice, "--config"]).arg(&self.config));
+    }
+}
+
+impl Setup {
+    /// `systemd-run --slice=SLICE` in the client namespace: curl's source as the server saw it.
+    fn curl_in_slice(&self, extra: &[&str]) -> String {
+        let t = unique("sd");
+        let o = out(Command::new("systemd-run")
+            .args(["--wait", "--pipe", "--quiet"])
+            .arg(format!("--slice={}", self.slice))
+            .arg(format!("--property=NetworkNamespacePath={}", self.netns))
+            .args(extra)
+            .args(["curl", "-sf", "-m5", &url(&t)]));
+        assert!(o.status.success(), "curl in {}: {}", self.slice, stderr(&o));
+        self.lab.source_of(&t)
+    }
+}
+
+#[test]
+fn an_assigned_slice_steers_what_systemd_starts_in_it() {
+    let s = setup();
+    let usb0 = s.lab.usb0_addr();
+    let o = out(s.lab.srcsel(["assign", "--slice", &s.slice, "--via", "usb0", "--config"]).arg(&s.config));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dropin = format!("/etc/systemd/system.control/{}.d/50-srcsel.conf", s.slice);
+    assert!(fs::read_to_string(&dropin).unwrap().contains("BPFProgram=connect4:"));
+    assert_eq!(s.curl_in_slice(&[]), usb0, "systemd-run --slice");
+    assert_eq!(s.curl_in_slice(&[]), usb0, "a second unit, in a slice realized again");
+    // Unassigned: the drop-in goes; a new unit in the slice uses the primary.
+    ok(Command::new("systemctl").args(["stop", &s.slice]));
+    let o = out(s.lab.srcsel(["unassign", "--slice", &s.slice, "--config"]).arg(&s.config));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!std::path::Path::new(&dropin).exists());
+    assert_eq!(s.curl_in_slice(&[]), ETH0_ADDR, "after unassign");
+    assert_eq!(s.lab.foreign_sources("r1").0, 0);
+}
+
+#[test]
+fn an_assigned_unit_is_steered_across_restarts_and_after_down_and_a_new_daemon() {
+    let mut s = setup();
+    let usb0 = s.lab.usb0_addr();
+    let unit = format!("{}.service", unique("app"));
+    let o = out(s.lab.srcsel(["assign", "--unit", &unit, "--via", "usb0", "--config"]).arg(&s.config));
+    assert!(o.status.success(), "{}", stderr(&o));
+    for i in 0..3 {
+        let t = unique("unit");
+        ok(Command::new("systemd-run")
+            .arg(format!("--unit={unit}"))
+            .args(["--wait", "--quiet"])
+            .arg(format!("--property=NetworkNamespacePath={}", s.netns))
+            .args(["curl", "-sf", "-m5", &url(&t)]));
+        assert_eq!(s.lab.source_of(&t), usb0, "start {i} of {unit}");
+    }
+    // down with the daemon stopped, then a new daemon: still steered after a renumbering.
+    let o = out(s.lab.srcsel(["assign", "--slice", &s.slice, "--via", "usb0", "--config"]).arg(&s.config));
+    assert!(o.status.success(), "{}", stderr(&o));
+    ok(Command::new("systemd-run")
+        .arg(format!("--slice={}", s.slice))
+        .arg(format!("--property=NetworkNamespacePath={}", s.netns))
+        .args(["sleep", "600"]));
+    ok(Command::new("systemctl").args(["stop", "srcsel.service"]));
+    let o = out(s.lab.srcsel(["down", "--config"]).arg(&s.config));
+    assert!(o.status.success(), "{}", stderr(&o));
+    ok(Command::new("systemd-run")
+        .args(["--unit=srcsel", "--service-type=notify"])
+        .arg(format!("--property=NetworkNamespacePath={}", s.netns))
+        .arg(&s.lab.srcsel)
+        .args(["daemon", "--config"])
+        .arg(&s.config));
+    s.lab.renumber_hotspot("10.99.7");
+    let usb0 = s.lab.usb0_addr();
+    wait_until("the new lease in force", Duration::from_secs(20), || {
+        s.lab.client_out("ip rule").contains(&usb0)
+    });
+    assert_eq!(s.curl_in_slice(&[]), usb0, "the slice after down, a new daemon and a renumbering");
+    assert_eq!(s.lab.foreign_sources("r1").0, 0);
+}
