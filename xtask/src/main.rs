@@ -1,12 +1,14 @@
-//! Developer tasks: `cargo xtask setup | build-ebpf | test | demo | bench`.
+//! Developer tasks: `cargo xtask setup | build-ebpf | test | demo | bench | vm`.
 mod bench;
 mod demo;
 mod mechanism;
 mod setup;
+mod vm;
 
 use std::{
     path::PathBuf,
     process::{Command, Stdio},
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
@@ -37,6 +39,23 @@ enum Task {
     Demo,
     /// Measure srcsel's overhead against a baseline taken in the same run.
     Bench,
+    /// Run CMD as root in a Debian 12 VM (stock 6.1 kernel, systemd as PID 1); without
+    /// CMD, a smoke check.
+    ///
+    /// qemu with TCG boots the image with this workspace shared (9p) at its own path, so
+    /// test binaries built on the host run unchanged:
+    /// `cargo xtask vm -- target/debug/deps/lab-HASH --test-threads=1`. The smoke check
+    /// shows the kernel, systemd's state, cgroup2, bpffs and D-Bus. The first use installs
+    /// qemu (bookworm-backports) and builds the image (cached in /var/cache/srcsel/vm).
+    /// The job's output, the guest's /tmp and journal are left in target/vm/.
+    Vm {
+        /// Seconds the VM may take, boot included, before it is killed.
+        #[arg(long, default_value_t = vm::DEFAULT_TIMEOUT.as_secs())]
+        timeout: u64,
+        /// The command to run in the guest (after `--`), from the workspace root.
+        #[arg(last = true)]
+        cmd: Vec<String>,
+    },
     /// (used by bench) connect+close to a loopback listener N times, print the seconds taken.
     #[command(hide = true)]
     ConnectLoop {
@@ -60,6 +79,7 @@ fn main() -> anyhow::Result<()> {
         Task::Test { args } => test(&args),
         Task::Demo => demo::run(),
         Task::Bench => bench::run(),
+        Task::Vm { timeout, cmd } => vm::command(&cmd, Duration::from_secs(timeout)),
         Task::ConnectLoop { count, v6 } => bench::connect_loop(count, v6),
         Task::ConvergeProbe { count } => bench::converge_probe(count),
         Task::MechanismRun { pin, parent } => mechanism::run(&pin, &parent),

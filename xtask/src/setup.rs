@@ -13,7 +13,7 @@ use crate::run;
 /// Debian packages the lab and its clients use. The `-base` packages carry the
 /// dnsmasq and dhcpcd binaries without their services, so nothing starts on
 /// the host's own interfaces.
-const PACKAGES: &[&str] = &[
+pub const PACKAGES: &[&str] = &[
     "iproute2",
     "util-linux",
     "procps",
@@ -62,6 +62,54 @@ fn packages() -> anyhow::Result<()> {
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Where qemu-system-x86 comes from when no apt source offers bookworm-backports yet.
+const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/srcsel-backports.list";
+
+/// What the VM harness needs on the host: qemu from bookworm-backports (bookworm's
+/// 7.2 conflicts with a backported qemu-utils 10, which our hosts already have),
+/// debootstrap and mkfs.ext4 (`-d`) from bookworm.
+pub fn vm() -> anyhow::Result<()> {
+    let qemu = installed("qemu-system-x86");
+    let missing: Vec<&str> = ["debootstrap", "e2fsprogs"]
+        .into_iter()
+        .filter(|p| !installed(p))
+        .collect();
+    if qemu && missing.is_empty() {
+        return Ok(());
+    }
+    let t = std::time::Instant::now();
+    if !qemu {
+        let policy = output(Command::new("apt-cache").arg("policy"))?;
+        if !policy.contains("bookworm-backports") {
+            println!("setup: adding bookworm-backports ({BACKPORTS_LIST})");
+            fs::write(
+                BACKPORTS_LIST,
+                "deb http://deb.debian.org/debian bookworm-backports main\n",
+            )
+            .with_context(|| format!("writing {BACKPORTS_LIST}"))?;
+        }
+    }
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    let install = |args: &[&str]| {
+        println!("setup: installing {}", args.join(" "));
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    if !missing.is_empty() {
+        install(&missing)?;
+    }
+    if !qemu {
+        install(&["-t", "bookworm-backports", "qemu-system-x86"])?;
+    }
+    println!(
+        "setup: VM host packages ready in {:.0}s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn output(cmd: &mut Command) -> anyhow::Result<String> {

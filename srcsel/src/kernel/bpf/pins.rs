@@ -157,7 +157,8 @@ pub fn alias_host(bpffs: &Path, cookie: u64) -> io::Result<()> {
     if fs::read_link(&alias).is_ok_and(|t| t == target) {
         return Ok(());
     }
-    let tmp = alias.with_extension("new");
+    // bpffs refuses names with a dot (`host.new`).
+    let tmp = alias.with_file_name("host-new");
     let _ = fs::remove_file(&tmp);
     std::os::unix::fs::symlink(&target, &tmp)?;
     fs::rename(&tmp, &alias)
