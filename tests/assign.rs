@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use srcsel_lab::{ETH0_ADDR, Lab, cgroup2_root, ok, out, stderr, unique, url, wait_until};
+use srcsel_lab::{ETH0_ADDR, Lab, cgroup2_root, out, stderr, unique, url, wait_until};
 
 /// A cgroup subtree the test made, killed and removed on drop.
 struct Tree(PathBuf);
@@ -76,14 +76,30 @@ impl Setup {
         stderr(&o)
     }
 
-    /// curl from a process that puts itself into `cgroup` first; the
-    /// source address the server saw.
+    /// `sh -c` that puts itself into `cgroup` first, then runs curl `opts` for token `t`.
+    fn curl_cmd(&self, cgroup: &str, opts: &str, t: &str) -> std::process::Output {
+        let procs = self.root.join(cgroup).join("cgroup.procs");
+        let script = format!(
+            "echo $$ > {} && exec curl {opts} {}",
+            procs.display(),
+            url(t)
+        );
+        out(self.lab.client("sh").args(["-c", &script]))
+    }
+
+    /// curl from inside `cgroup`: the source address the server saw.
     fn curl_in(&self, cgroup: &str) -> String {
         let t = unique("in");
-        let procs = self.root.join(cgroup).join("cgroup.procs");
-        let script = format!("echo $$ > {} && exec curl -sf {}", procs.display(), url(&t));
-        ok(self.lab.client("sh").args(["-c", &script]));
+        let o = self.curl_cmd(cgroup, "-sf", &t);
+        assert!(o.status.success(), "curl in {cgroup}: {}", stderr(&o));
         self.lab.source_of(&t)
+    }
+
+    /// curl from inside `cgroup` fails, and the server saw nothing of it.
+    fn refused_in(&self, cgroup: &str) {
+        let t = unique("refused");
+        assert!(!self.curl_cmd(cgroup, "-s -m3", &t).status.success());
+        self.lab.assert_unseen(&t);
     }
 
     fn in_slice(&self, sub: &str) -> String {
@@ -210,11 +226,7 @@ fn assignments_survive_a_daemon_restart_and_kill_9() {
     s.assign(&s.slice, "usb0");
     s.lab.start_daemon(&["--config", &config]);
     let pins = s.lab.pin_dir().join("links");
-    let links = || {
-        fs::read_dir(&pins)
-            .map(|d| d.count())
-            .unwrap_or(0)
-    };
+    let links = || fs::read_dir(&pins).map(|d| d.count()).unwrap_or(0);
     assert_eq!(links(), 1);
     s.lab.signal("daemon", libc::SIGKILL);
     // No srcsel process at all: still steered.
@@ -231,19 +243,7 @@ fn assignments_survive_a_daemon_restart_and_kill_9() {
     assert_eq!(s.curl_in(&s.slice), usb0, "after renumbering");
     // Strict: with usb0 down, a connection fails rather than leave by eth0.
     s.lab.client_out("ip link set usb0 down");
-    let t = unique("down");
-    let procs = s.root.join(&s.slice).join("cgroup.procs");
-    let script = format!(
-        "echo $$ > {} && exec curl -s -m3 {}",
-        procs.display(),
-        url(&t)
-    );
-    assert!(
-        !out(s.lab.client("sh").args(["-c", &script]))
-            .status
-            .success()
-    );
-    s.lab.assert_unseen(&t);
+    s.refused_in(&s.slice);
     assert_eq!(s.lab.foreign_sources("r1").0, 0);
 }
 
@@ -310,15 +310,14 @@ fn down_keeps_assigned_cgroups_closed_and_a_new_daemon_steers_them_again() {
     s.lab.stop("daemon");
     let o = s.srcsel(&["down"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("not the programs of 1 assigned cgroup"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not the programs of 1 assigned cgroup"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(s.lab.rules(), rules_before, "down removed every rule");
     // Strict, and nothing to route it: refused at once, never through eth0.
-    let t = unique("downed");
-    let procs = s.root.join(&s.slice).join("cgroup.procs");
-    let script = format!("echo $$ > {} && exec curl -s -m3 {}", procs.display(), url(&t));
-    let o = out(s.lab.client("sh").args(["-c", &script]));
-    assert!(!o.status.success());
-    s.lab.assert_unseen(&t);
+    s.refused_in(&s.slice);
     s.lab.start_daemon(&["--config", &config]);
     assert_eq!(s.curl_in(&s.slice), usb0, "the same programs, state again");
     assert_eq!(s.lab.foreign_sources("r1").0, 0);

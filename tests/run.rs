@@ -270,7 +270,10 @@ fn runs_leave_nothing_behind_and_down_restores_the_dumps() {
         .iter()
         .chain(&["usb0/fallback", "usb0/strict"])
         .flat_map(|dir| programs.iter().map(move |p| format!("{dir}/{p}")))
-        .chain(["links/usb0:fallback/cgroup".into(), "links/usb0:strict/cgroup".into()])
+        .chain([
+            "links/usb0:fallback/cgroup".into(),
+            "links/usb0:strict/cgroup".into(),
+        ])
         .chain(maps.iter().map(|m| format!("maps/SRCSEL_{m}")))
         .collect();
     expected.sort();

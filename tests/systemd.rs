@@ -24,10 +24,19 @@ fn setup() -> Setup {
     fs::write(&config, "[[uplink]]\nname = \"usb0\"\n").unwrap();
     let netns = format!("/run/netns/{}", lab.ns("client"));
     let slice = format!("{}.slice", unique("hs"));
-    let s = Setup { lab, config, netns, slice };
+    let s = Setup {
+        lab,
+        config,
+        netns,
+        slice,
+    };
     // The daemon as systemd runs it: Type=notify, unit srcsel.service.
     ok(Command::new("systemd-run")
-        .args(["--unit=srcsel", "--service-type=notify", "--setenv=SRCSEL_LOG=debug"])
+        .args([
+            "--unit=srcsel",
+            "--service-type=notify",
+            "--setenv=SRCSEL_LOG=debug",
+        ])
         .arg(format!("--property=NetworkNamespacePath={}", s.netns))
         .arg(&s.lab.srcsel)
         .args(["daemon", "--config"])
@@ -38,7 +47,10 @@ fn setup() -> Setup {
 impl Drop for Setup {
     fn drop(&mut self) {
         let _ = out(Command::new("systemctl").args(["stop", "srcsel.service", &self.slice]));
-        let _ = out(self.lab.srcsel(["unassign", "--slice", &self.slice, "--config"]).arg(&self.config));
+        let _ = out(self
+            .lab
+            .srcsel(["unassign", "--slice", &self.slice, "--config"])
+            .arg(&self.config));
     }
 }
 
@@ -61,15 +73,29 @@ impl Setup {
 fn an_assigned_slice_steers_what_systemd_starts_in_it() {
     let s = setup();
     let usb0 = s.lab.usb0_addr();
-    let o = out(s.lab.srcsel(["assign", "--slice", &s.slice, "--via", "usb0", "--config"]).arg(&s.config));
+    let o = out(s
+        .lab
+        .srcsel(["assign", "--slice", &s.slice, "--via", "usb0", "--config"])
+        .arg(&s.config));
     assert!(o.status.success(), "{}", stderr(&o));
     let dropin = format!("/etc/systemd/system.control/{}.d/50-srcsel.conf", s.slice);
-    assert!(fs::read_to_string(&dropin).unwrap().contains("BPFProgram=connect4:"));
+    assert!(
+        fs::read_to_string(&dropin)
+            .unwrap()
+            .contains("BPFProgram=connect4:")
+    );
     assert_eq!(s.curl_in_slice(&[]), usb0, "systemd-run --slice");
-    assert_eq!(s.curl_in_slice(&[]), usb0, "a second unit, in a slice realized again");
+    assert_eq!(
+        s.curl_in_slice(&[]),
+        usb0,
+        "a second unit, in a slice realized again"
+    );
     // Unassigned: the drop-in goes; a new unit in the slice uses the primary.
     ok(Command::new("systemctl").args(["stop", &s.slice]));
-    let o = out(s.lab.srcsel(["unassign", "--slice", &s.slice, "--config"]).arg(&s.config));
+    let o = out(s
+        .lab
+        .srcsel(["unassign", "--slice", &s.slice, "--config"])
+        .arg(&s.config));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!std::path::Path::new(&dropin).exists());
     assert_eq!(s.curl_in_slice(&[]), ETH0_ADDR, "after unassign");
@@ -81,7 +107,10 @@ fn an_assigned_unit_is_steered_across_restarts_and_after_down_and_a_new_daemon()
     let mut s = setup();
     let usb0 = s.lab.usb0_addr();
     let unit = format!("{}.service", unique("app"));
-    let o = out(s.lab.srcsel(["assign", "--unit", &unit, "--via", "usb0", "--config"]).arg(&s.config));
+    let o = out(s
+        .lab
+        .srcsel(["assign", "--unit", &unit, "--via", "usb0", "--config"])
+        .arg(&s.config));
     assert!(o.status.success(), "{}", stderr(&o));
     for i in 0..3 {
         let t = unique("unit");
@@ -93,7 +122,10 @@ fn an_assigned_unit_is_steered_across_restarts_and_after_down_and_a_new_daemon()
         assert_eq!(s.lab.source_of(&t), usb0, "start {i} of {unit}");
     }
     // down with the daemon stopped, then a new daemon: still steered after a renumbering.
-    let o = out(s.lab.srcsel(["assign", "--slice", &s.slice, "--via", "usb0", "--config"]).arg(&s.config));
+    let o = out(s
+        .lab
+        .srcsel(["assign", "--slice", &s.slice, "--via", "usb0", "--config"])
+        .arg(&s.config));
     assert!(o.status.success(), "{}", stderr(&o));
     ok(Command::new("systemd-run")
         .arg(format!("--slice={}", s.slice))
@@ -113,6 +145,10 @@ fn an_assigned_unit_is_steered_across_restarts_and_after_down_and_a_new_daemon()
     wait_until("the new lease in force", Duration::from_secs(20), || {
         s.lab.client_out("ip rule").contains(&usb0)
     });
-    assert_eq!(s.curl_in_slice(&[]), usb0, "the slice after down, a new daemon and a renumbering");
+    assert_eq!(
+        s.curl_in_slice(&[]),
+        usb0,
+        "the slice after down, a new daemon and a renumbering"
+    );
     assert_eq!(s.lab.foreign_sources("r1").0, 0);
 }

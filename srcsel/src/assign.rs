@@ -7,9 +7,10 @@
 //! nothing to change writes nothing; a changed assignment is attached
 //! before the old one is detached.
 use std::{
-    collections::BTreeSet,
+    collections::{HashMap, HashSet},
     fs,
     path::{Path, PathBuf},
+    sync::Mutex,
 };
 
 use anyhow::Context as _;
@@ -36,33 +37,64 @@ pub fn cgroup_of(cg_root: &Path, a: &Assigned) -> Result<PathBuf, String> {
     }
 }
 
-/// Attaches every assignment of `config`; detaches cgroups no longer
-/// assigned (runs' groups are not assignments). Returns what could not be
-/// done, per assignment, for the log.
-pub fn apply(ns: &Namespace, config: &Config, cg_root: &Path, cookie: u64) -> Vec<String> {
-    let mut problems = Vec::new();
-    let mut kept = BTreeSet::new();
+/// Units' cgroups as systemd placed them, asked once per config (a unit's
+/// path follows from its `Slice=`, which only a reload changes), so that a
+/// pass spawns no `systemctl` per event.
+#[derive(Default)]
+pub struct UnitCgroups(Mutex<HashMap<String, PathBuf>>);
+
+impl UnitCgroups {
+    fn cgroup_of(&self, cg_root: &Path, a: &Assigned) -> Result<PathBuf, String> {
+        let Target::Unit(name) = &a.target else {
+            return cgroup_of(cg_root, a);
+        };
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = known.get(name) {
+            return Ok(p.clone());
+        }
+        let p = cgroup_of(cg_root, a)?;
+        known.insert(name.clone(), p.clone());
+        Ok(p)
+    }
+
+    /// Forgets them: the config (and with it a unit's slice) may have changed.
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+/// Attaches every assignment of `config`, then detaches what is no longer
+/// assigned — a cgroup's old assignment after its new one is in place, and
+/// cgroups unassigned (runs' groups are not assignments). Returns what
+/// could not be done, for the log.
+pub fn apply(
+    ns: &Namespace,
+    config: &Config,
+    cg_root: &Path,
+    cookie: u64,
+    units: &UnitCgroups,
+) -> Vec<String> {
     let registry = match ns.registry() {
         Ok(r) => r,
         Err(e) => return vec![format!("assignments: {e}")],
     };
+    let before = attachments::list(ns.dir());
+    let mut problems = Vec::new();
+    let mut kept = HashSet::new();
     for a in &config.assigned {
-        match attach(ns, &registry, cg_root, a) {
-            Ok(ino) => {
-                kept.extend(ino);
-            }
+        match attach(ns, &registry, cg_root, a, units) {
+            Ok(ino) => kept.extend(ino.map(|i| (i, &a.assignment))),
             Err(e) => problems.push(format!("{} via {}: {e:#}", a.target, a.assignment.via)),
         }
     }
     let runs = cgroup::runs_dir(cg_root, cookie);
-    for old in attachments::list(ns.dir()) {
-        let ours = old.cgroup.as_deref().is_some_and(|p| p.starts_with(&runs));
-        if ours || kept.contains(&old.ino) {
+    for old in before {
+        if old.under(&runs) || kept.contains(&(old.ino, &old.assignment)) {
             continue;
         }
         match pins::remove_tree(&old.dir) {
             Ok(()) => info!(
-                "unassigned {}: {} detached",
+                "{}: {} detached",
                 old.cgroup
                     .as_deref()
                     .unwrap_or(Path::new("(a gone cgroup)"))
@@ -82,6 +114,7 @@ fn attach(
     registry: &plan::Registry,
     cg_root: &Path,
     a: &Assigned,
+    units: &UnitCgroups,
 ) -> anyhow::Result<Option<u64>> {
     let via = &a.assignment.via;
     let id = plan::slot_of(registry, via).with_context(|| {
@@ -91,7 +124,7 @@ fn attach(
     })?;
     // Pinned first: a systemd drop-in names these pins.
     let set = ns.ensure_programs(via, id, a.assignment.mode)?;
-    let path = cgroup_of(cg_root, a).map_err(anyhow::Error::msg)?;
+    let path = units.cgroup_of(cg_root, a).map_err(anyhow::Error::msg)?;
     if !path.exists() {
         if systemd_makes(&a.target) {
             // systemd creates it with the unit, and its drop-in attaches.
@@ -108,10 +141,9 @@ fn attach(
             path.display()
         );
     }
-    let ino = cgroup_ino(&path).with_context(|| format!("{}", path.display()))?;
-    attachments::detach_others(ns.dir(), ino, Some(&a.assignment))
-        .with_context(|| format!("detaching the old assignment of {}", path.display()))?;
-    Ok(Some(ino))
+    Ok(Some(
+        cgroup_ino(&path).with_context(|| format!("{}", path.display()))?,
+    ))
 }
 
 /// Slices and units belong to systemd when it runs: it makes their cgroups

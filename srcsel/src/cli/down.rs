@@ -60,18 +60,14 @@ pub fn down(force: bool, config: &Path) -> anyhow::Result<()> {
     // Without a bpffs there are no pins to remove; do not mount one for that.
     let bpffs = pins::find_bpffs()?;
     let ns_dir = bpffs.as_ref().map(|b| pins::ns_dir(b, cookie));
-    let kept: Vec<attachments::Attachment> = ns_dir
-        .as_deref()
-        .map(attachments::list)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|a| !a.gone() && !config.assigned.is_empty())
-        .filter(|a| {
-            runs_dir
-                .as_ref()
-                .is_none_or(|r| a.cgroup.as_deref().is_none_or(|c| !c.starts_with(r)))
-        })
-        .collect();
+    // Cgroups the config assigns keep their attachments; runs' groups do not.
+    let kept: Vec<attachments::Attachment> = match &ns_dir {
+        Some(dir) if !config.assigned.is_empty() => attachments::list(dir)
+            .into_iter()
+            .filter(|a| !a.gone() && runs_dir.as_ref().is_none_or(|r| !a.under(r)))
+            .collect(),
+        _ => Vec::new(),
+    };
     let pins_said = match (&bpffs, kept.is_empty()) {
         (Some(bpffs), true) => {
             if pins::remove_namespace(bpffs, cookie)? {
@@ -82,10 +78,9 @@ pub fn down(force: bool, config: &Path) -> anyhow::Result<()> {
         }
         (Some(bpffs), false) => {
             // The links of the runs' groups go; the assignments' stay, marked down.
-            if let Some(dir) = &runs_dir {
-                attachments::reap(&pins::ns_dir(bpffs, cookie), |_| false)?;
+            if let Some(runs) = &runs_dir {
                 for a in attachments::list(&pins::ns_dir(bpffs, cookie)) {
-                    if a.cgroup.as_deref().is_some_and(|c| c.starts_with(dir)) {
+                    if a.under(runs) {
                         pins::remove_tree(&a.dir)?;
                     }
                 }

@@ -41,6 +41,7 @@ pub struct Daemon {
     /// Replaced whole on a reload (SIGHUP, `srcsel assign`).
     config: RwLock<Arc<Config>>,
     config_path: PathBuf,
+    units: assign::UnitCgroups,
     bpffs: PathBuf,
     cookie: u64,
     cg_root: Result<PathBuf, CgroupError>,
@@ -85,6 +86,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         handle,
         config: RwLock::new(Arc::new(config)),
         config_path,
+        units: assign::UnitCgroups::default(),
         bpffs: pins::bpffs()?,
         cookie,
         cg_root: cgroup::cgroup2_mount(),
@@ -173,6 +175,7 @@ impl Daemon {
             config.assigned.len()
         );
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        self.units.clear();
         let problems = self.reconcile("config reload", None).await;
         self.ensure_configured_programs()
             .map_err(|e| format!("reload: {e:#}"))?;
@@ -222,7 +225,7 @@ impl Daemon {
                 .map(|(name, e)| format!("{name}: {e:#}"))
                 .collect();
             if let Ok(root) = &self.cg_root {
-                problems.extend(assign::apply(&ns, &config, root, self.cookie));
+                problems.extend(assign::apply(&ns, &config, root, self.cookie, &self.units));
             }
             anyhow::Ok(problems)
         };

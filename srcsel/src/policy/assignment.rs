@@ -43,7 +43,7 @@ impl FromStr for Mode {
 }
 
 /// A cgroup's binding to an uplink.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Assignment {
     pub via: String,
     pub mode: Mode,

@@ -38,6 +38,11 @@ impl Attachment {
             .as_deref()
             .is_none_or(|p| cgroup_ino(p).ok() != Some(self.ino))
     }
+
+    /// Whether its cgroup is inside `dir` (a namespace's runs folder).
+    pub fn under(&self, dir: &Path) -> bool {
+        self.cgroup.as_deref().is_some_and(|c| c.starts_with(dir))
+    }
 }
 
 fn entry_name(ino: u64, a: &Assignment) -> String {
@@ -108,18 +113,6 @@ pub fn list(ns_dir: &Path) -> Vec<Attachment> {
             })
         })
         .collect()
-}
-
-/// Removes the attachments of the cgroup `ino` but `keep`'s; how many.
-pub fn detach_others(ns_dir: &Path, ino: u64, keep: Option<&Assignment>) -> io::Result<usize> {
-    let mut removed = 0;
-    for a in list(ns_dir) {
-        if a.ino == ino && Some(&a.assignment) != keep {
-            pins::remove_tree(&a.dir)?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
 }
 
 /// Removes the attachments whose cgroup is gone, and entries of an older
