@@ -50,7 +50,16 @@ impl Lab {
         ip(&format!("-n {r2} addr flush dev lan"));
         ip(&format!("-n {r2} addr add {router}/24 dev lan"));
         self.start_dnsmasq(prefix, &router);
+        // dhcpcd must see the carrier go (a bounce quicker than it reads
+        // its netlink events passes unnoticed, and it keeps the old lease).
+        let lost = || self.log("dhcpcd-usb0").matches("carrier lost").count();
+        let before = lost();
         ip(&format!("-n {r2} link set lan down"));
+        wait_until(
+            "dhcpcd to see usb0's carrier go",
+            Duration::from_secs(10),
+            || lost() > before,
+        );
         ip(&format!("-n {r2} link set lan up"));
         wait_until("usb0's new lease", Duration::from_secs(30), || {
             self.addr_of("usb0").is_some_and(|a| a.starts_with(prefix))
