@@ -311,7 +311,7 @@ fn down_keeps_assigned_cgroups_closed_and_a_new_daemon_steers_them_again() {
     let o = s.srcsel(&["down"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("not the programs of 1 assigned cgroup"),
+        stderr(&o).contains("not the programs of 1 assignment(s)"),
         "{}",
         stderr(&o)
     );

@@ -30,17 +30,8 @@ fn setup() -> Setup {
         netns,
         slice,
     };
-    // The daemon as systemd runs it: Type=notify, unit srcsel.service.
-    ok(Command::new("systemd-run")
-        .args([
-            "--unit=srcsel",
-            "--service-type=notify",
-            "--setenv=SRCSEL_LOG=debug",
-        ])
-        .arg(format!("--property=NetworkNamespacePath={}", s.netns))
-        .arg(&s.lab.srcsel)
-        .args(["daemon", "--config"])
-        .arg(&s.config));
+    s.install_daemon_unit();
+    ok(Command::new("systemctl").args(["start", "srcsel.service"]));
     s
 }
 
@@ -51,10 +42,40 @@ impl Drop for Setup {
             .lab
             .srcsel(["unassign", "--slice", &self.slice, "--config"])
             .arg(&self.config));
+        let _ = fs::remove_file(DAEMON_UNIT);
+        let _ = out(Command::new("systemctl").arg("daemon-reload"));
     }
 }
 
+/// A runtime unit file, not a transient unit: the drop-ins' `Wants=` keep
+/// srcsel.service loaded, and only a unit with a file can be started again.
+const DAEMON_UNIT: &str = "/run/systemd/system/srcsel.service";
+
 impl Setup {
+    /// The shipped unit, hardening included, with the lab's binary, config and
+    /// namespace.
+    fn install_daemon_unit(&self) {
+        let shipped = include_str!("../contrib/srcsel.service");
+        let mut unit = String::new();
+        for line in shipped.lines() {
+            if line.starts_with("ExecStart=") {
+                unit += &format!(
+                    "ExecStart={} daemon --config {}\nNetworkNamespacePath={}\n",
+                    self.lab.srcsel.display(),
+                    self.config.display(),
+                    self.netns
+                );
+            } else if line.starts_with("Environment=SRCSEL_LOG") {
+                unit += "Environment=SRCSEL_LOG=debug\n";
+            } else {
+                unit += line;
+                unit.push('\n');
+            }
+        }
+        fs::write(DAEMON_UNIT, unit).unwrap();
+        ok(Command::new("systemctl").arg("daemon-reload"));
+    }
+
     /// `systemd-run --slice=SLICE` in the client namespace: curl's source as the server saw it.
     fn curl_in_slice(&self, extra: &[&str]) -> String {
         let t = unique("sd");
@@ -134,12 +155,7 @@ fn an_assigned_unit_is_steered_across_restarts_and_after_down_and_a_new_daemon()
     ok(Command::new("systemctl").args(["stop", "srcsel.service"]));
     let o = out(s.lab.srcsel(["down", "--config"]).arg(&s.config));
     assert!(o.status.success(), "{}", stderr(&o));
-    ok(Command::new("systemd-run")
-        .args(["--unit=srcsel", "--service-type=notify"])
-        .arg(format!("--property=NetworkNamespacePath={}", s.netns))
-        .arg(&s.lab.srcsel)
-        .args(["daemon", "--config"])
-        .arg(&s.config));
+    ok(Command::new("systemctl").args(["start", "srcsel.service"]));
     s.lab.renumber_hotspot("10.99.7");
     let usb0 = s.lab.usb0_addr();
     wait_until("the new lease in force", Duration::from_secs(20), || {
@@ -149,6 +165,55 @@ fn an_assigned_unit_is_steered_across_restarts_and_after_down_and_a_new_daemon()
         s.curl_in_slice(&[]),
         usb0,
         "the slice after down, a new daemon and a renumbering"
+    );
+    assert_eq!(s.lab.foreign_sources("r1").0, 0);
+}
+
+#[test]
+fn a_unit_that_connects_at_boot_waits_for_srcsel_and_never_uses_the_primary() {
+    let s = setup();
+    let usb0 = s.lab.usb0_addr();
+    let o = out(s
+        .lab
+        .srcsel(["assign", "--slice", &s.slice, "--via", "usb0", "--config"])
+        .arg(&s.config));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // As after a reboot: no daemon, no pins, no rules (`down` with a config
+    // that assigns nothing removes them all); the real config still assigns.
+    ok(Command::new("systemctl").args(["stop", &s.slice, "srcsel.service"]));
+    let empty = s.lab.dir.join("empty.toml");
+    fs::write(&empty, "").unwrap();
+    let o = out(s.lab.srcsel(["down", "--config"]).arg(&empty));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!std::path::Path::new("/sys/fs/bpf/srcsel/host").exists());
+    // A unit of the slice that connects the moment it starts: starting it
+    // starts srcsel first (the slice's drop-in), and waits for READY=1.
+    let app = format!("{}.service", unique("boot"));
+    let t = unique("boot");
+    let unit_file = format!("/run/systemd/system/{app}");
+    fs::write(
+        &unit_file,
+        format!(
+            "[Service]\nType=oneshot\nSlice={}\nNetworkNamespacePath={}\nExecStart=curl -sf -m5 {}\n",
+            s.slice,
+            s.netns,
+            url(&t)
+        ),
+    )
+    .unwrap();
+    ok(Command::new("systemctl").arg("daemon-reload"));
+    let started = out(Command::new("systemctl").args(["start", &app]));
+    let _ = fs::remove_file(&unit_file);
+    assert!(
+        started.status.success(),
+        "the unit at boot: {}",
+        stderr(&started)
+    );
+    assert_eq!(s.lab.source_of(&t), usb0, "the unit's first connection");
+    assert!(
+        out(Command::new("systemctl").args(["is-active", "srcsel.service"]))
+            .status
+            .success()
     );
     assert_eq!(s.lab.foreign_sources("r1").0, 0);
 }

@@ -60,24 +60,20 @@ pub fn down(force: bool, config: &Path) -> anyhow::Result<()> {
     // Without a bpffs there are no pins to remove; do not mount one for that.
     let bpffs = pins::find_bpffs()?;
     let ns_dir = bpffs.as_ref().map(|b| pins::ns_dir(b, cookie));
-    // Cgroups the config assigns keep their attachments; runs' groups do not.
-    let kept: Vec<attachments::Attachment> = match &ns_dir {
-        Some(dir) if !config.assigned.is_empty() => attachments::list(dir)
-            .into_iter()
-            .filter(|a| !a.gone() && runs_dir.as_ref().is_none_or(|r| !a.under(r)))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let pins_said = match (&bpffs, kept.is_empty()) {
-        (Some(bpffs), true) => {
+    // Assigned cgroups keep their programs: srcsel's own links and what
+    // systemd attached through a drop-in (held by systemd, not pinned as
+    // links): replacing those under systemd would leave a set that reads
+    // maps nobody updates. Runs' groups lose theirs.
+    let keep = !config.assigned.is_empty() && ns_dir.as_deref().is_some_and(Path::exists);
+    let pins_said = match (&bpffs, keep) {
+        (Some(bpffs), false) => {
             if pins::remove_namespace(bpffs, cookie)? {
                 "this namespace's pinned programs, links and maps".to_owned()
             } else {
                 "no pins (none here)".to_owned()
             }
         }
-        (Some(bpffs), false) => {
-            // The links of the runs' groups go; the assignments' stay, marked down.
+        (Some(bpffs), true) => {
             if let Some(runs) = &runs_dir {
                 for a in attachments::list(&pins::ns_dir(bpffs, cookie)) {
                     if a.under(runs) {
@@ -86,27 +82,22 @@ pub fn down(force: bool, config: &Path) -> anyhow::Result<()> {
                 }
             }
             Namespace::open(bpffs, cookie)?.mark_down()?;
-            let list: Vec<String> = kept
+            let list: Vec<String> = config
+                .assigned
                 .iter()
-                .map(|a| {
-                    format!(
-                        "{} ({})",
-                        a.cgroup.as_deref().unwrap_or(Path::new("?")).display(),
-                        a.assignment
-                    )
-                })
+                .map(|a| format!("{} ({})", a.target, a.assignment))
                 .collect();
             format!(
-                "not the programs of {} assigned cgroup(s): {}; they are marked down (strict ones \
+                "not the programs of {} assignment(s): {}; they are marked down (strict ones \
                  refuse connections) until srcsel runs again; `srcsel unassign` them, then \
                  `srcsel down`, to remove those too",
-                kept.len(),
+                list.len(),
                 list.join(", ")
             )
         }
         (None, _) => "no pins (no bpffs)".to_owned(),
     };
-    if kept.is_empty() {
+    if !keep {
         crate::api::remove_runtime_files(cookie);
     }
     if let (Some(root), Some(bpffs)) = (&cg_root, &bpffs) {

@@ -140,7 +140,8 @@ impl Lab {
         let log = self.log_path("daemon");
         wait_until(
             "the daemon to watch netlink",
-            Duration::from_secs(10),
+            // Generous: under TCG (the VM) each program load takes seconds.
+            Duration::from_secs(60),
             || {
                 fs::read_to_string(&log)
                     .is_ok_and(|l| l.matches("watching links").count() > self.daemon_starts)
