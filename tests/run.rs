@@ -114,7 +114,7 @@ fn processes_outside_the_run_are_untouched_while_it_runs() {
         .spawn()
         .expect("srcsel run");
     let cg = lab.run_cgroup(run.id());
-    wait_until("the run's cgroup", Duration::from_secs(10), || {
+    wait_until("the run's cgroup", Duration::from_secs(60), || {
         cg.join("cgroup.procs").exists()
     });
 

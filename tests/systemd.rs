@@ -217,3 +217,83 @@ fn a_unit_that_connects_at_boot_waits_for_srcsel_and_never_uses_the_primary() {
     );
     assert_eq!(s.lab.foreign_sources("r1").0, 0);
 }
+
+/// `systemctl show -p PROP --value UNIT`.
+fn unit_prop(unit: &str, prop: &str) -> String {
+    out(Command::new("systemctl").args(["show", "-p", prop, "--value", unit]))
+        .stdout
+        .iter()
+        .map(|b| *b as char)
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+fn active(unit: &str) -> bool {
+    unit_prop(unit, "ActiveState") == "active"
+}
+
+#[test]
+fn a_run_is_a_scope_in_srcsels_slice() {
+    let s = setup();
+    let t = unique("scope");
+    let mut run = s
+        .lab
+        .run_via_usb0(&format!("sleep 2; curl -sf -m5 -o /dev/null {}", url(&t)))
+        .spawn()
+        .unwrap();
+    let scope = format!("srcsel-run-{}.scope", run.id());
+    wait_until("the run's scope", Duration::from_secs(60), || {
+        active(&scope)
+    });
+    let slice = format!("srcsel-net{}-usb0:strict.slice", s.lab.netns_cookie());
+    assert_eq!(unit_prop(&scope, "Slice"), slice);
+    let cgls = out(Command::new("systemd-cgls").args(["--no-pager", "-u", "srcsel.slice"]));
+    assert!(
+        String::from_utf8_lossy(&cgls.stdout).contains(&scope),
+        "systemd-cgls: {}",
+        String::from_utf8_lossy(&cgls.stdout)
+    );
+    assert!(run.wait().unwrap().success());
+    assert_eq!(
+        s.lab.source_of(&t),
+        s.lab.usb0_addr(),
+        "the scope's command"
+    );
+    wait_until("the scope gone", Duration::from_secs(20), || {
+        !active(&scope)
+    });
+}
+
+#[test]
+fn systemctl_kill_of_a_unit_running_srcsel_run_leaves_its_command_steered() {
+    let s = setup();
+    let t = unique("killed");
+    let unit = format!("{}.service", unique("wrap"));
+    ok(Command::new("systemd-run")
+        .arg(format!("--unit={unit}"))
+        .arg("--collect")
+        .arg(format!("--property=NetworkNamespacePath={}", s.netns))
+        .arg(&s.lab.srcsel)
+        .args(["run", "--via", "usb0", "--", "sh", "-c"])
+        .arg(format!("sleep 4; curl -sf -m5 {}", url(&t))));
+    let pid = unit_prop(&unit, "MainPID");
+    // Until the command runs: killed at its gate, before exec, it never starts.
+    let procs = s.lab.run_cgroup(pid.parse().unwrap()).join("cgroup.procs");
+    wait_until("the command in its scope", Duration::from_secs(60), || {
+        let pids = fs::read_to_string(&procs).unwrap_or_default();
+        pids.lines().any(|p| {
+            fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() != "srcsel")
+        })
+    });
+    ok(Command::new("systemctl").args(["kill", "-s", "KILL", &unit]));
+    wait_until("the command's request", Duration::from_secs(30), || {
+        !s.lab.seen(&t).is_empty()
+    });
+    assert_eq!(
+        s.lab.source_of(&t),
+        s.lab.usb0_addr(),
+        "after systemctl kill"
+    );
+    assert_eq!(s.lab.foreign_sources("r1").0, 0);
+}

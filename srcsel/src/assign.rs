@@ -130,7 +130,15 @@ fn attach(
             // systemd creates it with the unit, and its drop-in attaches.
             return Ok(None);
         }
-        fs::create_dir_all(&path).with_context(|| format!("creating cgroup {}", path.display()))?;
+        fs::create_dir_all(&path).with_context(|| {
+            let hint = if crate::systemd::booted() {
+                " (systemd makes the cgroups of slices and units: assign one with --slice or \
+                 --unit instead)"
+            } else {
+                ""
+            };
+            format!("creating cgroup {}{hint}", path.display())
+        })?;
         info!("created cgroup {} for {}", path.display(), a.target);
     }
     if set.ensure_attached(&path)? {

@@ -9,6 +9,7 @@ mod config;
 mod daemon;
 mod dhcp;
 mod kernel;
+mod placement;
 mod policy;
 mod reconcile;
 mod supervise;

@@ -84,11 +84,31 @@ pub fn attach_group(
     runs_dir: &Path,
 ) -> anyhow::Result<PathBuf> {
     let set = ns.ensure_programs(&a.via, id, a.mode)?;
+    let group = cgroup::group_dir(runs_dir, a);
+    if cgroup::runs_are_scopes(runs_dir) && !group.exists() {
+        // A slice systemd makes with the run's scope; attached then, while
+        // the command still waits ([`attach_again`]).
+        return Ok(group);
+    }
     let group = cgroup::ensure_group(runs_dir, a)?;
     set.ensure_attached(&group)
         .map(drop)
         .with_context(|| format!("attaching {a} to cgroup {}", group.display()))?;
     Ok(group)
+}
+
+/// The group attached, as it is now: after systemd made a run's scope (and
+/// with it, maybe anew, the group's slice).
+pub fn attach_again(
+    bpffs: &Path,
+    cookie: u64,
+    a: &Assignment,
+    runs_dir: &Path,
+) -> anyhow::Result<PathBuf> {
+    let ns = Namespace::open(bpffs, cookie)?;
+    let id = plan::slot_of(&ns.registry()?, &a.via)
+        .with_context(|| format!("{} has no slot (was srcsel down run meanwhile?)", a.via))?;
+    attach_group(&ns, id, a, runs_dir)
 }
 
 /// What a run is told while its uplink can't carry traffic.

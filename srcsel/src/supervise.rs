@@ -97,8 +97,9 @@ impl Drop for Signals {
 pub enum Join<'a> {
     /// It writes itself into the cgroup (root, no daemon).
     Itself(&'a RunCgroup),
-    /// It waits while `ask(pid)` (on a helper thread) has the daemon move it.
-    Daemon(Box<dyn FnOnce(u32) -> anyhow::Result<()> + Send + 'a>),
+    /// It waits while `ask(pid)` (on a helper thread) has it moved: by the
+    /// daemon, or into a systemd scope.
+    Moved(Box<dyn FnOnce(u32) -> anyhow::Result<()> + Send + 'a>),
 }
 
 /// The user `--user` runs the command as.
@@ -134,7 +135,7 @@ pub fn run(argv: &[OsString], join: Join<'_>, user: Option<&AsUser>) -> anyhow::
             unsafe { cmd.pre_exec(move || in_child(|| join_itself(fd), ids.as_ref())) };
             (cmd.spawn(), None)
         }
-        Join::Daemon(ask) => {
+        Join::Moved(ask) => {
             let gate = Gate::new().context("making the pipes a run waits on")?;
             let child = gate.child_ends();
             // SAFETY: as above.

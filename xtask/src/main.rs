@@ -29,8 +29,13 @@ enum Task {
     /// Build srcsel with its eBPF object, as `cargo build -p srcsel` does (srcsel/build.rs runs
     /// aya-build: nightly, bpfel-unknown-none, bpf-linker), and show where the object is.
     BuildEbpf,
-    /// Unit tests, then the root-only integration suite on the namespace lab.
+    /// Unit tests, then the root-only integration suite on the namespace lab, then the
+    /// suites that need systemd as PID 1 (and kernel 6.1) in the qemu VM.
     Test {
+        /// Skip the VM suites (said at the end, so a run without them is never mistaken
+        /// for a full one).
+        #[arg(long)]
+        no_vm: bool,
         /// Extra arguments for the integration suite's test binary (a name filter, --nocapture, ...)
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
@@ -76,7 +81,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Setup => setup::all(),
         Task::BuildEbpf => build_ebpf(),
-        Task::Test { args } => test(&args),
+        Task::Test { no_vm, args } => test(no_vm, &args),
         Task::Demo => demo::run(),
         Task::Bench => bench::run(),
         Task::Vm { timeout, cmd } => vm::command(&cmd, Duration::from_secs(timeout)),
@@ -175,7 +180,7 @@ pub fn require_root(what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn test(args: &[String]) -> anyhow::Result<()> {
+fn test(no_vm: bool, args: &[String]) -> anyhow::Result<()> {
     require_root("the integration suite")?;
     setup::all()?;
     // Default members: every crate but the eBPF one, which only builds for BPF.
@@ -210,5 +215,10 @@ fn test(args: &[String]) -> anyhow::Result<()> {
             "assign",
             "--",
         ])
-        .args(args))
+        .args(args))?;
+    if no_vm {
+        eprintln!("xtask: the VM suites (systemd as PID 1, kernel 6.1) were NOT run (--no-vm)");
+        return Ok(());
+    }
+    vm::test_suites(args)
 }

@@ -51,6 +51,9 @@ pub fn down(force: bool, config: &Path) -> anyhow::Result<()> {
         cgroup::remove(&run.path)?;
     }
     if let Some(dir) = &runs_dir {
+        if cgroup::runs_are_scopes(dir) {
+            stop_slice(dir);
+        }
         cgroup::remove_empty(dir);
     }
     let removed = kernel::block_on(async {
@@ -111,4 +114,15 @@ pub fn down(force: bool, config: &Path) -> anyhow::Result<()> {
         active.len()
     );
     Ok(())
+}
+
+/// Under systemd the runs' slices are its units: stopped through it, so
+/// that it removes their cgroups and forgets them.
+fn stop_slice(runs_dir: &Path) {
+    let Some(name) = runs_dir.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    if let Err(e) = kernel::block_on(async { Ok(crate::systemd::scope::stop(name).await?) }) {
+        tracing::warn!("stopping {name}: {e}; its empty cgroups are removed instead");
+    }
 }

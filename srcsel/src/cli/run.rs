@@ -16,8 +16,9 @@ use crate::{
         self,
         bpf::pins,
         cgroup::{self, RunCgroup},
-        netlink, privileges, users,
+        netlink, peer, privileges, users,
     },
+    placement,
     policy::{Assignment, Mode},
     reconcile,
     supervise::{self, AsUser, Join},
@@ -110,7 +111,7 @@ fn via_daemon(
         started = Some(cgroup);
         Ok(())
     });
-    let status = supervise::run(command, Join::Daemon(ask), user);
+    let status = supervise::run(command, Join::Moved(ask), user);
     let Some(cgroup) = started else {
         return status;
     };
@@ -158,10 +159,35 @@ fn alone(
     for problem in kernel::reap(&cg_root, &bpffs, cookie) {
         warn!("{problem}");
     }
-    let cg = RunCgroup::create(&group, std::process::id())?;
-    let ran = supervise::run(command, Join::Itself(&cg), user);
-    // Leftovers are killed while still steered.
-    let removed = cg.remove();
+    let owner = std::process::id();
+    if !cgroup::runs_are_scopes(&runs_dir) {
+        let cg = RunCgroup::create(&group, owner)?;
+        let ran = supervise::run(command, Join::Itself(&cg), user);
+        // Leftovers are killed while still steered.
+        let removed = cg.remove();
+        supervise::reap_all();
+        let status = ran?;
+        removed?;
+        return Ok(status);
+    }
+    // Under systemd: the command waits while systemd puts it in a scope
+    // (making the group's slice), then the group is attached.
+    let mut scope = None;
+    let ask = Box::new(|pid| {
+        // SAFETY: plain getter.
+        let child = peer::Child::check(pid, owner, unsafe { libc::geteuid() })?;
+        let what = format!("srcsel run --via {via} ({mode})");
+        let path = kernel::block_on(async {
+            let path = placement::into_scope(child, &group, owner, &what, &cg_root).await?;
+            scope = Some(path.clone());
+            reconcile::attach_again(&bpffs, cookie, &assignment, &runs_dir)?;
+            anyhow::Ok(path)
+        })?;
+        tracing::debug!("run in {}", path.display());
+        Ok(())
+    });
+    let ran = supervise::run(command, Join::Moved(ask), user);
+    let removed = scope.map(|p| cgroup::remove(&p)).transpose();
     supervise::reap_all();
     let status = ran?;
     removed?;

@@ -13,10 +13,11 @@ use crate::{
     config::check_ifname,
     kernel::{
         bpf::Namespace,
-        cgroup::{self, RunCgroup},
+        cgroup,
         peer::{self, MoveError},
         users,
     },
+    placement,
     policy::{
         Assignment, Mode,
         access::{self, Allow, Caller, Resolved, Who},
@@ -86,29 +87,31 @@ impl Daemon {
         };
         let runs_dir = cgroup::runs_dir(cg_root, self.cookie);
         let (group, warning) = self.group(&assignment, &runs_dir).await.map_err(failed)?;
-        let cg = RunCgroup::create(&group, owner).map_err(|e| failed(e.into()))?;
-        let moved = cg
-            .procs()
-            .map_err(anyhow::Error::new)
-            .and_then(|procs| Ok(peer::move_child(&procs, cg_root, pid, owner, caller.uid)?));
-        if let Err(e) = moved {
-            let path = cg.path().to_owned();
-            let _ = cg.remove();
+        let moved = match peer::Child::check(pid, owner, caller.uid) {
+            Err(e) => Err(e.into()),
+            Ok(child) if cgroup::runs_are_scopes(&runs_dir) => {
+                let what = format!("srcsel run --via {via} ({mode}) for {}", caller.name);
+                match placement::into_scope(child, &group, owner, &what, cg_root).await {
+                    // systemd made the group's slice, maybe anew:
+                    // attached before the command goes on.
+                    Ok(path) => self.group(&assignment, &runs_dir).await.map(|_| path),
+                    Err(e) => Err(e),
+                }
+            }
+            Ok(child) => placement::into_cgroup(child, &group, owner, cg_root),
+        };
+        let cgroup = moved.map_err(|e| {
             let kind = match e.downcast_ref::<MoveError>() {
                 Some(MoveError::NotYours { .. }) => ErrorKind::Refused,
                 _ => ErrorKind::Failed,
             };
-            return Err(Reply::error(
-                kind,
-                format!("{e:#} (run cgroup {})", path.display()),
-            ));
-        }
+            Reply::error(kind, format!("{e:#}"))
+        })?;
         info!(
             "run for {} (pid {owner}): {} {assignment}",
             caller.name,
-            cg.path().display()
+            cgroup.display()
         );
-        let cgroup = cg.path().to_owned();
         let started = Reply::Started {
             cgroup: cgroup.display().to_string(),
             warning,

@@ -1,7 +1,13 @@
-//! srcsel's cgroups: `<cgroup2 mount>/srcsel/net-<cookie>/<uplink>:<mode>/run-<pid>`.
-//! The `<uplink>:<mode>` group is the assignment: the uplink's programs are
-//! attached to it once, and every run is a child cgroup that inherits them,
-//! so starting a run attaches nothing (`:` is in no interface name).
+//! srcsel's cgroups for runs, one folder per network namespace, one group
+//! per assignment inside, one cgroup per run inside that:
+//! - without systemd: `<cgroup2 mount>/srcsel/net-<cookie>/<uplink>:<mode>/run-<pid>`;
+//! - under systemd, its units (it alone makes cgroups outside delegated
+//!   subtrees): `srcsel.slice/srcsel-net<cookie>.slice/srcsel-net<cookie>-<uplink>:<mode>.slice/srcsel-run-<pid>.scope`,
+//!   the uplink escaped as systemd escapes unit names (`-` nests slices).
+//!
+//! The group is the assignment: the uplink's programs are attached to it
+//! once, and every run inside inherits them, so starting a run attaches
+//! nothing (`:` is in no interface name).
 use crate::{kernel::mounts, policy::Assignment};
 use std::{
     fs,
@@ -13,20 +19,65 @@ use std::{
 
 /// Folder under the cgroup2 mount that holds srcsel's cgroups.
 pub const SUBTREE: &str = "srcsel";
+/// Its place under systemd.
+pub const SLICE: &str = "srcsel.slice";
 const RUN_PREFIX: &str = "run-";
+const SCOPE_PREFIX: &str = "srcsel-";
 
 /// The group of runs with `assignment`, under a namespace's runs folder.
 pub fn group_dir(runs_dir: &Path, a: &Assignment) -> PathBuf {
-    runs_dir.join(format!("{}:{}", a.via, a.mode))
+    match slice_stem(runs_dir) {
+        Some(stem) => runs_dir.join(format!("{stem}-{}:{}.slice", escape(&a.via), a.mode)),
+        None => runs_dir.join(format!("{}:{}", a.via, a.mode)),
+    }
+}
+
+/// `srcsel-net<cookie>` of a runs folder under systemd.
+fn slice_stem(runs_dir: &Path) -> Option<&str> {
+    runs_dir.file_name()?.to_str()?.strip_suffix(".slice")
 }
 
 /// The assignment a group's name stands for.
 fn group_of(name: &str) -> Option<Assignment> {
+    let name = match name.strip_suffix(".slice") {
+        Some(stem) => unescape(stem.rsplit_once('-')?.1)?,
+        None => name.to_owned(),
+    };
     let (via, mode) = name.rsplit_once(':')?;
     Some(Assignment {
         via: via.to_owned(),
         mode: mode.parse().ok()?,
     })
+}
+
+/// systemd's unit name escaping (`systemd-escape`): bytes other than
+/// letters, digits, `_` and `.` (a leading one too) become `\xNN`.
+fn escape(s: &str) -> String {
+    let mut out = String::new();
+    for (i, b) in s.bytes().enumerate() {
+        if b.is_ascii_alphanumeric() || b == b'_' || (b == b'.' && i > 0) {
+            out.push(b as char);
+        } else {
+            out += &format!("\\x{b:02x}");
+        }
+    }
+    out
+}
+
+fn unescape(s: &str) -> Option<String> {
+    let mut bytes = Vec::new();
+    let mut rest = s.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'\\' {
+            let hex = tail.strip_prefix(b"x")?.get(..2)?;
+            bytes.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            rest = &tail[3..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// Creates the group of `assignment` (and its parents) if needed.
@@ -68,10 +119,30 @@ pub fn cgroup2_mount() -> Result<PathBuf, CgroupError> {
         .ok_or(CgroupError::NoMount)
 }
 
-/// The folder of a namespace's run cgroups: `<root>/srcsel/net-<cookie>`, so
-/// that no srcsel ever lists, reaps or kills another namespace's runs.
+/// The folder of a namespace's run cgroups, so that no srcsel ever lists,
+/// reaps or kills another namespace's runs: a slice of srcsel's under
+/// systemd, srcsel's own subtree otherwise.
 pub fn runs_dir(root: &Path, cookie: u64) -> PathBuf {
+    if crate::systemd::booted() {
+        root.join(SLICE).join(format!("srcsel-net{cookie}.slice"))
+    } else {
+        plain_runs_dir(root, cookie)
+    }
+}
+
+/// The runs folder without systemd: `<root>/srcsel/net-<cookie>`.
+pub fn plain_runs_dir(root: &Path, cookie: u64) -> PathBuf {
     root.join(SUBTREE).join(format!("net-{cookie}"))
+}
+
+/// Whether runs in `runs_dir` are systemd scopes (systemd makes their cgroups).
+pub fn runs_are_scopes(runs_dir: &Path) -> bool {
+    slice_stem(runs_dir).is_some()
+}
+
+/// The systemd scope (unit name) of `owner`'s run.
+pub fn scope_name(owner: u32) -> String {
+    format!("{SCOPE_PREFIX}{}.scope", run_name(owner))
 }
 
 /// A cgroup made for one command.
@@ -211,8 +282,12 @@ pub fn run_name(owner: u32) -> String {
     format!("{RUN_PREFIX}{owner}")
 }
 
-/// The pid in a run cgroup's name, if it is one.
+/// The pid in a run cgroup's name (or its scope's), if it is one.
 pub fn run_owner(name: &str) -> Option<u32> {
+    let name = match name.strip_suffix(".scope") {
+        Some(scope) => scope.strip_prefix(SCOPE_PREFIX)?,
+        None => name,
+    };
     name.strip_prefix(RUN_PREFIX)?.parse().ok()
 }
 
@@ -255,7 +330,8 @@ pub fn remove_empty(runs_dir: &Path) {
         let _ = fs::remove_dir(group);
     }
     let _ = fs::remove_dir(runs_dir);
-    if let Some(top) = runs_dir.parent() {
+    // srcsel.slice is systemd's to remove.
+    if let Some(top) = runs_dir.parent().filter(|_| !runs_are_scopes(runs_dir)) {
         let _ = fs::remove_dir(top);
     }
 }
@@ -271,6 +347,22 @@ mod tests {
         assert_eq!(dir, Path::new("/x/eth0.5:fallback"));
         assert_eq!(group_of("eth0.5:fallback"), Some(a));
         assert_eq!(group_of("run-7"), None);
+    }
+
+    #[test]
+    fn under_systemd_groups_are_slices_named_by_escaped_uplink() {
+        let runs = Path::new("/cg/srcsel.slice/srcsel-net7.slice");
+        assert!(runs_are_scopes(runs));
+        assert!(!runs_are_scopes(&plain_runs_dir(Path::new("/cg"), 7)));
+        let a: Assignment = "wan-1.5 strict".parse().unwrap();
+        let dir = group_dir(runs, &a);
+        let name = dir.file_name().unwrap().to_str().unwrap();
+        assert_eq!(name, r"srcsel-net7-wan\x2d1.5:strict.slice");
+        assert_eq!(group_of(name), Some(a));
+        assert_eq!(escape(".x"), r"\x2ex");
+        assert_eq!(unescape(r"a\x2"), None);
+        assert_eq!(run_owner(&scope_name(42)), Some(42));
+        assert_eq!(run_owner("run-u42.scope"), None);
     }
 
     #[test]

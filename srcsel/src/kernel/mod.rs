@@ -54,7 +54,9 @@ pub fn reap(cg_root: &std::path::Path, bpffs: &std::path::Path, cookie: u64) -> 
         .map(|(path, e)| format!("could not remove cgroup {}: {e}", path.display()))
         .collect();
     let ns_dir = bpf::pins::ns_dir(bpffs, cookie);
-    let gone = |name: &str| !runs_dir.join(name).exists();
+    // Entries of the older naming were named after groups of the plain layout.
+    let legacy = cgroup::plain_runs_dir(cg_root, cookie);
+    let gone = |name: &str| !legacy.join(name).exists();
     if let Err(e) = bpf::attachments::reap(&ns_dir, gone) {
         problems.push(format!(
             "could not remove pinned links in {}: {e}",
@@ -67,6 +69,10 @@ pub fn reap(cg_root: &std::path::Path, bpffs: &std::path::Path, cookie: u64) -> 
                 tracing::info!("removed {}: its network namespace is gone", dir.display());
                 if let Some(name) = dir.file_name() {
                     cgroup::remove_empty(&cg_root.join(cgroup::SUBTREE).join(name));
+                    if let Some(cookie) = name.to_str().and_then(|n| n.strip_prefix("net-")) {
+                        let slice = format!("srcsel-net{cookie}.slice");
+                        cgroup::remove_empty(&cg_root.join(cgroup::SLICE).join(slice));
+                    }
                     let cookie = name
                         .to_str()
                         .and_then(|n| n.strip_prefix("net-")?.parse().ok());

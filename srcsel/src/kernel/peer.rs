@@ -134,43 +134,66 @@ fn cgroup_of(pid: u32) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Moves `pid` into the cgroup whose `cgroup.procs` is `procs`, provided it
-/// is a child of `parent` and runs as `uid` (all four uids).
-pub fn move_child(
-    procs: &fs::File,
-    cg_root: &Path,
+/// A caller's child, checked before it is moved into a run's cgroup: the
+/// pidfd tells afterwards whether the number still names that process.
+pub struct Child {
     pid: u32,
-    parent: u32,
-    uid: u32,
-) -> Result<(), MoveError> {
-    let pidfd = pidfd_open(pid).map_err(|_| MoveError::Gone(pid))?;
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| ProcStatus::parse(&s));
-    let from = cgroup_of(pid);
-    if !holds_pid(&pidfd) {
-        return Err(MoveError::Gone(pid));
-    }
-    let ours = status.is_some_and(|s| s.ppid == parent && s.uids.iter().all(|u| *u == uid));
-    if !ours {
-        return Err(MoveError::NotYours { pid, parent, uid });
-    }
-    let write = |mut f: &fs::File| f.write_all(pid.to_string().as_bytes());
-    write(procs).map_err(|source| MoveError::Io { pid, source })?;
-    if holds_pid(&pidfd) {
-        return Ok(());
-    }
-    // It died between the check and the move, and its number may have been
-    // taken since: whatever holds it now goes back where it was.
-    if let Some(from) = from {
-        let back = cg_root
-            .join(from.trim_start_matches('/'))
-            .join("cgroup.procs");
-        if let Ok(f) = fs::OpenOptions::new().write(true).open(back) {
-            let _ = write(&f);
+    pidfd: OwnedFd,
+    /// Its cgroup before the move, to put back a process that took its number.
+    from: Option<String>,
+}
+
+impl Child {
+    /// `pid`, provided it is a child of `parent` and runs as `uid` (all four uids).
+    pub fn check(pid: u32, parent: u32, uid: u32) -> Result<Self, MoveError> {
+        let pidfd = pidfd_open(pid).map_err(|_| MoveError::Gone(pid))?;
+        let status = fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| ProcStatus::parse(&s));
+        let from = cgroup_of(pid);
+        if !holds_pid(&pidfd) {
+            return Err(MoveError::Gone(pid));
         }
+        let ours = status.is_some_and(|s| s.ppid == parent && s.uids.iter().all(|u| *u == uid));
+        if !ours {
+            return Err(MoveError::NotYours { pid, parent, uid });
+        }
+        Ok(Self { pid, pidfd, from })
     }
-    Err(MoveError::Gone(pid))
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Moves it into the cgroup whose `cgroup.procs` is `procs`.
+    pub fn move_into(self, procs: &fs::File, cg_root: &Path) -> Result<(), MoveError> {
+        write_pid(procs, self.pid).map_err(|source| MoveError::Io {
+            pid: self.pid,
+            source,
+        })?;
+        self.confirm(cg_root)
+    }
+
+    /// After it was moved (by us or systemd): if it died meanwhile and its
+    /// number was taken, whatever holds it now goes back where it was.
+    pub fn confirm(self, cg_root: &Path) -> Result<(), MoveError> {
+        if holds_pid(&self.pidfd) {
+            return Ok(());
+        }
+        if let Some(from) = self.from {
+            let back = cg_root
+                .join(from.trim_start_matches('/'))
+                .join("cgroup.procs");
+            if let Ok(f) = fs::OpenOptions::new().write(true).open(back) {
+                let _ = write_pid(&f, self.pid);
+            }
+        }
+        Err(MoveError::Gone(self.pid))
+    }
+}
+
+fn write_pid(mut procs: &fs::File, pid: u32) -> io::Result<()> {
+    procs.write_all(pid.to_string().as_bytes())
 }
 
 #[cfg(test)]

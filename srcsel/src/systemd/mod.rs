@@ -6,6 +6,7 @@ use std::{
 };
 
 pub mod dropin;
+pub mod scope;
 
 use crate::policy::target::slice_path;
 

@@ -56,25 +56,37 @@ impl Lab {
         out.trim().parse().expect("netns cookie")
     }
 
-    /// The folder of srcsel's run cgroups for the client namespace.
+    /// The folder of srcsel's run cgroups for the client namespace (under
+    /// systemd, srcsel's slice for it).
     pub fn runs_dir(&self) -> PathBuf {
-        cgroup2_root()
-            .join("srcsel")
-            .join(format!("net-{}", self.netns_cookie()))
+        let cookie = self.netns_cookie();
+        if systemd_booted() {
+            cgroup2_root()
+                .join("srcsel.slice")
+                .join(format!("srcsel-net{cookie}.slice"))
+        } else {
+            cgroup2_root().join("srcsel").join(format!("net-{cookie}"))
+        }
     }
 
     /// The cgroup of the `srcsel run` with process id `pid`: in its
     /// assignment's group (`usb0:strict` when there is none yet).
     pub fn run_cgroup(&self, pid: u32) -> PathBuf {
-        let name = format!("run-{pid}");
-        let groups = fs::read_dir(self.runs_dir())
-            .into_iter()
-            .flatten()
-            .flatten();
+        let runs = self.runs_dir();
+        let (name, group) = if systemd_booted() {
+            let stem = runs.file_stem().unwrap().to_string_lossy().into_owned();
+            (
+                format!("srcsel-run-{pid}.scope"),
+                format!("{stem}-usb0:strict.slice"),
+            )
+        } else {
+            (format!("run-{pid}"), "usb0:strict".to_owned())
+        };
+        let groups = fs::read_dir(&runs).into_iter().flatten().flatten();
         groups
             .map(|g| g.path().join(&name))
             .find(|p| p.exists())
-            .unwrap_or_else(|| self.runs_dir().join("usb0:strict").join(name))
+            .unwrap_or_else(|| runs.join(group).join(name))
     }
 
     /// The run cgroups there are now, in every group.
@@ -87,8 +99,10 @@ impl Lab {
             .flat_map(|g| fs::read_dir(g.path()).into_iter().flatten().flatten())
             .map(|e| e.path())
             .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("run-"))
+                p.file_name().is_some_and(|n| {
+                    let n = n.to_string_lossy();
+                    n.starts_with("run-") || n.starts_with("srcsel-run-")
+                })
             })
             .collect()
     }
@@ -158,6 +172,11 @@ pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// sd_booted(3): runs are systemd scopes then.
+pub fn systemd_booted() -> bool {
+    std::path::Path::new("/run/systemd/system").is_dir()
 }
 
 #[cfg(test)]

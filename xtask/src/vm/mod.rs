@@ -31,6 +31,49 @@ pub fn run_in_guest(script: &str, timeout: Duration) -> anyhow::Result<()> {
     qemu::run_job(&image, &root(), script, timeout)
 }
 
+/// The suites `cargo xtask test` runs in the guest: systemd as PID 1 (the
+/// `systemd` suite), and the `run` and `daemon` suites on kernel 6.1.
+const SUITES: [&str; 3] = ["systemd", "lab", "daemon"];
+
+/// Builds the VM suites and runs them, one after another, in one boot; `args`
+/// go to each test binary. Fails, saying why, when the VM cannot start.
+pub fn test_suites(args: &[String]) -> anyhow::Result<()> {
+    let mut cmd = crate::cargo();
+    cmd.args(["test", "-p", "srcsel", "--features", "vm-tests", "--no-run"])
+        .args(SUITES.iter().flat_map(|s| ["--test", s]))
+        .arg("--message-format=json-render-diagnostics")
+        .stdout(std::process::Stdio::piped());
+    let out = cmd.output().context("building the VM suites")?;
+    if !out.status.success() {
+        bail!("building the VM suites failed: {}", out.status);
+    }
+    let mut script = String::from("failed=\n");
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Some(exe), Some(name)) = (msg["executable"].as_str(), msg["target"]["name"].as_str())
+        else {
+            continue;
+        };
+        if !SUITES.contains(&name) {
+            continue;
+        }
+        let call: Vec<String> = [exe.to_owned(), "--test-threads=1".into()]
+            .into_iter()
+            .chain(args.iter().cloned())
+            .map(|a| quote(&a))
+            .collect();
+        script += &format!(
+            "echo \"== VM suite {name} (kernel $(uname -r), systemd as PID 1)\"\n{} || failed=\"$failed {name}\"\n",
+            call.join(" ")
+        );
+    }
+    script += "[ -z \"$failed\" ] || { echo \"VM suites failed:$failed\"; exit 1; }\n";
+    run_in_guest(&script, DEFAULT_TIMEOUT)
+        .context("the VM suites (systemd as PID 1, kernel 6.1) did not pass or could not run")
+}
+
 /// `cargo xtask vm [-- CMD...]`: CMD in the guest, or the smoke check without one.
 pub fn command(cmd: &[String], timeout: Duration) -> anyhow::Result<()> {
     if cmd.is_empty() {

@@ -12,6 +12,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use srcsel_lab::Lab;
 
+mod assign;
+
 const CONNECTS: u32 = 20_000;
 const ROUNDS: usize = 5;
 const RUNS: usize = 40;
@@ -159,6 +161,7 @@ fn daemon() -> anyhow::Result<()> {
     )?;
     lab.start_daemon(&["--config", &config.display().to_string()]);
     run_cost_with_daemon(&lab)?;
+    assign::run(&lab, &config, &me)?;
     let o = lab
         .client(&me)
         .args(["converge-probe", &CHANGES.to_string()])
