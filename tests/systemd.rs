@@ -5,7 +5,7 @@
 //! the drop-in. Judged by what the server saw.
 use std::{fs, path::PathBuf, process::Command, time::Duration};
 
-use srcsel_lab::{ETH0_ADDR, Lab, ok, out, stderr, unique, url, wait_until};
+use srcsel_lab::{ETH0_ADDR, Lab, SERVER, ok, out, stderr, unique, url, wait_until};
 
 struct Setup {
     lab: Lab,
@@ -111,6 +111,24 @@ fn an_assigned_slice_steers_what_systemd_starts_in_it() {
         usb0,
         "a second unit, in a slice realized again"
     );
+    // Beside systemd's own cgroup programs on the same unit (IPAddressDeny=).
+    assert_eq!(
+        s.curl_in_slice(&["--property=IPAddressDeny=192.0.2.1"]),
+        usb0,
+        "a unit denying another address"
+    );
+    let t = unique("deny");
+    let o = out(Command::new("systemd-run")
+        .args(["--wait", "--pipe", "--quiet"])
+        .arg(format!("--slice={}", s.slice))
+        .arg(format!("--property=NetworkNamespacePath={}", s.netns))
+        .arg(format!("--property=IPAddressDeny={SERVER}"))
+        .args(["curl", "-sf", "-m5", &url(&t)]));
+    assert!(
+        !o.status.success(),
+        "IPAddressDeny= of the server still holds"
+    );
+    assert!(s.lab.seen(&t).is_empty());
     // Unassigned: the drop-in goes; a new unit in the slice uses the primary.
     ok(Command::new("systemctl").args(["stop", &s.slice]));
     let o = out(s

@@ -87,9 +87,9 @@ pub fn apply(
             Err(e) => problems.push(format!("{} via {}: {e:#}", a.target, a.assignment.via)),
         }
     }
-    let runs = cgroup::runs_dir(cg_root, cookie);
+    let runs = cgroup::all_runs_dirs(cg_root, cookie);
     for old in before {
-        if old.under(&runs) || kept.contains(&(old.ino, &old.assignment)) {
+        if runs.iter().any(|r| old.under(r)) || kept.contains(&(old.ino, &old.assignment)) {
             continue;
         }
         match pins::remove_tree(&old.dir) {

@@ -51,9 +51,22 @@ pub async fn into_scope(
     systemd::scope::start(&scope, slice, child.pid(), what)
         .await
         .with_context(|| format!("starting scope {scope} in {slice}"))?;
-    if let Err(e) = child.confirm(cg_root) {
-        let _ = cgroup::remove(&path);
-        return Err(anyhow::Error::new(e).context(format!("scope {scope}")));
+    // Judged by the kernel, not by systemd's word: the command only goes on
+    // in the cgroup srcsel attaches. Nothing is killed on failure: a process
+    // that took a dead child's number goes back where it was (`confirm`).
+    if !child.placed_in(cg_root, &path) {
+        let pid = child.pid();
+        child
+            .confirm(cg_root)
+            .map_err(|e| anyhow::Error::new(e).context(format!("scope {scope}")))?;
+        anyhow::bail!(
+            "systemd put process {pid} elsewhere than {} (is srcsel in another pid namespace, \
+             or systemd's cgroup root not the cgroup2 mount's?)",
+            path.display()
+        );
     }
+    child
+        .confirm(cg_root)
+        .with_context(|| format!("scope {scope}"))?;
     Ok(path)
 }

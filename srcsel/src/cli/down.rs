@@ -28,8 +28,11 @@ pub fn down(force: bool, config: &Path) -> anyhow::Result<()> {
     let config = Config::load(config, false)?;
     let cookie = pins::netns_cookie()?;
     let cg_root = cgroup::cgroup2_mount().ok();
-    let runs_dir = cg_root.as_ref().map(|r| cgroup::runs_dir(r, cookie));
-    let runs = runs_dir.as_deref().map(cgroup::runs).unwrap_or_default();
+    let runs_dirs = cg_root
+        .as_ref()
+        .map(|r| cgroup::all_runs_dirs(r, cookie))
+        .unwrap_or_default();
+    let runs: Vec<_> = runs_dirs.iter().flat_map(|d| cgroup::runs(d)).collect();
     let active: Vec<String> = runs
         .iter()
         .filter(|r| !r.pids.is_empty())
@@ -50,7 +53,7 @@ pub fn down(force: bool, config: &Path) -> anyhow::Result<()> {
     for run in &runs {
         cgroup::remove(&run.path)?;
     }
-    if let Some(dir) = &runs_dir {
+    for dir in &runs_dirs {
         if cgroup::runs_are_scopes(dir) {
             stop_slice(dir);
         }
@@ -77,11 +80,9 @@ pub fn down(force: bool, config: &Path) -> anyhow::Result<()> {
             }
         }
         (Some(bpffs), true) => {
-            if let Some(runs) = &runs_dir {
-                for a in attachments::list(&pins::ns_dir(bpffs, cookie)) {
-                    if a.under(runs) {
-                        pins::remove_tree(&a.dir)?;
-                    }
+            for a in attachments::list(&pins::ns_dir(bpffs, cookie)) {
+                if runs_dirs.iter().any(|r| a.under(r)) {
+                    pins::remove_tree(&a.dir)?;
                 }
             }
             Namespace::open(bpffs, cookie)?.mark_down()?;

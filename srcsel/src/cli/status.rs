@@ -151,7 +151,12 @@ pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
     };
     let dump = Dump::read(&netlink::connect()?).await?;
     let runs = mounts::find("cgroup2")?
-        .map(|root| cgroup::runs(&cgroup::runs_dir(&root, cookie)))
+        .map(|root| {
+            let dirs = cgroup::all_runs_dirs(&root, cookie);
+            dirs.iter()
+                .flat_map(|d| cgroup::runs(d))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     for (id, r) in ns.records()? {
         let name = name_of(&r);

@@ -94,7 +94,14 @@ impl Daemon {
                 match placement::into_scope(child, &group, owner, &what, cg_root).await {
                     // systemd made the group's slice, maybe anew:
                     // attached before the command goes on.
-                    Ok(path) => self.group(&assignment, &runs_dir).await.map(|_| path),
+                    Ok(path) => match self.group(&assignment, &runs_dir).await {
+                        Ok(_) => Ok(path),
+                        Err(e) => {
+                            // The caller's own child, never started: ended with its scope.
+                            let _ = cgroup::remove(&path);
+                            Err(e)
+                        }
+                    },
                     Err(e) => Err(e),
                 }
             }

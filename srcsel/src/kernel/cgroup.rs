@@ -130,6 +130,18 @@ pub fn runs_dir(root: &Path, cookie: u64) -> PathBuf {
     }
 }
 
+/// Every folder runs of this namespace may be in: the current layout's, and
+/// the plain one's under systemd (runs made before an upgrade, or by a root
+/// `srcsel run` that saw no systemd), so none is ever taken for something else.
+pub fn all_runs_dirs(root: &Path, cookie: u64) -> Vec<PathBuf> {
+    let (now, plain) = (runs_dir(root, cookie), plain_runs_dir(root, cookie));
+    if now == plain {
+        vec![now]
+    } else {
+        vec![now, plain]
+    }
+}
+
 /// The runs folder without systemd: `<root>/srcsel/net-<cookie>`.
 pub fn plain_runs_dir(root: &Path, cookie: u64) -> PathBuf {
     root.join(SUBTREE).join(format!("net-{cookie}"))

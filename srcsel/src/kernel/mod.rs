@@ -47,8 +47,10 @@ pub fn block_on<T>(f: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result
 /// that are gone), and the pins and empty run cgroups of network namespaces
 /// that no longer exist. Returns what could not be removed, for a warning.
 pub fn reap(cg_root: &std::path::Path, bpffs: &std::path::Path, cookie: u64) -> Vec<String> {
-    let runs_dir = cgroup::runs_dir(cg_root, cookie);
-    let (_, failed) = cgroup::reap(&runs_dir);
+    let failed = cgroup::all_runs_dirs(cg_root, cookie)
+        .iter()
+        .flat_map(|dir| cgroup::reap(dir).1)
+        .collect::<Vec<_>>();
     let mut problems: Vec<String> = failed
         .into_iter()
         .map(|(path, e)| format!("could not remove cgroup {}: {e}", path.display()))

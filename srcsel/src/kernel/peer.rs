@@ -174,6 +174,16 @@ impl Child {
         self.confirm(cg_root)
     }
 
+    /// Whether it is (still the same process and) in cgroup `path`: systemd
+    /// may place a pid elsewhere (its own cgroup root, another pid namespace).
+    pub fn placed_in(&self, cg_root: &Path, path: &Path) -> bool {
+        let Ok(rel) = path.strip_prefix(cg_root) else {
+            return false;
+        };
+        let there = cgroup_of(self.pid).is_some_and(|c| Path::new(&c) == Path::new("/").join(rel));
+        there && holds_pid(&self.pidfd)
+    }
+
     /// After it was moved (by us or systemd): if it died meanwhile and its
     /// number was taken, whatever holds it now goes back where it was.
     pub fn confirm(self, cg_root: &Path) -> Result<(), MoveError> {

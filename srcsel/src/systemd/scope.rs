@@ -84,11 +84,12 @@ where
     F: FnOnce(ManagerProxy<'static>) -> Fut,
     Fut: Future<Output = zbus::Result<OwnedObjectPath>>,
 {
-    let bus = zbus::Connection::system().await?;
-    let manager = ManagerProxy::new(&bus).await?;
-    let mut ended = manager.receive_job_removed().await?;
-    let path = call(manager.clone()).await?;
-    let wait = async {
+    // All of it bounded: a hung bus or PID 1 must not hang a run or the daemon's client.
+    let whole = async {
+        let bus = zbus::Connection::system().await?;
+        let manager = ManagerProxy::new(&bus).await?;
+        let mut ended = manager.receive_job_removed().await?;
+        let path = call(manager.clone()).await?;
         while let Some(signal) = ended.next().await {
             let args = signal.args()?;
             if args.job == path {
@@ -97,7 +98,7 @@ where
         }
         Err(zbus::Error::Failure("the bus connection closed".into()))
     };
-    let result = tokio::time::timeout(JOB_TIMEOUT, wait)
+    let result = tokio::time::timeout(JOB_TIMEOUT, whole)
         .await
         .map_err(|_| ScopeError::Timeout(unit.to_owned()))??;
     if result != "done" {

@@ -59,7 +59,8 @@ echo "$status" >"$dir/status.tmp" && mv "$dir/status.tmp" "$dir/status"
 # What the guest keeps would vanish with it: the lab's logs in /tmp, the journal.
 mkdir -p "$dir/guest/tmp"
 journalctl -b --no-pager >"$dir/guest/journal.txt" 2>&1
-tar -C /tmp --warning=no-file-ignored -cf - . | tar -C "$dir/guest/tmp" -xf -
+# Not the workspace's 9p mount, which is under /tmp when the workspace is.
+tar -C /tmp --one-file-system --warning=no-file-ignored -cf - . | tar -C "$dir/guest/tmp" -xf -
 say "job end status=$status"
 finish
 "#;
