@@ -52,6 +52,12 @@ impl Drop for Setup {
 const DAEMON_UNIT: &str = "/run/systemd/system/srcsel.service";
 
 impl Setup {
+    /// `srcsel ARGS --config <the test's config>`, which must succeed.
+    fn srcsel_ok(&self, args: &[&str]) {
+        let o = out(self.lab.srcsel(args).arg("--config").arg(&self.config));
+        assert!(o.status.success(), "srcsel {args:?}: {}", stderr(&o));
+    }
+
     /// The shipped unit, hardening included, with the lab's binary, config and
     /// namespace.
     fn install_daemon_unit(&self) {
@@ -94,11 +100,7 @@ impl Setup {
 fn an_assigned_slice_steers_what_systemd_starts_in_it() {
     let s = setup();
     let usb0 = s.lab.usb0_addr();
-    let o = out(s
-        .lab
-        .srcsel(["assign", "--slice", &s.slice, "--via", "usb0", "--config"])
-        .arg(&s.config));
-    assert!(o.status.success(), "{}", stderr(&o));
+    s.srcsel_ok(&["assign", "--slice", &s.slice, "--via", "usb0"]);
     let dropin = format!("/etc/systemd/system.control/{}.d/50-srcsel.conf", s.slice);
     assert!(
         fs::read_to_string(&dropin)
@@ -131,11 +133,7 @@ fn an_assigned_slice_steers_what_systemd_starts_in_it() {
     assert!(s.lab.seen(&t).is_empty());
     // Unassigned: the drop-in goes; a new unit in the slice uses the primary.
     ok(Command::new("systemctl").args(["stop", &s.slice]));
-    let o = out(s
-        .lab
-        .srcsel(["unassign", "--slice", &s.slice, "--config"])
-        .arg(&s.config));
-    assert!(o.status.success(), "{}", stderr(&o));
+    s.srcsel_ok(&["unassign", "--slice", &s.slice]);
     assert!(!std::path::Path::new(&dropin).exists());
     assert_eq!(s.curl_in_slice(&[]), ETH0_ADDR, "after unassign");
     assert_eq!(s.lab.foreign_sources("r1").0, 0);
@@ -146,11 +144,7 @@ fn an_assigned_unit_is_steered_across_restarts_and_after_down_and_a_new_daemon()
     let mut s = setup();
     let usb0 = s.lab.usb0_addr();
     let unit = format!("{}.service", unique("app"));
-    let o = out(s
-        .lab
-        .srcsel(["assign", "--unit", &unit, "--via", "usb0", "--config"])
-        .arg(&s.config));
-    assert!(o.status.success(), "{}", stderr(&o));
+    s.srcsel_ok(&["assign", "--unit", &unit, "--via", "usb0"]);
     for i in 0..3 {
         let t = unique("unit");
         ok(Command::new("systemd-run")
@@ -161,18 +155,13 @@ fn an_assigned_unit_is_steered_across_restarts_and_after_down_and_a_new_daemon()
         assert_eq!(s.lab.source_of(&t), usb0, "start {i} of {unit}");
     }
     // down with the daemon stopped, then a new daemon: still steered after a renumbering.
-    let o = out(s
-        .lab
-        .srcsel(["assign", "--slice", &s.slice, "--via", "usb0", "--config"])
-        .arg(&s.config));
-    assert!(o.status.success(), "{}", stderr(&o));
+    s.srcsel_ok(&["assign", "--slice", &s.slice, "--via", "usb0"]);
     ok(Command::new("systemd-run")
         .arg(format!("--slice={}", s.slice))
         .arg(format!("--property=NetworkNamespacePath={}", s.netns))
         .args(["sleep", "600"]));
     ok(Command::new("systemctl").args(["stop", "srcsel.service"]));
-    let o = out(s.lab.srcsel(["down", "--config"]).arg(&s.config));
-    assert!(o.status.success(), "{}", stderr(&o));
+    s.srcsel_ok(&["down"]);
     ok(Command::new("systemctl").args(["start", "srcsel.service"]));
     s.lab.renumber_hotspot("10.99.7");
     let usb0 = s.lab.usb0_addr();
@@ -191,11 +180,7 @@ fn an_assigned_unit_is_steered_across_restarts_and_after_down_and_a_new_daemon()
 fn a_unit_that_connects_at_boot_waits_for_srcsel_and_never_uses_the_primary() {
     let s = setup();
     let usb0 = s.lab.usb0_addr();
-    let o = out(s
-        .lab
-        .srcsel(["assign", "--slice", &s.slice, "--via", "usb0", "--config"])
-        .arg(&s.config));
-    assert!(o.status.success(), "{}", stderr(&o));
+    s.srcsel_ok(&["assign", "--slice", &s.slice, "--via", "usb0"]);
     // As after a reboot: no daemon, no pins, no rules (`down` with a config
     // that assigns nothing removes them all); the real config still assigns.
     ok(Command::new("systemctl").args(["stop", &s.slice, "srcsel.service"]));

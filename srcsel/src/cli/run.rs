@@ -160,34 +160,29 @@ fn alone(
         warn!("{problem}");
     }
     let owner = std::process::id();
-    if !cgroup::runs_are_scopes(&runs_dir) {
+    let (ran, placed) = if cgroup::runs_are_scopes(&runs_dir) {
+        // Under systemd: the command waits while systemd puts it in a scope
+        // (making the group's slice), then the group is attached.
+        let mut scope = None;
+        let ask = Box::new(|pid| {
+            // SAFETY: plain getter.
+            let child = peer::Child::check(pid, owner, unsafe { libc::geteuid() })?;
+            let what = format!("srcsel run --via {via} ({mode})");
+            kernel::block_on(async {
+                scope = Some(placement::into_scope(child, &group, owner, &what, &cg_root).await?);
+                reconcile::attach_again(&bpffs, cookie, &assignment, &runs_dir)
+            })
+            .map(drop)
+        });
+        let ran = supervise::run(command, Join::Moved(ask), user);
+        (ran, scope)
+    } else {
         let cg = RunCgroup::create(&group, owner)?;
         let ran = supervise::run(command, Join::Itself(&cg), user);
-        // Leftovers are killed while still steered.
-        let removed = cg.remove();
-        supervise::reap_all();
-        let status = ran?;
-        removed?;
-        return Ok(status);
-    }
-    // Under systemd: the command waits while systemd puts it in a scope
-    // (making the group's slice), then the group is attached.
-    let mut scope = None;
-    let ask = Box::new(|pid| {
-        // SAFETY: plain getter.
-        let child = peer::Child::check(pid, owner, unsafe { libc::geteuid() })?;
-        let what = format!("srcsel run --via {via} ({mode})");
-        let path = kernel::block_on(async {
-            let path = placement::into_scope(child, &group, owner, &what, &cg_root).await?;
-            scope = Some(path.clone());
-            reconcile::attach_again(&bpffs, cookie, &assignment, &runs_dir)?;
-            anyhow::Ok(path)
-        })?;
-        tracing::debug!("run in {}", path.display());
-        Ok(())
-    });
-    let ran = supervise::run(command, Join::Moved(ask), user);
-    let removed = scope.map(|p| cgroup::remove(&p)).transpose();
+        (ran, Some(cg.path().to_owned()))
+    };
+    // Leftovers are killed while still steered.
+    let removed = placed.map(|p| cgroup::remove(&p)).transpose();
     supervise::reap_all();
     let status = ran?;
     removed?;

@@ -91,19 +91,8 @@ impl Daemon {
             Err(e) => Err(e.into()),
             Ok(child) if cgroup::runs_are_scopes(&runs_dir) => {
                 let what = format!("srcsel run --via {via} ({mode}) for {}", caller.name);
-                match placement::into_scope(child, &group, owner, &what, cg_root).await {
-                    // systemd made the group's slice, maybe anew:
-                    // attached before the command goes on.
-                    Ok(path) => match self.group(&assignment, &runs_dir).await {
-                        Ok(_) => Ok(path),
-                        Err(e) => {
-                            // The caller's own child, never started: ended with its scope.
-                            let _ = cgroup::remove(&path);
-                            Err(e)
-                        }
-                    },
-                    Err(e) => Err(e),
-                }
+                self.run_scope(child, &group, owner, &what, &assignment, &runs_dir)
+                    .await
             }
             Ok(child) => placement::into_cgroup(child, &group, owner, cg_root),
         };
@@ -124,6 +113,27 @@ impl Daemon {
             warning,
         };
         Ok((DaemonRun { cgroup }, started))
+    }
+
+    /// `child` in its scope, then the group systemd made (maybe anew) with it
+    /// attached, before the command goes on; a failed attach ends the scope
+    /// (the caller's own child, not started yet).
+    async fn run_scope(
+        &self,
+        child: peer::Child,
+        group: &Path,
+        owner: u32,
+        what: &str,
+        a: &Assignment,
+        runs_dir: &Path,
+    ) -> anyhow::Result<PathBuf> {
+        let cg_root = self.cg_root.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let path = placement::into_scope(child, group, owner, what, cg_root).await?;
+        if let Err(e) = self.group(a, runs_dir).await {
+            let _ = cgroup::remove(&path);
+            return Err(e);
+        }
+        Ok(path)
     }
 
     /// Ends a run: when the caller said `End` (its command has exited), or
