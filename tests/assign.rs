@@ -102,6 +102,34 @@ impl Setup {
         self.lab.assert_unseen(&t);
     }
 
+    /// `srcsel status --json`'s entry for the assignment of `name`.
+    fn assigned(&self, name: &str) -> serde_json::Value {
+        let o = self.srcsel(&["status", "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let found = v["assigned"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name);
+        found.cloned().unwrap_or_else(|| panic!("{name} in {v}"))
+    }
+
+    /// Its connections and refusals, after checking that bytes were counted
+    /// both ways when anything was.
+    fn counted(&self, name: &str) -> (u64, u64) {
+        let a = self.assigned(name);
+        let c = &a["counters"];
+        let n = |k: &str| {
+            c[k].as_u64()
+                .unwrap_or_else(|| panic!("{k} of {name}: {a}"))
+        };
+        if n("connections") > 0 {
+            assert!(n("bytes_out") > 0 && n("bytes_in") > 0, "{a}");
+        }
+        (n("connections"), n("refused"))
+    }
+
     fn in_slice(&self, sub: &str) -> String {
         format!("{}/{sub}", self.slice)
     }
@@ -162,6 +190,26 @@ fn assigned_before_it_exists_then_after_and_siblings_keep_the_primary() {
             .all(|a| a["live"] == true && a["via"] == "usb0"),
         "{status}"
     );
+    // What the server saw: two requests from app.service and below (worker
+    // is inside it), one from other.service since its assignment.
+    assert_eq!(s.counted(&s.in_slice("app.service")), (2, 0));
+    assert_eq!(s.counted(&s.in_slice("other.service")), (1, 0));
+    let human = String::from_utf8(s.srcsel(&["status"]).stdout).unwrap();
+    let app = format!(
+        "assigned cgroup {} → usb0 strict (live)",
+        s.in_slice("app.service")
+    );
+    let at = human
+        .find(&app)
+        .unwrap_or_else(|| panic!("{app} in {human}"));
+    assert!(
+        human[at..]
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains(" 2 connections, "),
+        "{human}"
+    );
 
     // Unassigned: new sockets take the primary again, the cgroup stays.
     let o = s.srcsel(&["unassign", "--cgroup", &s.in_slice("other.service")]);
@@ -208,6 +256,11 @@ fn the_nearest_assigned_ancestor_wins_both_ways() {
         usb0,
         "usb0 inside eth0"
     );
+    // Counted as cgroup statistics are, in the subtree: the slice counts
+    // what left through usb0 below it, its nested usb0 assignment too.
+    assert_eq!(s.counted(&s.slice), (2, 0));
+    assert_eq!(s.counted(&s.in_slice("primary.service")), (1, 0));
+    assert_eq!(s.counted(&s.in_slice("primary.service/back")), (1, 0));
     // Reassigning in place swaps the uplink (the new set is attached first).
     s.assign(&s.in_slice("primary.service"), "usb0");
     assert_eq!(
@@ -215,6 +268,9 @@ fn the_nearest_assigned_ancestor_wins_both_ways() {
         usb0,
         "reassigned"
     );
+    // The new set counts from its own start.
+    assert_eq!(s.counted(&s.in_slice("primary.service")), (1, 0));
+    assert_eq!(s.counted(&s.slice), (3, 0));
     assert_eq!(s.lab.foreign_sources("r1").0, 0);
 }
 
@@ -244,6 +300,8 @@ fn assignments_survive_a_daemon_restart_and_kill_9() {
     // Strict: with usb0 down, a connection fails rather than leave by eth0.
     s.lab.client_out("ip link set usb0 down");
     s.refused_in(&s.slice);
+    // Counted by the same programs throughout: kill -9 and restarts keep them.
+    assert_eq!(s.counted(&s.slice), (3, 1));
     assert_eq!(s.lab.foreign_sources("r1").0, 0);
 }
 

@@ -108,11 +108,14 @@ fn an_assigned_slice_steers_what_systemd_starts_in_it() {
             .contains("BPFProgram=connect4:")
     );
     assert_eq!(s.curl_in_slice(&[]), usb0, "systemd-run --slice");
-    assert_eq!(
-        s.curl_in_slice(&[]),
-        usb0,
-        "a second unit, in a slice realized again"
-    );
+    // A unit that keeps the slice (and so its counters) while the others run.
+    ok(Command::new("systemd-run").args([
+        "--quiet",
+        &format!("--slice={}", s.slice),
+        "sleep",
+        "600",
+    ]));
+    assert_eq!(s.curl_in_slice(&[]), usb0, "a second unit");
     // Beside systemd's own cgroup programs on the same unit (IPAddressDeny=).
     assert_eq!(
         s.curl_in_slice(&["--property=IPAddressDeny=192.0.2.1"]),
@@ -131,6 +134,20 @@ fn an_assigned_slice_steers_what_systemd_starts_in_it() {
         "IPAddressDeny= of the server still holds"
     );
     assert!(s.lab.seen(&t).is_empty());
+    // Live and counted through the programs systemd attached: every connect
+    // (the one IPAddressDeny= dropped was bound by srcsel first).
+    let o = out(s
+        .lab
+        .srcsel(["status", "--json", "--config"])
+        .arg(&s.config));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["assigned"][0]["live"], true, "{v}");
+    let c = &v["assigned"][0]["counters"];
+    assert_eq!(c["connections"], 4, "{v}");
+    assert!(
+        c["bytes_out"].as_u64() > Some(0) && c["bytes_in"].as_u64() > Some(0),
+        "{v}"
+    );
     // Unassigned: the drop-in goes; a new unit in the slice uses the primary.
     ok(Command::new("systemctl").args(["stop", &s.slice]));
     s.srcsel_ok(&["unassign", "--slice", &s.slice]);

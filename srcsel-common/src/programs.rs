@@ -22,6 +22,23 @@ pub enum Hook {
     Ingress,
 }
 
+impl Hook {
+    /// The kernel's `enum bpf_attach_type` for the hook: what a link is made
+    /// with, and the second half of a cgroup storage key.
+    pub const fn attach_type(self) -> u32 {
+        match self {
+            Hook::Ingress => 0,
+            Hook::Egress => 1,
+            Hook::SockCreate => 2,
+            Hook::Connect4 => 10,
+            Hook::Connect6 => 11,
+            Hook::Sendmsg4 => 14,
+            Hook::Sendmsg6 => 15,
+            Hook::Setsockopt => 22,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Program {
     /// The function's name in the eBPF object, and its pin's file name.

@@ -81,6 +81,19 @@ pub struct Counters {
     pub bytes_in: u64,
 }
 
+impl Counters {
+    /// Both added up (per-CPU copies, or a cgroup's attach types).
+    pub const fn plus(self, o: Counters) -> Counters {
+        Counters {
+            connections: self.connections + o.connections,
+            datagrams: self.datagrams + o.datagrams,
+            refused: self.refused + o.refused,
+            bytes_out: self.bytes_out + o.bytes_out,
+            bytes_in: self.bytes_in + o.bytes_in,
+        }
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain #[repr(C)] integers with explicit padding.

@@ -4,7 +4,7 @@
 use std::{net::Ipv6Addr, path::Path};
 
 use serde::{Deserialize, Serialize};
-use srcsel_common::flags;
+use srcsel_common::{Counters, flags};
 
 use crate::{
     api::{Reply, Request, client::Client},
@@ -12,7 +12,7 @@ use crate::{
     config::Config,
     kernel::{
         self,
-        bpf::{Namespace, attachments, pins, registry::name_of},
+        bpf::{self, Namespace, attachments, pins, programs, registry::name_of},
         cgroup, mounts,
         netlink::{self, Dump},
         privileges,
@@ -45,10 +45,15 @@ pub struct AssignedReport {
     pub mode: String,
     /// Its cgroup's folder, once known (a unit's comes from systemd).
     pub cgroup: Option<String>,
-    /// Whether srcsel's programs are attached to that cgroup now.
+    /// Whether the assignment's programs are attached to that cgroup now
+    /// (by srcsel, or by systemd through the slice's drop-in).
     pub live: bool,
     /// The processes in it and in its descendants.
     pub pids: Vec<u32>,
+    /// What the assignment's programs counted in this cgroup and below
+    /// (added within version 1); null until they have run attached to it.
+    #[serde(default)]
+    pub counters: Option<CountersReport>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -95,6 +100,28 @@ pub struct CountersReport {
     pub refused: u64,
     pub bytes_out: u64,
     pub bytes_in: u64,
+}
+
+impl From<Counters> for CountersReport {
+    fn from(c: Counters) -> Self {
+        Self {
+            connections: c.connections,
+            datagrams: c.datagrams,
+            refused: c.refused,
+            bytes_out: c.bytes_out,
+            bytes_in: c.bytes_in,
+        }
+    }
+}
+
+impl std::fmt::Display for CountersReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} connections, {} datagrams, {} refused, {} bytes out, {} bytes in",
+            self.connections, self.datagrams, self.refused, self.bytes_out, self.bytes_in
+        )
+    }
 }
 
 /// From the daemon when one runs (members of its group may ask), else
@@ -199,22 +226,16 @@ pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
                 .map(ToString::to_string)
                 .collect(),
             assignments,
-            counters: CountersReport {
-                connections: c.connections,
-                datagrams: c.datagrams,
-                refused: c.refused,
-                bytes_out: c.bytes_out,
-                bytes_in: c.bytes_in,
-            },
+            counters: c.into(),
             name,
         });
     }
     Ok(report)
 }
 
-/// Each configured assignment: its cgroup, whether srcsel's links are on it, its processes.
+/// Each configured assignment: its cgroup, whether its programs are on it
+/// (as the kernel says), its processes and counters.
 fn assigned(config: &Config, cg_root: &Path, ns_dir: Option<&Path>) -> Vec<AssignedReport> {
-    let attached = ns_dir.map(attachments::list).unwrap_or_default();
     config
         .assigned
         .iter()
@@ -223,20 +244,24 @@ fn assigned(config: &Config, cg_root: &Path, ns_dir: Option<&Path>) -> Vec<Assig
             let ino = cgroup
                 .as_deref()
                 .and_then(|p| attachments::cgroup_ino(p).ok());
-            let live = attached
-                .iter()
-                .any(|x| Some(x.ino) == ino && x.assignment == a.assignment && !x.gone());
+            let set = &a.assignment;
             AssignedReport {
                 kind: a.target.kind().into(),
                 name: a.target.name().into(),
-                via: a.assignment.via.clone(),
-                mode: a.assignment.mode.to_string(),
+                via: set.via.clone(),
+                mode: set.mode.to_string(),
+                live: ns_dir
+                    .zip(cgroup.as_deref())
+                    .is_some_and(|(d, cg)| programs::attached_to(d, set, cg)),
                 pids: cgroup
                     .as_deref()
                     .map(cgroup::pids_below)
                     .unwrap_or_default(),
+                counters: ns_dir
+                    .zip(ino)
+                    .and_then(|(d, ino)| bpf::cgroup_counters(d, set, ino))
+                    .map(Into::into),
                 cgroup: cgroup.map(|p| p.display().to_string()),
-                live,
             }
         })
         .collect()
@@ -287,12 +312,7 @@ fn human(r: &Report) -> String {
         for a in &u.assignments {
             let _ = writeln!(out, "  {} {} pids {:?}", a.cgroup, a.mode, a.pids);
         }
-        let c = &u.counters;
-        let _ = writeln!(
-            out,
-            "  {} connections, {} datagrams, {} refused, {} bytes out, {} bytes in",
-            c.connections, c.datagrams, c.refused, c.bytes_out, c.bytes_in
-        );
+        let _ = writeln!(out, "  {}", u.counters);
     }
     for a in &r.assigned {
         let state = if a.live { "live" } else { "not attached" };
@@ -302,6 +322,9 @@ fn human(r: &Report) -> String {
             "assigned {} {} → {} {} ({state}): {cg} pids {:?}",
             a.kind, a.name, a.via, a.mode, a.pids
         );
+        if let Some(c) = &a.counters {
+            let _ = writeln!(out, "  {c}");
+        }
     }
     out
 }

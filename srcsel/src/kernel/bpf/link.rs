@@ -1,5 +1,6 @@
-//! A pinned bpf_link made with bpf(2) directly, for the hook whose link aya
-//! 0.14 cannot hand over (cgroup sockopt: no `FdLink` conversion).
+//! bpf(2) directly where aya 0.14 has no call: a pinned bpf_link for the
+//! hook whose link it cannot hand over (cgroup sockopt: no `FdLink`
+//! conversion), and the programs attached to a cgroup, whoever attached them.
 use std::{
     ffi::CString,
     io,
@@ -8,12 +9,11 @@ use std::{
 };
 
 const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_PROG_QUERY: libc::c_long = 16;
 const BPF_LINK_CREATE: libc::c_long = 28;
-/// `enum bpf_attach_type`'s `BPF_CGROUP_SETSOCKOPT`.
-pub const CGROUP_SETSOCKOPT: u32 = 22;
 
 fn bpf(cmd: libc::c_long, attr: &mut [u64; 8]) -> io::Result<libc::c_long> {
-    // SAFETY: bpf(2) with a zeroed attr union larger than either command's.
+    // SAFETY: bpf(2) with a zeroed attr union larger than any command's here.
     let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), size_of_val(attr)) };
     if ret < 0 {
         return Err(io::Error::last_os_error());
@@ -44,4 +44,19 @@ pub fn attach_and_pin(
     attr[1] = u64::from(link.as_raw_fd() as u32);
     bpf(BPF_OBJ_PIN, &mut attr)?;
     Ok(())
+}
+
+/// The ids of the programs attached to cgroup `cg` itself at `attach_type`
+/// (not its ancestors'), by srcsel's links or anyone else (systemd's
+/// `BPFProgram=`). A cgroup has at most 64 per hook (BPF_CGROUP_MAX_PROGS).
+pub fn attached_ids(cg: BorrowedFd<'_>, attach_type: u32) -> io::Result<Vec<u32>> {
+    let mut ids = [0u32; 64];
+    let mut attr = [0u64; 8];
+    // query: target_fd, attach_type, query_flags, attach_flags, prog_ids, prog_cnt.
+    attr[0] = u64::from(cg.as_raw_fd() as u32) | (u64::from(attach_type) << 32);
+    attr[2] = ids.as_mut_ptr() as u64;
+    attr[3] = ids.len() as u64;
+    bpf(BPF_PROG_QUERY, &mut attr)?;
+    let n = (attr[3] as u32 as usize).min(ids.len());
+    Ok(ids[..n].to_vec())
 }

@@ -1,18 +1,21 @@
 //! Writing what the programs read (each uplink's live state, the exempt
 //! prefixes) and reading what they count. A write happens only when the
 //! value differs, so a pass with nothing to change writes nothing.
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, path::Path};
 
-use aya::maps::{LpmTrie, Map, MapData, PerCpuArray, lpm_trie::Key};
+use aya::{
+    maps::{CgroupStorageKey, LpmTrie, Map, MapData, PerCpuArray, lpm_trie::Key},
+    programs::ProgramInfo,
+};
 use ipnet::IpNet;
-use srcsel_common::{Counters, UplinkRecord, UplinkState, flags, maps};
+use srcsel_common::{Counters, UplinkRecord, UplinkState, flags, maps, programs};
 
 use super::{
     BpfError,
     registry::{Namespace, name_key, open_map},
 };
 use crate::policy::{
-    UplinkPlan,
+    Assignment, UplinkPlan,
     routing::{diff, octets6, raw4, raw6},
 };
 
@@ -119,15 +122,39 @@ impl Namespace {
         let per_cpu = map
             .get(&id, 0)
             .map_err(|source| BpfError::Map { path, source })?;
-        Ok(per_cpu.iter().fold(Counters::default(), |mut t, c| {
-            t.connections += c.connections;
-            t.datagrams += c.datagrams;
-            t.refused += c.refused;
-            t.bytes_out += c.bytes_out;
-            t.bytes_in += c.bytes_in;
-            t
-        }))
+        Ok(per_cpu.iter().fold(Counters::default(), |t, c| t.plus(*c)))
     }
+}
+
+/// The counters of the cgroup `ino` as the set of `a` keeps them (its
+/// programs' cgroup storage, one per attach type, summed); None when that
+/// set never ran attached there, or predates per-cgroup counters.
+#[expect(
+    deprecated,
+    reason = "cgroup local storage: its successor (BPF_MAP_TYPE_CGRP_STORAGE) needs Linux 6.2"
+)]
+pub fn cgroup_counters(ns_dir: &Path, a: &Assignment, ino: u64) -> Option<Counters> {
+    use aya::maps::PerCpuCgroupStorage;
+    // The map of the programs that count (sock_create only marks).
+    let set = super::programs::set_dir(ns_dir, a);
+    let storage = programs::ALL.iter().find_map(|p| {
+        let ids = ProgramInfo::from_pin(set.join(p.name))
+            .ok()?
+            .map_ids()
+            .ok()??;
+        ids.into_iter().find_map(|id| {
+            let map = Map::from_map_data(MapData::from_id(id).ok()?).ok()?;
+            PerCpuCgroupStorage::<MapData, Counters>::try_from(map).ok()
+        })
+    })?;
+    programs::ALL
+        .iter()
+        .filter_map(|p| {
+            let key = CgroupStorageKey::new(ino, p.hook.attach_type());
+            let per_cpu = storage.get(key, 0).ok()?;
+            Some(per_cpu.iter().fold(Counters::default(), |t, c| t.plus(*c)))
+        })
+        .reduce(Counters::plus)
 }
 
 /// Makes a trie whose values repeat their keys hold exactly `wanted`.

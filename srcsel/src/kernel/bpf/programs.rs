@@ -12,7 +12,7 @@ use aya::{
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
         CgroupSockAddrAttachType, CgroupSockAttachType, CgroupSockopt, CgroupSockoptAttachType,
-        Program as AyaProgram, ProgramError,
+        Program as AyaProgram, ProgramError, ProgramInfo,
         links::{FdLink, LinkError},
     },
 };
@@ -42,13 +42,14 @@ pub struct ProgramSet {
 impl Namespace {
     /// Loads and pins the program set of uplink slot `id` unless it is pinned.
     pub fn ensure_programs(&self, name: &str, id: u32, mode: Mode) -> Result<ProgramSet, BpfError> {
+        let assignment = Assignment {
+            via: name.to_owned(),
+            mode,
+        };
         let set = ProgramSet {
-            dir: self.dir.join(name).join(mode.as_str()),
+            dir: set_dir(&self.dir, &assignment),
             ns_dir: self.dir.clone(),
-            assignment: Assignment {
-                via: name.to_owned(),
-                mode,
-            },
+            assignment,
         };
         if all_pinned(&set.dir) {
             return Ok(set);
@@ -81,6 +82,23 @@ impl Namespace {
     }
 }
 
+/// Where the set of `a` is pinned in the namespace's folder `ns_dir`.
+pub(super) fn set_dir(ns_dir: &Path, a: &Assignment) -> PathBuf {
+    ns_dir.join(&a.via).join(a.mode.as_str())
+}
+
+/// Whether the set of `a` is attached to the cgroup at `cgroup` itself now,
+/// as the kernel says (srcsel's links, or systemd's `BPFProgram=`): its
+/// connect4 program is among the cgroup's.
+pub fn attached_to(ns_dir: &Path, a: &Assignment, cgroup: &Path) -> bool {
+    let Ok(info) = ProgramInfo::from_pin(set_dir(ns_dir, a).join(programs::CONNECT4)) else {
+        return false;
+    };
+    fs::File::open(cgroup)
+        .and_then(|cg| super::link::attached_ids(cg.as_fd(), Hook::Connect4.attach_type()))
+        .is_ok_and(|ids| ids.contains(&info.id()))
+}
+
 /// Whether `dir` holds a pin of each program's name (its programs, or the
 /// links attaching them).
 pub(super) fn all_pinned(dir: &Path) -> bool {
@@ -101,13 +119,8 @@ pub(super) fn attach_one(
         };
         let x = CgroupSockopt::from_pin(pin, CgroupSockoptAttachType::Set).map_err(err)?;
         let prog = x.fd().map_err(err)?;
-        return super::link::attach_and_pin(
-            prog.as_fd(),
-            cg,
-            super::link::CGROUP_SETSOCKOPT,
-            link_pin,
-        )
-        .map_err(io_err(link_pin));
+        return super::link::attach_and_pin(prog.as_fd(), cg, p.hook.attach_type(), link_pin)
+            .map_err(io_err(link_pin));
     }
     let link = link_for(p, pin, cg)?;
     link.pin(link_pin).map_err(|source| BpfError::Pin {
