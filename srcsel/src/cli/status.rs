@@ -12,12 +12,13 @@ use crate::{
     config::Config,
     kernel::{
         self,
-        bpf::{self, Namespace, attachments, pins, programs, registry::name_of},
+        bpf::{Namespace, SetCounters, attachments, pins, programs, registry::name_of},
         cgroup, mounts,
         netlink::{self, Dump},
         privileges,
     },
     policy::{
+        self,
         routing::{from_raw4, from_raw6},
         slot::in_range,
     },
@@ -51,7 +52,7 @@ pub struct AssignedReport {
     /// The processes in it and in its descendants.
     pub pids: Vec<u32>,
     /// What the assignment's programs counted in this cgroup and below
-    /// (added within version 1); null until they have run attached to it.
+    /// (added within version 1); null until they are first attached to it.
     #[serde(default)]
     pub counters: Option<CountersReport>,
 }
@@ -236,6 +237,8 @@ pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
 /// Each configured assignment: its cgroup, whether its programs are on it
 /// (as the kernel says), its processes and counters.
 fn assigned(config: &Config, cg_root: &Path, ns_dir: Option<&Path>) -> Vec<AssignedReport> {
+    // One storage lookup per program set, however many cgroups share it.
+    let mut sets: Vec<(&policy::Assignment, Option<SetCounters>)> = Vec::new();
     config
         .assigned
         .iter()
@@ -257,10 +260,13 @@ fn assigned(config: &Config, cg_root: &Path, ns_dir: Option<&Path>) -> Vec<Assig
                     .as_deref()
                     .map(cgroup::pids_below)
                     .unwrap_or_default(),
-                counters: ns_dir
-                    .zip(ino)
-                    .and_then(|(d, ino)| bpf::cgroup_counters(d, set, ino))
-                    .map(Into::into),
+                counters: ns_dir.zip(ino).and_then(|(d, ino)| {
+                    let i = sets.iter().position(|(s, _)| *s == set).unwrap_or_else(|| {
+                        sets.push((set, SetCounters::open(d, set)));
+                        sets.len() - 1
+                    });
+                    Some(sets[i].1.as_ref()?.of(ino)?.into())
+                }),
                 cgroup: cgroup.map(|p| p.display().to_string()),
             }
         })

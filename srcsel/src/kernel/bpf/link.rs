@@ -51,12 +51,18 @@ pub fn attach_and_pin(
 /// `BPFProgram=`). A cgroup has at most 64 per hook (BPF_CGROUP_MAX_PROGS).
 pub fn attached_ids(cg: BorrowedFd<'_>, attach_type: u32) -> io::Result<Vec<u32>> {
     let mut ids = [0u32; 64];
+    // 64 bytes: since 6.16 the kernel also writes query.revision, at offset 56.
     let mut attr = [0u64; 8];
     // query: target_fd, attach_type, query_flags, attach_flags, prog_ids, prog_cnt.
     attr[0] = u64::from(cg.as_raw_fd() as u32) | (u64::from(attach_type) << 32);
     attr[2] = ids.as_mut_ptr() as u64;
     attr[3] = ids.len() as u64;
-    bpf(BPF_PROG_QUERY, &mut attr)?;
+    // ENOSPC (more than fit) cannot happen at the kernel's cap; the ids
+    // that fit are still copied.
+    match bpf(BPF_PROG_QUERY, &mut attr) {
+        Err(e) if e.raw_os_error() != Some(libc::ENOSPC) => return Err(e),
+        _ => {}
+    }
     let n = (attr[3] as u32 as usize).min(ids.len());
     Ok(ids[..n].to_vec())
 }

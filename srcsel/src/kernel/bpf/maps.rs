@@ -126,35 +126,54 @@ impl Namespace {
     }
 }
 
-/// The counters of the cgroup `ino` as the set of `a` keeps them (its
-/// programs' cgroup storage, one per attach type, summed); None when that
-/// set never ran attached there, or predates per-cgroup counters.
+/// A program set's counters per cgroup: its programs' cgroup storage, one
+/// copy per cgroup and attach type, made when the set is attached there.
 #[expect(
     deprecated,
     reason = "cgroup local storage: its successor (BPF_MAP_TYPE_CGRP_STORAGE) needs Linux 6.2"
 )]
-pub fn cgroup_counters(ns_dir: &Path, a: &Assignment, ino: u64) -> Option<Counters> {
-    use aya::maps::PerCpuCgroupStorage;
-    // The map of the programs that count (sock_create only marks).
-    let set = super::programs::set_dir(ns_dir, a);
-    let storage = programs::ALL.iter().find_map(|p| {
-        let ids = ProgramInfo::from_pin(set.join(p.name))
-            .ok()?
-            .map_ids()
-            .ok()??;
-        ids.into_iter().find_map(|id| {
-            let map = Map::from_map_data(MapData::from_id(id).ok()?).ok()?;
-            PerCpuCgroupStorage::<MapData, Counters>::try_from(map).ok()
-        })
-    })?;
-    programs::ALL
-        .iter()
-        .filter_map(|p| {
-            let key = CgroupStorageKey::new(ino, p.hook.attach_type());
-            let per_cpu = storage.get(key, 0).ok()?;
-            Some(per_cpu.iter().fold(Counters::default(), |t, c| t.plus(*c)))
-        })
-        .reduce(Counters::plus)
+pub struct SetCounters(aya::maps::PerCpuCgroupStorage<MapData, Counters>);
+
+#[expect(
+    deprecated,
+    reason = "cgroup local storage: its successor (BPF_MAP_TYPE_CGRP_STORAGE) needs Linux 6.2"
+)]
+impl SetCounters {
+    /// The storage of the set of `a`, found through its pinned programs;
+    /// None when the set is not pinned, or was loaded by a srcsel without
+    /// per-cgroup counters.
+    pub fn open(ns_dir: &Path, a: &Assignment) -> Option<Self> {
+        // The map of the programs that count (sock_create only marks).
+        let set = super::programs::set_dir(ns_dir, a);
+        let found = programs::ALL.iter().find_map(|p| {
+            let path = set.join(p.name);
+            let ids = ProgramInfo::from_pin(&path)
+                .and_then(|i| i.map_ids())
+                .inspect_err(|e| tracing::debug!("{}: {e}", path.display()))
+                .ok()??;
+            ids.into_iter().find_map(|id| {
+                let map = Map::from_map_data(MapData::from_id(id).ok()?).ok()?;
+                aya::maps::PerCpuCgroupStorage::try_from(map).ok()
+            })
+        });
+        if found.is_none() {
+            tracing::debug!("no per-cgroup counters in {}", set.display());
+        }
+        found.map(Self)
+    }
+
+    /// What the set counted in cgroup `ino` (and below), over attach types
+    /// and CPUs; None when it was never attached there.
+    pub fn of(&self, ino: u64) -> Option<Counters> {
+        programs::ALL
+            .iter()
+            .filter_map(|p| {
+                let key = CgroupStorageKey::new(ino, p.hook.attach_type());
+                let per_cpu = self.0.get(key, 0).ok()?;
+                Some(per_cpu.iter().fold(Counters::default(), |t, c| t.plus(*c)))
+            })
+            .reduce(Counters::plus)
+    }
 }
 
 /// Makes a trie whose values repeat their keys hold exactly `wanted`.

@@ -15,7 +15,7 @@ pub mod registry;
 
 use std::{io, path::PathBuf};
 
-pub use maps::cgroup_counters;
+pub use maps::SetCounters;
 pub use registry::Namespace;
 
 /// The eBPF object, built by build.rs (empty when built without the toolchain).

@@ -91,11 +91,17 @@ pub(super) fn set_dir(ns_dir: &Path, a: &Assignment) -> PathBuf {
 /// as the kernel says (srcsel's links, or systemd's `BPFProgram=`): its
 /// connect4 program is among the cgroup's.
 pub fn attached_to(ns_dir: &Path, a: &Assignment, cgroup: &Path) -> bool {
-    let Ok(info) = ProgramInfo::from_pin(set_dir(ns_dir, a).join(programs::CONNECT4)) else {
-        return false;
+    let pin = set_dir(ns_dir, a).join(programs::CONNECT4);
+    let info = match ProgramInfo::from_pin(&pin) {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!("{}: {e}", pin.display());
+            return false;
+        }
     };
     fs::File::open(cgroup)
         .and_then(|cg| super::link::attached_ids(cg.as_fd(), Hook::Connect4.attach_type()))
+        .inspect_err(|e| tracing::debug!("programs of {}: {e}", cgroup.display()))
         .is_ok_and(|ids| ids.contains(&info.id()))
 }
 
