@@ -1,6 +1,7 @@
-//! Developer tasks: `cargo xtask setup | build-ebpf | test | demo | bench | vm`.
+//! Developer tasks: `cargo xtask setup | build-ebpf | test | demo | dist | bench | vm`.
 mod bench;
 mod demo;
+mod dist;
 mod mechanism;
 mod setup;
 mod vm;
@@ -42,6 +43,10 @@ enum Task {
     },
     /// Raise the lab and show which address the server sees with and without srcsel.
     Demo,
+    /// Build the Debian packages for amd64 and arm64 into target/dist/ (man pages,
+    /// completions, config, unit, hooks and iproute2 names included), and check the
+    /// arm64 binary under qemu-user.
+    Dist,
     /// Measure srcsel's overhead against a baseline taken in the same run.
     Bench,
     /// Run CMD as root in a Debian 12 VM (stock 6.1 kernel, systemd as PID 1); without
@@ -83,6 +88,7 @@ fn main() -> anyhow::Result<()> {
         Task::BuildEbpf => build_ebpf(),
         Task::Test { no_vm, args } => test(no_vm, &args),
         Task::Demo => demo::run(),
+        Task::Dist => dist::dist(),
         Task::Bench => bench::run(),
         Task::Vm { timeout, cmd } => vm::command(&cmd, Duration::from_secs(timeout)),
         Task::ConnectLoop { count, v6 } => bench::connect_loop(count, v6),
@@ -185,6 +191,8 @@ fn test(no_vm: bool, args: &[String]) -> anyhow::Result<()> {
     setup::all()?;
     // Default members: every crate but the eBPF one, which only builds for BPF.
     run(cargo().arg("test").env_remove("AYA_BUILD_SKIP"))?;
+    // The same unit tests built for arm64 (a Raspberry Pi), run under qemu-user.
+    dist::test_arm64()?;
     // Labs are independent (unique namespace names), so they run in parallel.
     run(cargo()
         .args([

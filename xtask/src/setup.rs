@@ -64,6 +64,33 @@ fn packages() -> anyhow::Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
+/// What building and testing for arm64 needs: the cross gcc and libc (the
+/// linker and the libraries it links against), qemu-user to run the result,
+/// and Rust's aarch64 standard library.
+pub fn cross() -> anyhow::Result<()> {
+    let missing: Vec<&str> = [
+        "gcc-aarch64-linux-gnu",
+        "libc6-dev-arm64-cross",
+        "qemu-user-static",
+    ]
+    .into_iter()
+    .filter(|p| !installed(p))
+    .collect();
+    if !missing.is_empty() {
+        println!("setup: installing {}", missing.join(" "));
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    let targets = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if !targets.lines().any(|t| t == "aarch64-unknown-linux-gnu") {
+        run(Command::new("rustup").args(["target", "add", "aarch64-unknown-linux-gnu"]))?;
+    }
+    Ok(())
+}
+
 /// Where qemu-system-x86 comes from when no apt source offers bookworm-backports yet.
 const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/srcsel-backports.list";
 

@@ -3,6 +3,7 @@
 mod assign;
 mod daemon;
 mod down;
+mod generate;
 mod lease;
 mod run;
 pub mod status;
@@ -131,6 +132,12 @@ enum Command {
         #[arg(long, value_name = "PATH", default_value = config::DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Write the man pages, shell completions and iproute2 names into DIR (for packages).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -179,6 +186,7 @@ pub fn main() -> ExitCode {
         Command::Daemon { config } => daemon::daemon(config).map(|()| 0),
         Command::Status { json, config } => status::status(json, &config).map(|()| 0),
         Command::Lease { args, config } => lease::lease(&args, &config).map(|()| 0),
+        Command::Generate { dir } => generate::generate(&dir).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),
