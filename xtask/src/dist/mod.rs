@@ -100,6 +100,17 @@ fn program_sections(elf: &[u8]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     Ok(all)
 }
 
+/// An amd64 package of the debug binary, for the VM's package suite (what
+/// the package's files and scripts do; `dist` makes the release ones).
+pub fn test_package() -> anyhow::Result<PathBuf> {
+    let binary = root().join("target/debug/srcsel");
+    let out = root().join("target/dist/test");
+    let _ = fs::remove_dir_all(&out);
+    let generated = out.join("generated");
+    run(Command::new(&binary).arg("generate").arg(&generated))?;
+    deb::build(&AMD64, &binary, &generated, &out)
+}
+
 /// `cargo build --release -p srcsel` for `arch`, stripped: the binary and the
 /// eBPF object its build script made.
 fn build(arch: &Arch) -> anyhow::Result<(PathBuf, PathBuf)> {

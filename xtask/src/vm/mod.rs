@@ -33,7 +33,7 @@ pub fn run_in_guest(script: &str, timeout: Duration) -> anyhow::Result<()> {
 
 /// The suites `cargo xtask test` runs in the guest: systemd as PID 1 (the
 /// `systemd` suite), and the `run` and `daemon` suites on kernel 6.1.
-const SUITES: [&str; 3] = ["systemd", "lab", "daemon"];
+const SUITES: [&str; 4] = ["systemd", "lab", "daemon", "package"];
 
 /// Builds the VM suites and runs them, one after another, in one boot; `args`
 /// go to each test binary. Fails, saying why, when the VM cannot start.
@@ -47,6 +47,8 @@ pub fn test_suites(args: &[String]) -> anyhow::Result<()> {
     if !out.status.success() {
         bail!("building the VM suites failed: {}", out.status);
     }
+    // The package suite installs a package of the binary just built.
+    crate::dist::test_package()?;
     let mut script = String::from("failed=\n");
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
