@@ -379,3 +379,25 @@ fn thousands_of_lan_routes_and_a_hundred_concurrent_runs_keep_working() {
         assert_eq!(lab.source_of(&t), usb0, "{t}");
     }
 }
+
+#[test]
+fn loads_and_steers_without_the_kernels_btf() {
+    // As on Raspberry Pi OS kernels: no /sys/kernel/btf/vmlinux (hidden here
+    // by an empty tmpfs, in a mount namespace of this run's own). The lab is
+    // new, so the run loads the programs itself.
+    let lab = lab();
+    let t = unique("nobtf");
+    let script = format!(
+        "mount -t tmpfs none /sys/kernel/btf && test ! -e /sys/kernel/btf/vmlinux \
+         && exec {} run --via usb0 -- curl -sf {}",
+        lab.srcsel.display(),
+        url(&t)
+    );
+    let o = out(lab.client("unshare").args(["-m", "sh", "-c", &script]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(lab.source_of(&t), lab.usb0_addr());
+    assert!(
+        Path::new("/sys/kernel/btf/vmlinux").exists(),
+        "hidden only in there"
+    );
+}

@@ -154,6 +154,31 @@ fn an_assigned_slice_steers_what_systemd_starts_in_it() {
     assert!(!std::path::Path::new(&dropin).exists());
     assert_eq!(s.curl_in_slice(&[]), ETH0_ADDR, "after unassign");
     assert_eq!(s.lab.foreign_sources("r1").0, 0);
+    // The daemon's lines reach the journal with their level as priority.
+    let journal = ok(Command::new("journalctl").args([
+        "-u",
+        "srcsel.service",
+        "-o",
+        "json",
+        "--no-pager",
+        "-n",
+        "2000",
+    ]));
+    let entries: Vec<serde_json::Value> = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let priority_of = |start: &str| {
+        let e = entries
+            .iter()
+            .rev()
+            .find(|e| e["MESSAGE"].as_str().is_some_and(|m| m.starts_with(start)));
+        e.unwrap_or_else(|| panic!("no journal entry starting {start:?}"))["PRIORITY"].clone()
+    };
+    assert_eq!(priority_of("watching links"), "6", "info");
+    assert_eq!(priority_of("reconciled ("), "7", "debug");
+    // A message of several lines (aya's feature probe) keeps its priority on each.
+    assert_eq!(priority_of("    bpf_name:"), "7", "a continuation line");
 }
 
 #[test]

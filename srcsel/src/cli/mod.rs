@@ -5,6 +5,7 @@ mod daemon;
 mod down;
 mod generate;
 mod lease;
+mod log;
 mod run;
 pub mod status;
 
@@ -141,19 +142,7 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let fmt = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .with_target(false);
-    // A filter from SRCSEL_LOG only when set: building one costs a run
-    // a tenth of a millisecond.
-    match tracing_subscriber::EnvFilter::try_from_env("SRCSEL_LOG") {
-        Ok(filter) if std::env::var_os("SRCSEL_LOG").is_some() => {
-            fmt.with_env_filter(filter).init()
-        }
-        _ => fmt.with_max_level(tracing::Level::WARN).init(),
-    }
+    log::init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -191,7 +180,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("srcsel: {e:#}");
+            log::fatal(&e);
             ExitCode::from(SRCSEL_FAILED)
         }
     }
