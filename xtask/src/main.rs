@@ -137,13 +137,7 @@ fn build_ebpf() -> anyhow::Result<()> {
     if !o.status.success() {
         bail!("cargo build -p srcsel failed: {}", o.status);
     }
-    let object = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "build-script-executed")
-        .filter_map(|m| Some(PathBuf::from(m["out_dir"].as_str()?).join("srcsel")))
-        .find(|object| object.is_file())
-        .context("cargo reported no build script output holding the eBPF object")?;
+    let object = ebpf_object(&cargo_messages(&o.stdout))?;
     let size = std::fs::metadata(&object)
         .with_context(|| format!("{}", object.display()))?
         .len();
@@ -158,6 +152,25 @@ fn build_ebpf() -> anyhow::Result<()> {
         object.display()
     );
     Ok(())
+}
+
+/// The JSON messages of a `cargo … --message-format=json…` run.
+pub fn cargo_messages(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Where srcsel's build script left the eBPF object (its OUT_DIR), as cargo
+/// reports it even when the build was already fresh.
+pub fn ebpf_object(messages: &[serde_json::Value]) -> anyhow::Result<PathBuf> {
+    messages
+        .iter()
+        .filter(|m| m["reason"] == "build-script-executed")
+        .filter_map(|m| Some(PathBuf::from(m["out_dir"].as_str()?).join("srcsel")))
+        .find(|object| object.is_file())
+        .context("cargo reported no build script output holding the eBPF object")
 }
 
 /// Builds srcsel with its eBPF object and returns the binary's path.

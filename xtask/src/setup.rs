@@ -52,7 +52,12 @@ fn installed(pkg: &str) -> bool {
 }
 
 fn packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    install_missing(PACKAGES)
+}
+
+/// `apt-get install` of those of `packages` that are not installed.
+fn install_missing(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -68,22 +73,11 @@ fn packages() -> anyhow::Result<()> {
 /// linker and the libraries it links against), qemu-user to run the result,
 /// and Rust's aarch64 standard library.
 pub fn cross() -> anyhow::Result<()> {
-    let missing: Vec<&str> = [
+    install_missing(&[
         "gcc-aarch64-linux-gnu",
         "libc6-dev-arm64-cross",
         "qemu-user-static",
-    ]
-    .into_iter()
-    .filter(|p| !installed(p))
-    .collect();
-    if !missing.is_empty() {
-        println!("setup: installing {}", missing.join(" "));
-        run(Command::new("apt-get").args(["update", "-q"]))?;
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    }
+    ])?;
     let targets = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
     if !targets.lines().any(|t| t == "aarch64-unknown-linux-gnu") {
         run(Command::new("rustup").args(["target", "add", "aarch64-unknown-linux-gnu"]))?;

@@ -132,16 +132,8 @@ fn build(arch: &Arch) -> anyhow::Result<(PathBuf, PathBuf)> {
     if !o.status.success() {
         bail!("cargo build for {} failed: {}", arch.triple, o.status);
     }
-    let messages: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let object = messages
-        .iter()
-        .filter(|m| m["reason"] == "build-script-executed")
-        .filter_map(|m| Some(PathBuf::from(m["out_dir"].as_str()?).join("srcsel")))
-        .find(|p| p.is_file())
-        .context("cargo reported no build script output holding the eBPF object")?;
+    let messages = crate::cargo_messages(&o.stdout);
+    let object = crate::ebpf_object(&messages)?;
     let binary = messages
         .iter()
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "srcsel")

@@ -122,7 +122,7 @@ impl Namespace {
         let per_cpu = map
             .get(&id, 0)
             .map_err(|source| BpfError::Map { path, source })?;
-        Ok(per_cpu.iter().fold(Counters::default(), |t, c| t.plus(*c)))
+        Ok(sum(per_cpu.iter()))
     }
 }
 
@@ -170,10 +170,15 @@ impl SetCounters {
             .filter_map(|p| {
                 let key = CgroupStorageKey::new(ino, p.hook.attach_type());
                 let per_cpu = self.0.get(key, 0).ok()?;
-                Some(per_cpu.iter().fold(Counters::default(), |t, c| t.plus(*c)))
+                Some(sum(per_cpu.iter()))
             })
             .reduce(Counters::plus)
     }
+}
+
+/// Per-CPU copies added up.
+fn sum<'a>(copies: impl Iterator<Item = &'a Counters>) -> Counters {
+    copies.fold(Counters::default(), |t, c| t.plus(*c))
 }
 
 /// Makes a trie whose values repeat their keys hold exactly `wanted`.
