@@ -1,13 +1,17 @@
 //! The amd64 package on a Debian 12 guest with systemd as PID 1 (the VM of
 //! `cargo xtask test`, which builds the package from the debug binary
-//! first): installed, its files where Debian looks, its service enabled
-//! and running, and purged again, leaving `ip rule` and `ip route show
-//! table all` exactly as they were. The installed daemon manages the VM's
-//! own namespace here, on a veth pair the test makes: the VM is this test's
-//! machine.
+//! first), as a Raspberry Pi OS user meets it: `apt install ./srcsel_*.deb`,
+//! its service enabled and running, `man srcsel`, completions; a slice
+//! assigned to usb0 while NetworkManager manages usb0 (its lease and a
+//! renumbering reach srcsel through the packaged dispatcher script and
+//! rtnetlink), then dhcpcd with the packaged hook and `nogateway`; and
+//! `apt purge` leaving `ip rule` and `ip route show table all` exactly as
+//! before. The guest's own namespace is the lab's client here: the VM is
+//! this test's machine, and NetworkManager manages only that namespace.
+//! Judged by what the lab's server saw.
 use std::{fs, os::unix::fs::PermissionsExt as _, path::Path, process::Command, time::Duration};
 
-use srcsel_lab::{ok, out, stderr, wait_until};
+use srcsel_lab::{ETH0_ADDR, Lab, ok, out, stderr, unique, url, wait_until};
 
 const DEB: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -15,10 +19,23 @@ const DEB: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     "_amd64.deb"
 );
-const LINK: &str = "pkgtest0";
+const SLICE: &str = "hotspot.slice";
+const NM_CONF: &str = "/etc/NetworkManager/conf.d/90-srcsel-test.conf";
+/// NetworkManager takes usb0 alone, and makes no profiles of its own.
+const NM_CONF_TEXT: &str =
+    "[main]\nno-auto-default=*\n[keyfile]\nunmanaged-devices=except:interface-name:usb0\n";
 
 fn sh(line: &str) -> String {
     ok(Command::new("sh").args(["-c", line]))
+}
+
+/// Exit status and output of a command line that may fail.
+fn try_sh(line: &str) -> (bool, String) {
+    let o = out(Command::new("sh").args(["-c", line]));
+    (
+        o.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o)),
+    )
 }
 
 /// Routing as `ip` shows it, both families, every table.
@@ -26,18 +43,21 @@ fn routing() -> String {
     sh("ip rule; ip -6 rule; ip route show table all; ip -6 route show table all")
 }
 
-/// Purges the package and removes the link, also when the test failed.
+/// Purges the package and stops NetworkManager, also when the test failed.
+/// (The lab, dropped after it, removes usb0 and eth0.)
 struct Cleanup;
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = out(Command::new("dpkg").args(["--purge", "srcsel"]));
-        let _ = out(Command::new("ip").args(["link", "del", LINK]));
+        let _ = out(Command::new("apt-get").args(["purge", "-y", "-q", "srcsel"]));
+        let _ = out(Command::new("nmcli").args(["connection", "delete", "hotspot"]));
+        let _ = out(Command::new("systemctl").args(["stop", "NetworkManager.service"]));
+        let _ = fs::remove_file(NM_CONF);
     }
 }
 
 #[test]
-fn installs_enables_names_its_tables_and_purges_to_the_state_before() {
+fn installs_steers_a_slice_under_network_manager_and_dhcpcd_and_purges_to_the_state_before() {
     assert!(
         fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd"),
         "this suite needs systemd as PID 1: `cargo xtask test` runs it in the VM"
@@ -46,26 +66,69 @@ fn installs_enables_names_its_tables_and_purges_to_the_state_before() {
         Path::new(DEB).is_file(),
         "{DEB}: `cargo xtask test` builds it"
     );
+    let mut lab = Lab::with_client_here("/usr/bin/srcsel");
     let _cleanup = Cleanup;
-    sh(&format!(
-        "ip link add {LINK} type veth peer name {LINK}p && ip addr add 10.77.0.2/24 dev {LINK} \
-         && ip link set {LINK} addrgenmode none && ip link set {LINK}p addrgenmode none \
-         && ip link set {LINK} up && ip link set {LINK}p up"
-    ));
-    // (No IPv6 link-local addresses: they would appear while the test runs.)
     let before = routing();
 
-    let o = out(Command::new("dpkg").args(["-i", DEB]));
-    assert!(o.status.success(), "dpkg -i: {}", stderr(&o));
-    let state = |verb: &str| sh(&format!("systemctl {verb} srcsel.service || true"));
-    assert_eq!(state("is-enabled").trim(), "enabled");
-    assert_eq!(state("is-active").trim(), "active");
+    install();
+    // The README's quick start, before usb0 has any lease: strict fails at once.
+    sh(&format!("srcsel assign --slice {SLICE} --via usb0"));
+    assert_eq!(curl_in_slice(&lab), None, "strict, usb0 never leased");
+    network_manager(&mut lab);
+    dhcpcd_nogateway(&mut lab);
+
+    lab.stop("dhcpcd-usb0");
+    let o = out(Command::new("apt-get").args(["purge", "-y", "-q", "srcsel"]));
+    assert!(o.status.success(), "apt-get purge: {}", stderr(&o));
+    assert_eq!(routing(), before, "routing after purge");
+    assert!(!Path::new("/etc/srcsel").exists());
+    assert!(
+        !Path::new(&format!(
+            "/etc/systemd/system.control/{SLICE}.d/50-srcsel.conf"
+        ))
+        .exists(),
+        "the slice's drop-in is left"
+    );
+    assert_eq!(
+        try_sh("systemctl is-active srcsel.service").1.trim(),
+        "inactive"
+    );
+    assert!(
+        !sh("ls /sys/fs/bpf/srcsel 2>/dev/null || true").contains("net-"),
+        "pins left"
+    );
+}
+
+/// `apt install ./srcsel_*_amd64.deb`, and what it put where.
+fn install() {
+    let o = out(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends", DEB])
+        .env("DEBIAN_FRONTEND", "noninteractive"));
+    assert!(o.status.success(), "apt-get install {DEB}: {}", stderr(&o));
+    assert_eq!(
+        try_sh("systemctl is-enabled srcsel.service").1.trim(),
+        "enabled"
+    );
+    assert_eq!(
+        try_sh("systemctl is-active srcsel.service").1.trim(),
+        "active"
+    );
     assert!(sh("getent group srcsel").starts_with("srcsel:"));
     assert!(sh("srcsel --version").starts_with("srcsel "));
+    let man = sh("MANPAGER=cat MANWIDTH=80 man srcsel 2>&1");
+    assert!(man.contains("srcsel-assign(1)"), "man srcsel:\n{man}");
+    assert!(sh("MANPAGER=cat man srcsel-assign 2>&1").contains("--slice"));
+    // What bash completes after `srcsel as` and `srcsel assign --s`.
+    let complete = |words: &str| {
+        sh(&format!(
+            "bash -c '. /usr/share/bash-completion/completions/srcsel; COMP_WORDS=({words}); \
+             COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); _srcsel srcsel \"${{COMP_WORDS[-1]}}\" \
+             \"${{COMP_WORDS[-2]}}\"; echo \"${{COMPREPLY[@]}}\"'"
+        ))
+    };
+    assert_eq!(complete("srcsel as").trim(), "assign");
+    assert_eq!(complete("srcsel assign --sl").trim(), "--slice");
     for f in [
-        "/usr/share/man/man1/srcsel.1.gz",
-        "/usr/share/man/man1/srcsel-assign.1.gz",
-        "/usr/share/bash-completion/completions/srcsel",
         "/usr/share/zsh/vendor-completions/_srcsel",
         "/usr/share/fish/vendor_completions.d/srcsel.fish",
         "/usr/lib/dhcpcd/dhcpcd-hooks/90-srcsel",
@@ -84,26 +147,141 @@ fn installs_enables_names_its_tables_and_purges_to_the_state_before() {
         config.lines().all(|l| l.is_empty() || l.starts_with('#')),
         "the packaged config sets nothing:\n{config}"
     );
+}
 
-    // An uplink for the installed daemon: rules named by the package's iproute2 files.
-    fs::write(
-        "/etc/srcsel/srcsel.toml",
-        format!("[[uplink]]\nname = \"{LINK}\"\ngateway = \"10.77.0.1\"\n"),
-    )
-    .unwrap();
-    sh("systemctl reload srcsel.service");
-    wait_until("srcsel's rules", Duration::from_secs(30), || {
-        sh("ip rule").contains("lookup srcsel-1 proto srcsel")
-    });
-    assert!(sh("ip route show table srcsel-1").contains("default via 10.77.0.1"));
+/// curl started by systemd in the hotspot slice: the source the server saw,
+/// or None when curl failed.
+fn curl_in_slice(lab: &Lab) -> Option<String> {
+    let t = unique("pk");
+    let (done, _) = try_sh(&format!(
+        "systemd-run --wait --pipe --quiet --slice={SLICE} curl -sf -m5 {}",
+        url(&t)
+    ));
+    if done {
+        return Some(lab.source_of(&t));
+    }
+    lab.assert_unseen(&t);
+    None
+}
 
-    let o = out(Command::new("dpkg").args(["--purge", "srcsel"]));
-    assert!(o.status.success(), "dpkg --purge: {}", stderr(&o));
-    assert_eq!(routing(), before, "routing after purge");
-    assert!(!Path::new("/etc/srcsel").exists());
-    assert_eq!(state("is-active").trim(), "inactive");
-    assert!(
-        !sh("ls /sys/fs/bpf/srcsel 2>/dev/null || true").contains("net-"),
-        "pins left"
+/// curl in this test's own cgroup, which no assignment covers.
+fn curl_unassigned(lab: &Lab) -> String {
+    let t = unique("pk");
+    sh(&format!("curl -sf -m5 {}", url(&t)));
+    lab.source_of(&t)
+}
+
+/// Waits until srcsel's table for usb0 routes through `gateway`, under the
+/// names the package's iproute2 files give.
+fn wait_for_gateway(gateway: &str) {
+    wait_until(
+        &format!("srcsel's route via {gateway}"),
+        Duration::from_secs(30),
+        || {
+            sh("ip rule").contains("lookup srcsel-1 proto srcsel")
+                && sh("ip route show table srcsel-1").contains(&format!("default via {gateway} "))
+        },
     );
+}
+
+/// The daemon's journal has `line` (what `srcsel lease` from a hook made it say).
+fn wait_for_journal(line: &str) {
+    wait_until(
+        &format!("the journal to show {line:?}"),
+        Duration::from_secs(30),
+        || try_sh(&format!("journalctl -q -u srcsel.service -g '{line}'")).0,
+    );
+}
+
+/// usb0 under NetworkManager as on Raspberry Pi OS (a hotspot's metric):
+/// the slice leaves through it, follows a renumbering, and fails at once
+/// while usb0 has no lease.
+fn network_manager(lab: &mut Lab) {
+    fs::write(NM_CONF, NM_CONF_TEXT).unwrap();
+    sh("systemctl start NetworkManager.service");
+    let state = || try_sh("nmcli -g GENERAL.STATE device show usb0").1;
+    wait_until(
+        "NetworkManager to see usb0",
+        Duration::from_secs(60),
+        || !state().contains("Error"),
+    );
+    // A veth is unmanaged by default (NetworkManager's udev rules); a USB
+    // hotspot (rndis_host, cdc_ether) is not.
+    sh("nmcli device set usb0 managed yes");
+    wait_until(
+        "NetworkManager to manage usb0",
+        Duration::from_secs(30),
+        || state().contains("disconnected"),
+    );
+    sh(
+        "nmcli connection add save no type ethernet ifname usb0 con-name hotspot \
+        ipv4.method auto ipv4.route-metric 3000 ipv6.method disabled",
+    );
+    sh("nmcli --wait 60 connection up hotspot");
+    lab.wait_for_lease();
+    wait_for_gateway("10.99.0.1");
+    wait_for_journal("lease hook: usb0 gateway 10.99.0.1");
+
+    assert_eq!(
+        curl_in_slice(lab),
+        Some(lab.usb0_addr()),
+        "the slice, NetworkManager's lease"
+    );
+    assert_eq!(curl_unassigned(lab), ETH0_ADDR, "unassigned");
+
+    lab.renumber_hotspot_with("NetworkManager", "10.98.0", |_| {
+        try_sh("nmcli -g GENERAL.STATE device show usb0")
+            .1
+            .contains("unavailable")
+    });
+    wait_for_gateway("10.98.0.1");
+    wait_for_journal("lease hook: usb0 gateway 10.98.0.1");
+    // The lease's resolver too, from the dispatcher's DHCP4_DOMAIN_NAME_SERVERS.
+    wait_until(
+        "usb0's resolver from NetworkManager",
+        Duration::from_secs(30),
+        || {
+            let v: serde_json::Value = serde_json::from_str(&sh("srcsel status --json")).unwrap();
+            v["uplinks"][0]["dns"] == serde_json::json!(["10.98.0.1"])
+                && v["uplinks"][0]["dns_source"] == "dhcp"
+        },
+    );
+    assert_eq!(
+        curl_in_slice(lab),
+        Some(lab.usb0_addr()),
+        "the slice after renumbering"
+    );
+
+    sh("nmcli --wait 30 connection down hotspot");
+    assert_eq!(curl_in_slice(lab), None, "strict, usb0 without a lease");
+    assert_eq!(curl_unassigned(lab), ETH0_ADDR, "unassigned, usb0 down");
+    sh("nmcli connection delete hotspot && systemctl stop NetworkManager.service");
+    // usb0's IPv6 as before NetworkManager took it (`ipv6.method disabled`
+    // leaves it switched off), so the routing compared after purge is srcsel's alone.
+    sh("ip link set usb0 addrgenmode none && sysctl -qw net.ipv6.conf.usb0.disable_ipv6=0");
+    fs::remove_file(NM_CONF).unwrap();
+}
+
+/// usb0 under dhcpcd with the packaged hook and `nogateway` (no default
+/// route anywhere but srcsel's table, which only the hook can fill).
+fn dhcpcd_nogateway(lab: &mut Lab) {
+    lab.start_dhcpcd_on(
+        "usb0",
+        "metric 3000\nnogateway",
+        "/usr/lib/dhcpcd/dhcpcd-run-hooks",
+    );
+    wait_until("usb0's lease from dhcpcd", Duration::from_secs(30), || {
+        lab.addr_of("usb0").is_some()
+    });
+    wait_for_gateway("10.98.0.1");
+    assert!(
+        !sh("ip route show default").contains("usb0"),
+        "nogateway: dhcpcd added a default route"
+    );
+    assert_eq!(
+        curl_in_slice(lab),
+        Some(lab.usb0_addr()),
+        "the slice, dhcpcd's lease"
+    );
+    assert_eq!(curl_unassigned(lab), ETH0_ADDR, "unassigned");
 }

@@ -7,7 +7,7 @@ pub mod programs;
 pub mod state;
 
 pub use mark::{MARK_MASK, STRICT_BIT, UPLINK_MASK, mark_for};
-pub use state::{Counters, UplinkRecord, UplinkState, flags};
+pub use state::{Counters, MAX_RESOLVERS, Resolvers, UplinkRecord, UplinkState, dns_flags, flags};
 
 /// Slots in the uplink maps. Slot 0 is never used, so an uplink id is never 0.
 pub const MAX_UPLINKS: u32 = 64;
@@ -30,8 +30,11 @@ pub mod maps {
     pub const EXEMPT4: &str = "SRCSEL_EXEMPT4";
     pub const EXEMPT6: &str = "SRCSEL_EXEMPT6";
     pub const COUNTERS: &str = "SRCSEL_COUNTERS";
+    /// [`crate::Resolvers`] per slot. Added after the others: a namespace
+    /// set up by an older srcsel gets it the next time one opens it.
+    pub const DNS: &str = "SRCSEL_DNS";
     /// Every pinned map, for checking that a namespace's maps are complete.
-    pub const ALL: [&str; 5] = [UPLINKS, REGISTRY, EXEMPT4, EXEMPT6, COUNTERS];
+    pub const ALL: [&str; 6] = [UPLINKS, REGISTRY, EXEMPT4, EXEMPT6, COUNTERS, DNS];
 }
 
 /// The globals each program set is loaded with: which uplink slot it serves,

@@ -67,6 +67,39 @@ pub struct UplinkRecord {
     pub gateway6: [u8; 16],
 }
 
+/// How many resolvers per family an uplink keeps (as resolv.conf's MAXNS).
+pub const MAX_RESOLVERS: usize = 3;
+
+/// `Resolvers::flags` bits.
+pub mod dns_flags {
+    /// The config keeps the system's resolvers for this uplink
+    /// (`system_dns = true`): queries to them are not redirected.
+    pub const SYSTEM: u32 = 1 << 0;
+    /// Where the IPv4 and IPv6 resolvers come from, a code each (userspace's).
+    pub const SOURCE4_SHIFT: u32 = 8;
+    pub const SOURCE6_SHIFT: u32 = 16;
+}
+
+/// An uplink's DNS resolvers (an array indexed by slot). The programs will
+/// read `v4`/`v6`; the rest is what only userspace keeps, because nothing in
+/// the kernel remembers it: a hook's report, router advertisements' RDNSS.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resolvers {
+    /// The resolvers in use, network byte order, 0 for none (first ones first).
+    pub v4: [u32; MAX_RESOLVERS],
+    pub flags: u32,
+    /// The same for IPv6 (all zero for none).
+    pub v6: [[u32; 4]; MAX_RESOLVERS],
+    /// What a DHCP client hook last reported (`srcsel lease`).
+    pub hook4: [u32; MAX_RESOLVERS],
+    pub _pad: u32,
+    /// RDNSS of the uplink's router advertisements, with when each expires
+    /// (CLOCK_BOOTTIME, seconds; 0 for none).
+    pub ra6: [[u32; 4]; MAX_RESOLVERS],
+    pub ra6_until: [u64; MAX_RESOLVERS],
+}
+
 /// Per-uplink counters (a per-CPU array indexed by slot), for `srcsel status`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -100,4 +133,5 @@ mod pod {
     unsafe impl aya::Pod for super::UplinkState {}
     unsafe impl aya::Pod for super::UplinkRecord {}
     unsafe impl aya::Pod for super::Counters {}
+    unsafe impl aya::Pod for super::Resolvers {}
 }

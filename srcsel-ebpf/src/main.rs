@@ -8,6 +8,7 @@
 #![no_main]
 
 mod count;
+mod dns;
 mod sockopt;
 mod steer;
 mod uplink;

@@ -71,6 +71,8 @@ struct Names {
     address: &'static str,
     mtu: &'static str,
     dns: &'static str,
+    /// Where the DNS servers are when `dns` is empty or unset.
+    dns_else: Option<&'static str>,
 }
 
 /// dhcpcd and dhclient (`reason` in the environment).
@@ -79,6 +81,7 @@ const DHCLIENT: Names = Names {
     address: "new_ip_address",
     mtu: "new_interface_mtu",
     dns: "new_domain_name_servers",
+    dns_else: None,
 };
 /// udhcpc (the event is `$1`).
 const UDHCPC: Names = Names {
@@ -86,6 +89,7 @@ const UDHCPC: Names = Names {
     address: "ip",
     mtu: "mtu",
     dns: "dns",
+    dns_else: None,
 };
 /// NetworkManager's dispatcher (`$1` interface, `$2` action).
 const NETWORK_MANAGER: Names = Names {
@@ -93,6 +97,8 @@ const NETWORK_MANAGER: Names = Names {
     address: "DHCP4_IP_ADDRESS",
     mtu: "DHCP4_INTERFACE_MTU",
     dns: "DHCP4_DOMAIN_NAME_SERVERS",
+    // The connection's IPv4 servers (the lease's, or those its profile sets).
+    dns_else: Some("IP4_NAMESERVERS"),
 };
 
 /// The addresses in variable `var` (space- or comma-separated); one that
@@ -118,7 +124,23 @@ pub fn parse(env: &HashMap<String, String>, args: &[String]) -> Result<Parsed, L
     match (env.get("interface"), env.get("reason"), args) {
         (Some(iface), Some(reason), _) => event(env, iface, reason, &DHCLIENT),
         (Some(iface), None, [event_name, ..]) => event(env, iface, event_name, &UDHCPC),
-        (None, _, [iface, action]) => event(env, iface, action, &NETWORK_MANAGER),
+        (None, _, [iface, action]) => {
+            // NetworkManager also dispatches `up` for links without DHCPv4,
+            // and a `dhcp4-change` with no lease while one starts (seen on
+            // 1.42): without DHCP4_* variables they say nothing of a lease.
+            let lease = env.keys().any(|k| k.starts_with("DHCP4_"));
+            if !lease && action != "down" {
+                crate::config::check_ifname(iface).map_err(LeaseError::BadInterface)?;
+                return Ok(Parsed::Ignored {
+                    interface: iface.clone(),
+                    reason: format!(
+                        "{} without DHCPv4",
+                        action.chars().take(40).collect::<String>()
+                    ),
+                });
+            }
+            event(env, iface, action, &NETWORK_MANAGER)
+        }
         _ => Err(LeaseError::NotAHook),
     }
 }
@@ -153,7 +175,10 @@ fn event(
         dns: if ended {
             Vec::new()
         } else {
-            ipv4s(env, names.dns)?
+            match (ipv4s(env, names.dns)?, names.dns_else) {
+                (dns, Some(var)) if dns.is_empty() => ipv4s(env, var)?,
+                (dns, _) => dns,
+            }
         },
     }))
 }
@@ -237,7 +262,11 @@ mod tests {
         assert_eq!(d.gateway, None);
         let nm = event(
             parse(
-                &env(&[("CONNECTION_UUID", "x"), ("DHCP4_ROUTERS", "192.168.8.1")]),
+                &env(&[
+                    ("CONNECTION_UUID", "x"),
+                    ("DHCP4_ROUTERS", "192.168.8.1"),
+                    ("IP4_NAMESERVERS", "192.168.8.1 9.9.9.9"),
+                ]),
                 &["usb0".into(), "up".into()],
             )
             .unwrap(),
@@ -246,6 +275,15 @@ mod tests {
             (nm.interface.as_str(), nm.gateway),
             ("usb0", Some("192.168.8.1".parse().unwrap()))
         );
+        assert_eq!(nm.dns.len(), 2, "IP4_NAMESERVERS when the lease names none");
+        // What NetworkManager 1.42 dispatches around an activation besides the lease.
+        let nm_env = env(&[("CONNECTION_ID", "hotspot")]);
+        for action in ["dhcp4-change", "up"] {
+            let p = parse(&nm_env, &["usb0".into(), action.into()]).unwrap();
+            assert!(matches!(p, Parsed::Ignored { .. }), "{action}: {p:?}");
+        }
+        let down = event(parse(&nm_env, &["usb0".into(), "down".into()]).unwrap());
+        assert_eq!(down.gateway, None);
     }
 
     #[test]

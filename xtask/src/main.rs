@@ -59,6 +59,10 @@ enum Task {
     /// qemu (bookworm-backports) and builds the image (cached in /var/cache/srcsel/vm).
     /// The job's output, the guest's /tmp and journal are left in target/vm/.
     Vm {
+        /// Instead of CMD: build these of the VM suites (systemd, lab, daemon, package) and
+        /// run them as `cargo xtask test` does. Repeatable; CMD then goes to each test binary.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(vm::SUITES))]
+        suite: Vec<String>,
         /// Seconds the VM may take, boot included, before it is killed.
         #[arg(long, default_value_t = vm::DEFAULT_TIMEOUT.as_secs())]
         timeout: u64,
@@ -90,7 +94,15 @@ fn main() -> anyhow::Result<()> {
         Task::Demo => demo::run(),
         Task::Dist => dist::dist(),
         Task::Bench => bench::run(),
-        Task::Vm { timeout, cmd } => vm::command(&cmd, Duration::from_secs(timeout)),
+        Task::Vm {
+            suite,
+            timeout,
+            cmd,
+        } if !suite.is_empty() => {
+            let suites: Vec<&str> = suite.iter().map(String::as_str).collect();
+            vm::test_suites(&suites, &cmd, Duration::from_secs(timeout))
+        }
+        Task::Vm { timeout, cmd, .. } => vm::command(&cmd, Duration::from_secs(timeout)),
         Task::ConnectLoop { count, v6 } => bench::connect_loop(count, v6),
         Task::ConvergeProbe { count } => bench::converge_probe(count),
         Task::MechanismRun { pin, parent } => mechanism::run(&pin, &parent),
@@ -234,6 +246,8 @@ fn test(no_vm: bool, args: &[String]) -> anyhow::Result<()> {
             "isolate",
             "--test",
             "assign",
+            "--test",
+            "dns",
             "--",
         ])
         .args(args))?;
@@ -241,5 +255,5 @@ fn test(no_vm: bool, args: &[String]) -> anyhow::Result<()> {
         eprintln!("xtask: the VM suites (systemd as PID 1, kernel 6.1) were NOT run (--no-vm)");
         return Ok(());
     }
-    vm::test_suites(args)
+    vm::test_suites(&vm::SUITES, args, vm::DEFAULT_TIMEOUT)
 }

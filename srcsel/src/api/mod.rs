@@ -63,6 +63,9 @@ pub enum Request {
     Lease {
         interface: String,
         gateway: Option<Ipv4Addr>,
+        /// The lease's DNS servers (added within version 1).
+        #[serde(default)]
+        dns: Vec<Ipv4Addr>,
     },
     /// Put `pid`, a child of the caller waiting to exec the command, into a
     /// new cgroup assigned to `via`. The connection then stays open for the

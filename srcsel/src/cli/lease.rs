@@ -30,11 +30,13 @@ pub fn lease(args: &[String], config_path: &Path) -> anyhow::Result<()> {
     let report = HookReport {
         interface: event.interface,
         gateway: event.gateway,
+        dns: event.dns,
     };
     if let Some(mut daemon) = Client::connect()? {
         daemon.request(Request::Lease {
             interface: report.interface.clone(),
             gateway: report.gateway,
+            dns: report.dns.clone(),
         })?;
         return Ok(());
     }

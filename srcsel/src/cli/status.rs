@@ -18,7 +18,7 @@ use crate::{
         privileges,
     },
     policy::{
-        self,
+        self, dns,
         routing::{from_raw4, from_raw6},
         slot::in_range,
     },
@@ -78,6 +78,21 @@ pub struct UplinkReport {
     pub gateway6: Option<String>,
     /// The gateway last reported by a DHCP client hook (`srcsel lease`).
     pub hook_gateway: Option<String>,
+    /// The resolvers its assigned programs' DNS goes to, per family, and
+    /// where they come from: "config", "system" (the system's own, not
+    /// redirected), "dhcp", "router advertisement"; null for none
+    /// (fields added within version 1).
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_source: Option<String>,
+    #[serde(default)]
+    pub dns6: Vec<String>,
+    #[serde(default)]
+    pub dns_source6: Option<String>,
+    /// The DNS servers a DHCP client hook last reported.
+    #[serde(default)]
+    pub hook_dns: Vec<String>,
     pub table: u32,
     pub mark: String,
     /// The rules in force, as `ip rule` would list them (srcsel's own only).
@@ -174,10 +189,11 @@ pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
     let Some(bpffs) = bpffs else {
         return Ok(report);
     };
+    // The dump first: the namespace's lock is never held across an await.
+    let dump = Dump::read(&netlink::connect()?).await?;
     let Some(ns) = Namespace::open_existing(&bpffs, cookie)? else {
         return Ok(report);
     };
-    let dump = Dump::read(&netlink::connect()?).await?;
     let runs = mounts::find("cgroup2")?
         .map(|root| {
             let dirs = cgroup::all_runs_dirs(&root, cookie);
@@ -190,6 +206,7 @@ pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
         let name = name_of(&r);
         let s = ns.state(id)?;
         let c = ns.counters(id)?;
+        let d = dns::in_use(&ns.dns(id)?);
         let assignments = runs
             .iter()
             .filter_map(|run| {
@@ -218,6 +235,11 @@ pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
                 .filter(|a| !a.is_unspecified())
                 .map(|a| a.to_string()),
             hook_gateway: from_raw4(r.hook_gateway4).map(|a| a.to_string()),
+            dns: d.v4.iter().map(ToString::to_string).collect(),
+            dns_source: d.source4.map(|s| s.as_str().to_owned()),
+            dns6: d.v6.iter().map(ToString::to_string).collect(),
+            dns_source6: d.source6.map(|s| s.as_str().to_owned()),
+            hook_dns: d.hook4.iter().map(ToString::to_string).collect(),
             table: r.table,
             mark: format!("{:#x}", srcsel_common::mark_for(id)),
             rules: dump
@@ -277,6 +299,29 @@ fn up_or_down(up: bool) -> String {
     if up { "up" } else { "down" }.into()
 }
 
+/// `192.0.2.53 (dhcp), 2001:db8::53 (router advertisement)`, or why none.
+fn dns_line(u: &UplinkReport) -> String {
+    let family = |list: &[String], source: &Option<String>| match source.as_deref() {
+        Some("system") => None,
+        Some(src) => Some(format!("{} ({src})", list.join(" "))),
+        None => None,
+    };
+    let parts: Vec<String> = [
+        family(&u.dns, &u.dns_source),
+        family(&u.dns6, &u.dns_source6),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if u.dns_source.as_deref() == Some("system") {
+        "the system's resolvers (system_dns = true)".into()
+    } else if parts.is_empty() {
+        "none known".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 fn human(r: &Report) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
@@ -305,6 +350,7 @@ fn human(r: &Report) -> String {
             .as_deref()
             .map_or("no gateway".to_owned(), |g| format!("via {g}"));
         let _ = writeln!(out, "  IPv6: {} {addr6} {gw6}", u.state6);
+        let _ = writeln!(out, "  DNS: {}", dns_line(u));
         if !u.present {
             let _ = writeln!(
                 out,

@@ -10,6 +10,8 @@
 //! # gateway6 = "fe80::1"   # the same for IPv6, when no router advertisement installs one
 //! # isolate = true         # keep it for assigned programs: unassigned traffic never
 //! #                        # takes its default routes, IPv4 or IPv6
+//! # dns = ["192.0.2.53"]   # its resolvers, instead of those its leases and RAs give
+//! # system_dns = true      # or: keep the system's resolvers for its programs
 //!
 //! [[allow]]                # who may `srcsel run` as themselves (and read status);
 //! group = "srcsel"         # without any entry: group srcsel, every uplink, both modes
@@ -29,7 +31,7 @@ pub mod edit;
 use std::{
     collections::HashMap,
     fs, io,
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     ops::Range,
     path::Path,
 };
@@ -37,7 +39,7 @@ use std::{
 use serde::Deserialize;
 
 use crate::policy::{access::Allow, target::Assigned};
-use srcsel_common::{MAX_UPLINKS, UPLINK_MASK};
+use srcsel_common::{MAX_RESOLVERS, MAX_UPLINKS, UPLINK_MASK};
 use toml::Spanned;
 
 pub const DEFAULT_PATH: &str = "/etc/srcsel/srcsel.toml";
@@ -69,6 +71,23 @@ pub struct UplinkConfig {
     pub gateway6: Option<Ipv6Addr>,
     #[serde(default)]
     pub isolate: bool,
+    /// Its resolvers, in place of those its leases and RAs give.
+    pub dns: Option<Spanned<Vec<IpAddr>>>,
+    /// Keep the system's resolvers for programs assigned to it.
+    #[serde(default)]
+    pub system_dns: bool,
+}
+
+/// Which resolvers an uplink's programs use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum DnsConfig {
+    /// Those its DHCP leases and router advertisements give.
+    #[default]
+    Learned,
+    /// Those the config names (`dns = [...]`).
+    Servers(Vec<IpAddr>),
+    /// The system's own (`system_dns = true`).
+    System,
 }
 
 impl UplinkConfig {
@@ -76,6 +95,35 @@ impl UplinkConfig {
     pub fn slot(&self) -> Option<u32> {
         self.mark.as_ref().map(|m| m.get_ref() >> 24)
     }
+
+    pub fn dns(&self) -> DnsConfig {
+        match (&self.dns, self.system_dns) {
+            (_, true) => DnsConfig::System,
+            (Some(list), false) => DnsConfig::Servers(list.get_ref().clone()),
+            (None, false) => DnsConfig::Learned,
+        }
+    }
+}
+
+/// Why `dns = [...]` cannot be used (`system_dns` decided by the caller).
+fn check_dns(list: &[IpAddr], system_dns: bool) -> Result<(), String> {
+    if system_dns {
+        return Err("`dns` and `system_dns = true` contradict each other: keep one".into());
+    }
+    for a in list {
+        if a.is_loopback() || a.is_unspecified() || a.is_multicast() {
+            return Err(format!(
+                "{a} is not a resolver the uplink can reach: name one on its network or beyond"
+            ));
+        }
+    }
+    let v4 = list.iter().filter(|a| a.is_ipv4()).count();
+    if v4 > MAX_RESOLVERS || list.len() - v4 > MAX_RESOLVERS {
+        return Err(format!(
+            "at most {MAX_RESOLVERS} resolvers per family (as resolv.conf)"
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +203,9 @@ impl Config {
                         format!("table {table} is already used by uplink {other}"),
                     ));
                 }
+            }
+            if let Some(d) = &u.dns {
+                check_dns(d.get_ref(), u.system_dns).map_err(|why| invalid(Some(d.span()), why))?;
             }
             if let Some(m) = &u.mark {
                 let mark = *m.get_ref();

@@ -142,3 +142,41 @@ fn assign_entries_are_checked_with_their_line() {
     assert!(err("[[assign]]\ncgroup = \"a\"\nvia = \"u sb\"\n").contains("not an interface name"));
     assert!(err("[[assign]]\ncgroup = \"a\"\n").contains("via"));
 }
+
+#[test]
+fn dns_settings_are_parsed_and_checked_with_their_line() {
+    let dns = |text: &str| {
+        Config::parse(&format!("[[uplink]]\nname = \"usb0\"\n{text}"), "x")
+            .unwrap()
+            .uplink("usb0")
+            .unwrap()
+            .dns()
+    };
+    assert_eq!(dns(""), DnsConfig::Learned);
+    assert_eq!(dns("system_dns = true\n"), DnsConfig::System);
+    assert_eq!(
+        dns("dns = [\"192.0.2.53\", \"2001:db8::53\"]\n"),
+        DnsConfig::Servers(vec![
+            "192.0.2.53".parse().unwrap(),
+            "2001:db8::53".parse().unwrap()
+        ])
+    );
+    assert_eq!(
+        dns("dns = []\n"),
+        DnsConfig::Servers(vec![]),
+        "no resolver at all"
+    );
+    let bad = |text: &str| err(&format!("[[uplink]]\nname = \"usb0\"\n{text}"));
+    assert!(
+        bad("dns = [\"192.0.2.53\"]\nsystem_dns = true\n")
+            .contains("srcsel.toml:3: `dns` and `system_dns")
+    );
+    assert!(
+        bad("dns = [\"127.0.0.53\"]\n")
+            .contains("127.0.0.53 is not a resolver the uplink can reach")
+    );
+    assert!(
+        bad("dns = [\"1.1.1.1\", \"1.0.0.1\", \"9.9.9.9\", \"8.8.8.8\"]\n").contains("at most 3")
+    );
+    assert!(bad("dns = [\"resolver.example\"]\n").starts_with("srcsel.toml:3:"));
+}

@@ -80,6 +80,10 @@ pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
     };
     let answer = match request {
         Request::Status if privileged || d.may_read_status(&caller) => {
+            // Reading the maps takes the namespace's flock, which a pass
+            // holds across awaits: blocking on it here would stall this
+            // single-threaded runtime with the pass inside it.
+            let _pass = d.passes.lock().await;
             match status::collect(true, &d.config()).await {
                 Ok(report) => Reply::Status(Box::new(report)),
                 Err(e) => Reply::error(ErrorKind::Failed, format!("{e:#}")),
@@ -87,10 +91,18 @@ pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
         }
         Request::Status => Reply::error(ErrorKind::Refused, d.status_refusal(&caller)),
         Request::Lease { .. } if !privileged => refused("report leases"),
-        Request::Lease { interface, gateway } => {
+        Request::Lease {
+            interface,
+            gateway,
+            dns,
+        } => {
             let gw = gateway.map_or("none".into(), |g| g.to_string());
-            info!("lease hook: {interface} gateway {gw}");
-            let report = HookReport { interface, gateway };
+            info!("lease hook: {interface} gateway {gw} dns {dns:?}");
+            let report = HookReport {
+                interface,
+                gateway,
+                dns,
+            };
             d.reconcile("lease hook", Some(&report)).await;
             Reply::Ok
         }

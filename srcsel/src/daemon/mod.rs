@@ -177,6 +177,8 @@ impl Daemon {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
         self.units.clear();
         let problems = self.reconcile("config reload", None).await;
+        // Under the passes' lock: a pass started meanwhile holds the flock.
+        let _pass = self.passes.lock().await;
         self.ensure_configured_programs()
             .map_err(|e| format!("reload: {e:#}"))?;
         Ok(problems)

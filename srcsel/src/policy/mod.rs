@@ -4,6 +4,7 @@
 //! the kernel, so all of it is unit-tested without root.
 pub mod access;
 pub mod assignment;
+pub mod dns;
 pub mod gateway;
 pub mod isolate;
 pub mod plan;

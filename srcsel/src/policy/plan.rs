@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use srcsel_common::{MAX_EXEMPT4, MAX_EXEMPT6, MAX_UPLINKS, mark_for};
 
 use super::{
-    Route, Rule, Snapshot, Uplink,
+    Route, Rule, Snapshot, Uplink, dns,
     gateway::{self, GatewaySource},
     isolate,
     routing::{self, Changes, ForeignTable},
@@ -26,6 +26,8 @@ pub struct SlotRecord {
     pub table: u32,
     /// The gateway a DHCP client hook last reported.
     pub hook_gateway: Option<Ipv4Addr>,
+    /// The resolvers it learned (hook, RDNSS).
+    pub dns: dns::Learned,
 }
 
 /// The slot registry as one pass reads it: taken slots by id.
@@ -36,12 +38,13 @@ pub fn slot_of(reg: &Registry, name: &str) -> Option<u32> {
     reg.iter().find(|(_, r)| r.name == name).map(|(id, _)| *id)
 }
 
-/// A gateway reported by a DHCP client hook (`srcsel lease`); None: the
-/// lease ended.
+/// A lease reported by a DHCP client hook (`srcsel lease`): its gateway
+/// (None: the lease ended) and DNS servers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HookReport {
     pub interface: String,
     pub gateway: Option<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
 }
 
 /// Which uplinks a pass covers.
@@ -98,6 +101,7 @@ pub struct UplinkPlan {
     /// The slot is new: publishing the uplink records it in the registry.
     pub claim: bool,
     pub hook_gateway: Option<Ipv4Addr>,
+    pub dns: dns::Dns,
     pub routes: Changes<Route>,
     pub rules: Changes<Rule>,
 }
@@ -197,6 +201,12 @@ fn plan_uplink(
         Some(h) => h.gateway,
         None => reg.get(&id).and_then(|r| r.hook_gateway),
     };
+    let mut learned = reg.get(&id).map(|r| r.dns.clone()).unwrap_or_default();
+    if let Some(h) = hook {
+        learned.hook4.clone_from(&h.dns);
+    }
+    let dns_config = cfg.map(UplinkConfig::dns).unwrap_or_default();
+    let dns = dns::choose(&dns_config, &learned, snap.now);
     let mut uplink = Uplink::observe_or_absent(snap, name);
     let gateway_source = gateway::choose(&mut uplink, hook_gateway, cfg.and_then(|c| c.gateway));
     gateway::choose6(&mut uplink, cfg.and_then(|c| c.gateway6));
@@ -225,6 +235,7 @@ fn plan_uplink(
         slot,
         claim,
         hook_gateway,
+        dns,
     })
 }
 

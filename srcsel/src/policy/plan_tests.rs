@@ -81,6 +81,7 @@ fn a_new_uplink_claims_a_free_slot_and_a_second_pass_changes_nothing() {
             name: "wwan0".into(),
             table: table_for(1),
             hook_gateway: None,
+            dns: Default::default(),
         },
     );
     let p = plan(&Config::default(), &snap, &reg, Scope::One("usb0"), None);
@@ -99,6 +100,7 @@ fn a_new_uplink_claims_a_free_slot_and_a_second_pass_changes_nothing() {
             name: "usb0".into(),
             table: table_for(2),
             hook_gateway: None,
+            dns: Default::default(),
         },
     );
     let again = plan(&Config::default(), &snap, &reg, Scope::Managed, None);
@@ -135,6 +137,7 @@ fn configured_marks_and_tables_are_used_and_conflicts_refused() {
             name: "usb0".into(),
             table: table_for(2),
             hook_gateway: None,
+            dns: Default::default(),
         },
     );
     let p = plan(&cfg, &lab(), &reg, Scope::Managed, None);
@@ -175,6 +178,7 @@ fn a_hook_report_brings_its_uplink_under_management() {
     let hook = HookReport {
         interface: "usb0".into(),
         gateway: Some("10.99.0.1".parse().unwrap()),
+        dns: vec!["10.99.0.1".parse().unwrap()],
     };
     let p = plan(
         &Config::default(),
@@ -186,6 +190,59 @@ fn a_hook_report_brings_its_uplink_under_management() {
     let u = p.uplink("usb0").unwrap();
     assert!(u.claim && u.uplink.usable());
     assert_eq!(u.hook_gateway, hook.gateway);
+    assert_eq!(
+        (u.dns.v4.clone(), u.dns.hook4.clone()),
+        (hook.dns.clone(), hook.dns.clone())
+    );
+}
+
+#[test]
+fn the_hooks_resolvers_last_until_the_next_report_and_the_config_wins() {
+    let mut reg = Registry::new();
+    let learned = crate::policy::dns::Learned {
+        hook4: vec!["10.99.0.1".parse().unwrap()],
+        ra6: Vec::new(),
+    };
+    reg.insert(
+        1,
+        SlotRecord {
+            name: "usb0".into(),
+            table: table_for(1),
+            hook_gateway: None,
+            dns: learned.clone(),
+        },
+    );
+    let p = plan(&Config::default(), &lab(), &reg, Scope::One("usb0"), None);
+    assert_eq!(
+        p.uplink("usb0").unwrap().dns.v4,
+        learned.hook4,
+        "kept from the registry"
+    );
+    let ended = HookReport {
+        interface: "usb0".into(),
+        gateway: None,
+        dns: Vec::new(),
+    };
+    let p = plan(
+        &Config::default(),
+        &lab(),
+        &reg,
+        Scope::One("usb0"),
+        Some(&ended),
+    );
+    assert!(
+        p.uplink("usb0").unwrap().dns.v4.is_empty(),
+        "the lease ended"
+    );
+    let cfg = config("[[uplink]]\nname = \"usb0\"\ndns = [\"192.0.2.53\"]\n");
+    let u = plan(&cfg, &lab(), &reg, Scope::One("usb0"), None)
+        .uplinks
+        .remove(0);
+    assert_eq!(
+        u.dns.v4,
+        ["192.0.2.53".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    assert_eq!(u.dns.hook4, learned.hook4);
 }
 
 #[test]
@@ -200,6 +257,7 @@ fn the_hook_gateway_serves_a_link_without_a_default_route() {
             name: "usb0".into(),
             table: table_for(1),
             hook_gateway: Some("10.99.0.1".parse().unwrap()),
+            dns: Default::default(),
         },
     );
     let p = plan(&Config::default(), &snap, &reg, Scope::One("usb0"), None);
@@ -238,6 +296,7 @@ fn tables_cannot_collide_with_automatic_or_used_ones() {
             name: "eth0v0".into(),
             table: 300,
             hook_gateway: None,
+            dns: Default::default(),
         },
     );
     let cfg = config("[[uplink]]\nname = \"usb0\"\ntable = 300\n");

@@ -59,6 +59,9 @@ pub struct Snapshot {
     pub routes: Vec<Observed<Route>>,
     /// Rules of both families that srcsel can express (lookup, unreachable).
     pub rules: Vec<Observed<Rule>>,
+    /// When it was taken (CLOCK_BOOTTIME, seconds): what learned state
+    /// with a lifetime (RDNSS) is compared against.
+    pub now: u64,
 }
 
 impl Snapshot {

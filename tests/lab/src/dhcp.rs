@@ -38,6 +38,8 @@ impl Lab {
             "--dhcp-range={prefix}.100,{prefix}.150,255.255.255.0,10m"
         ))
         .arg(format!("--dhcp-option=option:router,{router}"))
+        // The router as the resolver, as a phone's hotspot offers itself.
+        .arg(format!("--dhcp-option=option:dns-server,{router}"))
         .arg(format!("--dhcp-leasefile={}", leases.display()))
         .arg("--pid-file=");
         self.spawn(&format!("dnsmasq-{role}"), &mut cmd);
@@ -46,19 +48,30 @@ impl Lab {
     /// Renumbers the hotspot as a rebooted phone would: new subnet and
     /// gateway, and a carrier bounce that makes the client's dhcpcd rebind.
     pub fn renumber_hotspot(&mut self, prefix: &str) {
+        // dhcpcd must see the carrier go (a bounce quicker than it reads
+        // its netlink events passes unnoticed, and it keeps the old lease).
+        let lost = |lab: &Lab| lab.log("dhcpcd-usb0").matches("carrier lost").count();
+        let before = lost(self);
+        self.renumber_hotspot_with("dhcpcd", prefix, |lab| lost(lab) > before);
+    }
+
+    /// The same for any DHCP `client` on usb0: `noticed` says when it has
+    /// seen the carrier go.
+    pub fn renumber_hotspot_with(
+        &mut self,
+        client: &str,
+        prefix: &str,
+        noticed: impl Fn(&Lab) -> bool,
+    ) {
         let (r2, router) = (self.ns("r2"), format!("{prefix}.1"));
         ip(&format!("-n {r2} addr flush dev lan"));
         ip(&format!("-n {r2} addr add {router}/24 dev lan"));
         self.start_dnsmasq(prefix, &router);
-        // dhcpcd must see the carrier go (a bounce quicker than it reads
-        // its netlink events passes unnoticed, and it keeps the old lease).
-        let lost = || self.log("dhcpcd-usb0").matches("carrier lost").count();
-        let before = lost();
         ip(&format!("-n {r2} link set lan down"));
         wait_until(
-            "dhcpcd to see usb0's carrier go",
+            &format!("{client} to see usb0's carrier go"),
             Duration::from_secs(10),
-            || lost() > before,
+            || noticed(self),
         );
         ip(&format!("-n {r2} link set lan up"));
         wait_until("usb0's new lease", Duration::from_secs(30), || {
@@ -81,7 +94,8 @@ impl Lab {
     pub fn start_dhcpcd_on(&mut self, iface: &str, extra: &str, hook: &str) {
         let conf = self.dir.join(format!("dhcpcd-{iface}.conf"));
         let text = format!(
-            "interface {iface}\n{extra}\nipv4only\nnoipv6rs\nnoarp\nnohook resolv.conf hostname\n"
+            "interface {iface}\n{extra}\nipv4only\nnoipv6rs\nnoarp\nnohook resolv.conf hostname\n\
+             option domain_name_servers\n"
         );
         fs::write(&conf, text).expect("dhcpcd.conf");
         let script = format!(
@@ -104,7 +118,7 @@ impl Lab {
         self.spawn(&format!("dhcpcd-{iface}"), &mut cmd);
     }
 
-    pub(crate) fn wait_for_lease(&self) {
+    pub fn wait_for_lease(&self) {
         wait_until(
             "usb0's DHCP lease and default route",
             Duration::from_secs(30),

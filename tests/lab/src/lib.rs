@@ -68,26 +68,43 @@ pub struct Lab {
     /// Background processes by role ("server", "dnsmasq-r2", "dhcpcd-usb0", "daemon", ...).
     procs: Vec<(String, Child)>,
     daemon_starts: usize,
+    /// The client is the namespace the test runs in, not one of the lab's own.
+    client_here: bool,
 }
 
 impl Lab {
     /// Builds the lab and waits until usb0 has its DHCP lease.
     pub fn new(srcsel: impl Into<PathBuf>) -> Self {
+        let mut lab = Self::raise(srcsel.into(), false);
+        lab.start_dhcpcd();
+        lab.wait_for_lease();
+        lab
+    }
+
+    /// The lab with the namespace this test runs in as the client: its eth0
+    /// and usb0 are made here, and go on drop. Only for a machine that is
+    /// itself a test (the VM), for what manages links of the root namespace
+    /// alone (NetworkManager, an installed srcsel.service). No DHCP client is
+    /// started on usb0: the test starts the one it is about.
+    pub fn with_client_here(srcsel: impl Into<PathBuf>) -> Self {
+        Self::raise(srcsel.into(), true)
+    }
+
+    fn raise(srcsel: PathBuf, client_here: bool) -> Self {
         let name = unique("ss");
         let dir = std::env::temp_dir().join(format!("srcsel-lab-{name}"));
         fs::create_dir_all(&dir).expect("lab dir");
         let mut lab = Lab {
             name,
             dir,
-            srcsel: srcsel.into(),
+            srcsel,
             procs: Vec::new(),
             daemon_starts: 0,
+            client_here,
         };
         lab.build_topology();
         lab.start_server();
         lab.start_dnsmasq("10.99.0", "10.99.0.1");
-        lab.start_dhcpcd();
-        lab.wait_for_lease();
         lab
     }
 

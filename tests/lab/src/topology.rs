@@ -25,8 +25,14 @@ impl Lab {
             self.ns("r2"),
             self.ns("inet"),
         );
+        if self.client_here {
+            // A name for this namespace, so every `-n client` below means it.
+            ip(&format!("netns attach {c} {}", std::process::id()));
+        }
         for n in [&c, &r1, &r2, &i] {
-            ip(&format!("netns add {n}"));
+            if *n != c || !self.client_here {
+                ip(&format!("netns add {n}"));
+            }
             ip(&format!("-n {n} link set lo up"));
         }
         // veth pairs are created inside the namespaces: nothing touches the host's.
@@ -36,6 +42,13 @@ impl Lab {
         ip(&format!(
             "-n {c} link add usb0 type veth peer name lan netns {r2}"
         ));
+        if self.client_here {
+            // No link-local addresses: they would come and go while a test
+            // compares this namespace's routes before and after.
+            for dev in ["eth0", "usb0"] {
+                ip(&format!("-n {c} link set {dev} addrgenmode none"));
+            }
+        }
         ip(&format!(
             "-n {r1} link add wan type veth peer name isp1 netns {i}"
         ));
@@ -95,10 +108,19 @@ impl Lab {
     /// Kills whatever still runs in the lab's namespaces (it would keep them
     /// alive) and deletes them.
     fn delete_namespaces(&self) {
+        if self.client_here {
+            // The links go (and their routes with them); the namespace stays.
+            for dev in ["eth0", "usb0"] {
+                let _ = Command::new("ip").args(["link", "del", dev]).status();
+            }
+        }
         for role in ROLES {
+            let here = role == "client" && self.client_here;
             let pids = Command::new("ip")
                 .args(["netns", "pids", &self.ns(role)])
-                .output();
+                .output()
+                .ok()
+                .filter(|_| !here);
             for pid in pids.iter().flat_map(|o| {
                 String::from_utf8_lossy(&o.stdout)
                     .into_owned()
@@ -111,6 +133,7 @@ impl Lab {
                     unsafe { libc::kill(pid, libc::SIGKILL) };
                 }
             }
+            // For the client here this only removes its name.
             let _ = Command::new("ip")
                 .args(["netns", "del", &self.ns(role)])
                 .status();

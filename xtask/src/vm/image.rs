@@ -27,6 +27,12 @@ pub const GUEST_PACKAGES: &[&str] = &[
     // regulatory.db: cfg80211 gets loaded during the suites and would print a
     // firmware error into the job's output on the console without it.
     "wireless-regdb",
+    // The package suite: usb0 managed as on Raspberry Pi OS, and `man srcsel`.
+    // (libpam-systemd: polkitd needs a logind, a virtual package debootstrap
+    // does not resolve.)
+    "network-manager",
+    "libpam-systemd",
+    "man-db",
 ];
 
 /// Bump when the image's recipe changes in a way the hashed texts below don't show.
@@ -94,6 +100,15 @@ const MASKED: &[&str] = &[
     "e2scrub_reap.service",
     "fstrim.timer",
     "systemd-networkd-wait-online.service",
+    "man-db.timer",
+];
+
+/// Enabled by their packages, but started only by the suite that tests with
+/// them: NetworkManager would otherwise take the links other suites make.
+/// (Not disabled: that would also drop the dispatcher's D-Bus alias.)
+const NOT_AT_BOOT: &[&str] = &[
+    "multi-user.target.wants/NetworkManager.service",
+    "network-online.target.wants/NetworkManager-wait-online.service",
 ];
 
 /// Modules the initrd needs to find / on virtio; 9p too, so the share could be mounted that early.
@@ -117,9 +132,10 @@ pub fn packages() -> Vec<&'static str> {
 fn key() -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let text = format!(
-        "{FORMAT}\n{}\n{JOB_SCRIPT}{JOB_UNIT}{}{INITRD_MODULES}",
+        "{FORMAT}\n{}\n{JOB_SCRIPT}{JOB_UNIT}{}{}{INITRD_MODULES}",
         packages().join(","),
-        MASKED.join(",")
+        MASKED.join(","),
+        NOT_AT_BOOT.join(",")
     );
     for b in text.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
@@ -232,6 +248,10 @@ fn configure(root: &Path) -> anyhow::Result<()> {
         let link = units.join(unit);
         let _ = fs::remove_file(&link);
         symlink("/dev/null", &link).with_context(|| format!("masking {unit}"))?;
+    }
+    for want in NOT_AT_BOOT {
+        let link = units.join(want);
+        fs::remove_file(&link).with_context(|| format!("removing {}", link.display()))?;
     }
     Ok(())
 }

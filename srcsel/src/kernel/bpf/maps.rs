@@ -15,7 +15,7 @@ use super::{
     registry::{Namespace, name_key, open_map},
 };
 use crate::policy::{
-    Assignment, UplinkPlan,
+    Assignment, UplinkPlan, dns,
     routing::{diff, octets6, raw4, raw6},
 };
 
@@ -52,6 +52,12 @@ impl Namespace {
         };
         if self.record(p.slot.id)? != record {
             self.write_record(p.slot.id, record)?;
+        }
+        let resolvers = dns::to_value(&p.dns);
+        if self.dns(p.slot.id)? != resolvers {
+            self.dns
+                .set(p.slot.id, resolvers, 0)
+                .map_err(|source| self.map_err(maps::DNS, source))?;
         }
         if self.state(p.slot.id)? == state {
             return Ok(false);

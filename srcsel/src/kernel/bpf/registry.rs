@@ -7,10 +7,11 @@ use std::{
 };
 
 use aya::maps::{Array, LpmTrie, Map, MapData, MapInfo};
-use srcsel_common::{MAX_UPLINKS, UplinkRecord, UplinkState, maps};
+use srcsel_common::{MAX_UPLINKS, Resolvers, UplinkRecord, UplinkState, maps};
 
 use super::{BpfError, OBJECT, io_err, pins, programs};
 use crate::policy::{
+    dns,
     plan::{Registry, SlotRecord},
     routing::from_raw4,
 };
@@ -23,6 +24,7 @@ pub struct Namespace {
     pub(super) records: Array<MapData, UplinkRecord>,
     pub(super) exempt: LpmTrie<MapData, [u8; 4], [u32; 2]>,
     pub(super) exempt6: LpmTrie<MapData, [u8; 16], [u32; 5]>,
+    pub(super) dns: Array<MapData, Resolvers>,
     _lock: fs::File,
 }
 
@@ -52,6 +54,7 @@ impl Namespace {
             records: open_map(&maps_dir.join(maps::REGISTRY), Map::Array)?,
             exempt: open_map(&maps_dir.join(maps::EXEMPT4), Map::LpmTrie)?,
             exempt6: open_map(&maps_dir.join(maps::EXEMPT6), Map::LpmTrie)?,
+            dns: open_map(&maps_dir.join(maps::DNS), Map::Array)?,
             dir,
             cookie,
             _lock: lock,
@@ -61,7 +64,9 @@ impl Namespace {
     /// Opens the namespace's state only if it already exists (read-only use:
     /// refusing bad input must not create pins).
     pub fn open_existing(bpffs: &Path, cookie: u64) -> Result<Option<Self>, BpfError> {
-        if !maps_pinned(&pins::ns_dir(bpffs, cookie).join("maps")) {
+        // (One set up by an older srcsel gets the maps added since, in open.)
+        let maps_dir = pins::ns_dir(bpffs, cookie).join("maps");
+        if !maps_dir.join(maps::UPLINKS).exists() {
             return Ok(None);
         }
         Self::open(bpffs, cookie).map(Some)
@@ -90,10 +95,15 @@ impl Namespace {
             .records()?
             .into_iter()
             .map(|(id, r)| {
+                let dns = self
+                    .dns(id)
+                    .map(|d| dns::learned_of(&d))
+                    .unwrap_or_default();
                 let rec = SlotRecord {
                     name: name_of(&r),
                     table: r.table,
                     hook_gateway: from_raw4(r.hook_gateway4),
+                    dns,
                 };
                 (id, rec)
             })
@@ -116,6 +126,13 @@ impl Namespace {
         self.records
             .get(&id, 0)
             .map_err(|source| self.map_err(maps::REGISTRY, source))
+    }
+
+    /// Slot `id`'s resolvers (all zero when free).
+    pub fn dns(&self, id: u32) -> Result<Resolvers, BpfError> {
+        self.dns
+            .get(&id, 0)
+            .map_err(|source| self.map_err(maps::DNS, source))
     }
 
     pub(super) fn write_record(&mut self, id: u32, r: UplinkRecord) -> Result<(), BpfError> {

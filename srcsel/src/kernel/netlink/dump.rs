@@ -19,7 +19,10 @@ pub struct Dump {
 
 impl Dump {
     pub async fn read(handle: &Handle) -> Result<Self, NetlinkError> {
-        let mut snapshot = Snapshot::default();
+        let mut snapshot = Snapshot {
+            now: boottime_secs(),
+            ..Snapshot::default()
+        };
         let links: Vec<_> = handle
             .link()
             .get()
@@ -111,4 +114,15 @@ pub async fn rules(handle: &Handle) -> Result<Vec<RuleMessage>, NetlinkError> {
         all.extend(msgs);
     }
     Ok(all)
+}
+
+/// CLOCK_BOOTTIME in seconds: RDNSS lifetimes run on while the host sleeps.
+pub fn boottime_secs() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0)
 }

@@ -1,0 +1,186 @@
+//! Each uplink's DNS resolvers: what the config, a DHCP client hook and the
+//! router advertisements (RDNSS) give, which of them is in use, and the
+//! map value that carries both to the programs and to the next pass.
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use srcsel_common::{MAX_RESOLVERS, Resolvers, dns_flags};
+
+use super::routing::{from_raw4, from_raw6, raw4, raw6};
+use crate::config::DnsConfig;
+
+/// Where an uplink's resolvers of one family come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsSource {
+    /// `dns = [...]` in the uplink's config entry.
+    Config,
+    /// `system_dns = true`: the system's resolvers, not redirected.
+    System,
+    /// The last lease a DHCP client hook reported (`srcsel lease`).
+    Dhcp,
+    /// RDNSS options of the uplink's router advertisements.
+    RouterAdvertisement,
+}
+
+impl DnsSource {
+    const ALL: [Self; 4] = [
+        Self::Config,
+        Self::System,
+        Self::Dhcp,
+        Self::RouterAdvertisement,
+    ];
+
+    /// Its code in the map value's flags (0: none).
+    fn code(source: Option<Self>) -> u32 {
+        source.map_or(0, |s| s as u32 + 1)
+    }
+
+    fn from_code(code: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| *s as u32 + 1 == code)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::System => "system",
+            Self::Dhcp => "dhcp",
+            Self::RouterAdvertisement => "router advertisement",
+        }
+    }
+}
+
+/// One uplink's resolvers, as a pass decides them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dns {
+    /// In use, per family (at most [`MAX_RESOLVERS`] each, first ones first).
+    pub v4: Vec<Ipv4Addr>,
+    pub v6: Vec<Ipv6Addr>,
+    pub source4: Option<DnsSource>,
+    pub source6: Option<DnsSource>,
+    /// What a hook last reported; kept for the next pass.
+    pub hook4: Vec<Ipv4Addr>,
+    /// RDNSS still valid, with when each expires (CLOCK_BOOTTIME seconds).
+    pub ra6: Vec<(Ipv6Addr, u64)>,
+}
+
+/// The learned resolvers a slot keeps between passes (read back from the map).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Learned {
+    pub hook4: Vec<Ipv4Addr>,
+    pub ra6: Vec<(Ipv6Addr, u64)>,
+}
+
+/// The resolvers in use for an uplink with config `cfg`, learned `learned`,
+/// at `now`: the config's list wins over anything learned, for both
+/// families; `system_dns` keeps the system's. Expired RDNSS is dropped.
+pub fn choose(cfg: &DnsConfig, learned: &Learned, now: u64) -> Dns {
+    let ra6: Vec<(Ipv6Addr, u64)> = learned
+        .ra6
+        .iter()
+        .filter(|(_, until)| *until > now)
+        .copied()
+        .collect();
+    let mut dns = Dns {
+        hook4: first(learned.hook4.iter().copied()),
+        ra6: first(ra6.iter().copied()),
+        ..Dns::default()
+    };
+    match cfg {
+        DnsConfig::System => {
+            dns.source4 = Some(DnsSource::System);
+            dns.source6 = Some(DnsSource::System);
+        }
+        DnsConfig::Servers(list) => {
+            dns.v4 = first(list.iter().filter_map(v4_of));
+            dns.v6 = first(list.iter().filter_map(v6_of));
+            dns.source4 = (!dns.v4.is_empty()).then_some(DnsSource::Config);
+            dns.source6 = (!dns.v6.is_empty()).then_some(DnsSource::Config);
+        }
+        DnsConfig::Learned => {
+            dns.v4.clone_from(&dns.hook4);
+            dns.v6 = dns.ra6.iter().map(|(a, _)| *a).collect();
+            dns.source4 = (!dns.v4.is_empty()).then_some(DnsSource::Dhcp);
+            dns.source6 = (!dns.v6.is_empty()).then_some(DnsSource::RouterAdvertisement);
+        }
+    }
+    dns
+}
+
+fn first<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for item in items {
+        if out.len() < MAX_RESOLVERS && !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+fn v4_of(a: &std::net::IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        std::net::IpAddr::V4(a) => Some(*a),
+        std::net::IpAddr::V6(_) => None,
+    }
+}
+
+fn v6_of(a: &std::net::IpAddr) -> Option<Ipv6Addr> {
+    match a {
+        std::net::IpAddr::V6(a) => Some(*a),
+        std::net::IpAddr::V4(_) => None,
+    }
+}
+
+/// The map value for `dns`.
+pub fn to_value(dns: &Dns) -> Resolvers {
+    let mut r = Resolvers::default();
+    for (slot, a) in r.v4.iter_mut().zip(&dns.v4) {
+        *slot = raw4(Some(*a));
+    }
+    for (slot, a) in r.v6.iter_mut().zip(&dns.v6) {
+        *slot = raw6(Some(*a));
+    }
+    for (slot, a) in r.hook4.iter_mut().zip(&dns.hook4) {
+        *slot = raw4(Some(*a));
+    }
+    for (i, (a, until)) in dns.ra6.iter().enumerate().take(MAX_RESOLVERS) {
+        r.ra6[i] = raw6(Some(*a));
+        r.ra6_until[i] = *until;
+    }
+    if dns.source4 == Some(DnsSource::System) {
+        r.flags |= dns_flags::SYSTEM;
+    }
+    r.flags |= DnsSource::code(dns.source4) << dns_flags::SOURCE4_SHIFT;
+    r.flags |= DnsSource::code(dns.source6) << dns_flags::SOURCE6_SHIFT;
+    r
+}
+
+/// What a slot's map value says was learned.
+pub fn learned_of(r: &Resolvers) -> Learned {
+    Learned {
+        hook4: r.hook4.iter().filter_map(|a| from_raw4(*a)).collect(),
+        ra6: r
+            .ra6
+            .iter()
+            .zip(r.ra6_until)
+            .filter_map(|(a, until)| Some((from_raw6(*a)?, until)))
+            .collect(),
+    }
+}
+
+/// The resolvers in use per the map value, and where they come from (for
+/// `srcsel status`; what was learned is in [`learned_of`]).
+pub fn in_use(r: &Resolvers) -> Dns {
+    let source = |shift: u32| DnsSource::from_code((r.flags >> shift) & 0xff);
+    let learned = learned_of(r);
+    Dns {
+        v4: r.v4.iter().filter_map(|a| from_raw4(*a)).collect(),
+        v6: r.v6.iter().filter_map(|a| from_raw6(*a)).collect(),
+        source4: source(dns_flags::SOURCE4_SHIFT),
+        source6: source(dns_flags::SOURCE6_SHIFT),
+        hook4: learned.hook4,
+        ra6: learned.ra6,
+    }
+}
+
+#[cfg(test)]
+#[path = "dns_tests.rs"]
+mod tests;
