@@ -1,7 +1,7 @@
 //! `srcsel daemon` following leases on the real kernel, with real dnsmasq and
 //! dhcpcd: renumbering, link flaps, re-plugs, two uplinks, `nogateway` with
 //! the lease hook, restarts and crashes. Needs root (`cargo xtask test`).
-use std::{fs, process::Command, time::Duration};
+use std::{fs, time::Duration};
 
 use srcsel_lab::{ETH0_ADDR, Lab, Runner, ip, ok, unique, url, wait_until};
 
@@ -111,13 +111,13 @@ fn link_down_up_and_replug_with_a_new_ifindex_are_followed() {
 fn add_macvlan(lab: &Lab, addr: Option<&str>) {
     let c = lab.ns("client");
     ip(&format!(
-        "-n {c} link add eth0v0 link eth0 type macvlan mode bridge"
+        "-n {c} link add eth0.100 link eth0 type macvlan mode bridge"
     ));
-    ip(&format!("-n {c} link set eth0v0 up"));
+    ip(&format!("-n {c} link set eth0.100 up"));
     if let Some(a) = addr {
-        ip(&format!("-n {c} addr add {a}/24 dev eth0v0"));
+        ip(&format!("-n {c} addr add {a}/24 dev eth0.100"));
         ip(&format!(
-            "-n {c} route add default via 10.1.0.1 dev eth0v0 metric 4000"
+            "-n {c} route add default via 10.1.0.1 dev eth0.100 metric 4000"
         ));
     }
 }
@@ -129,7 +129,7 @@ fn two_uplinks_at_once_each_run_leaves_through_its_own() {
     let config = lab.dir.join("srcsel.toml");
     fs::write(
         &config,
-        "[[uplink]]\nname = \"usb0\"\n\n[[uplink]]\nname = \"eth0v0\"\ntable = 300\n",
+        "[[uplink]]\nname = \"usb0\"\n\n[[uplink]]\nname = \"eth0.100\"\ntable = 300\n",
     )
     .unwrap();
     lab.start_daemon(&["--config", &config.display().to_string()]);
@@ -138,7 +138,7 @@ fn two_uplinks_at_once_each_run_leaves_through_its_own() {
         o.contains("table 300") && o.contains("default via 10.99.0.1 dev usb0")
     });
     let mut via_usb0 = Runner::start(&lab, "usb0");
-    let mut via_v0 = Runner::start(&lab, "eth0v0");
+    let mut via_v0 = Runner::start(&lab, "eth0.100");
     for round in 0..3 {
         let (a, b) = (
             unique(&format!("usb{round}")),
@@ -159,49 +159,43 @@ fn nogateway_macvlan_gets_its_gateway_from_the_lease_hook() {
     let mut lab = lab();
     lab.start_dnsmasq_in("r1", "10.1.0", "10.1.0.1");
     add_macvlan(&lab, None);
-    let hook = lab.dir.join("dhcpcd-hook");
-    fs::write(
-        &hook,
-        format!("#!/bin/sh\nexec {} lease \"$@\"\n", lab.srcsel.display()),
-    )
-    .unwrap();
-    ok(Command::new("chmod").arg("+x").arg(&hook));
+    let hook = lab.srcsel_hook();
     let config = lab.dir.join("srcsel.toml");
-    fs::write(&config, "[[uplink]]\nname = \"eth0v0\"\n").unwrap();
+    fs::write(&config, "[[uplink]]\nname = \"eth0.100\"\n").unwrap();
     lab.start_daemon(&["--config", &config.display().to_string()]);
-    lab.start_dhcpcd_on("eth0v0", "nogateway", &hook.display().to_string());
-    wait_until("eth0v0's lease", Duration::from_secs(30), || {
-        lab.addr_of("eth0v0").is_some()
+    lab.start_dhcpcd_on("eth0.100", "nogateway", &hook);
+    wait_until("eth0.100's lease", Duration::from_secs(30), || {
+        lab.addr_of("eth0.100").is_some()
     });
-    let addr = lab.addr_of("eth0v0").unwrap();
+    let addr = lab.addr_of("eth0.100").unwrap();
     assert!(
         !lab.client_out("ip route show table all")
-            .contains("default via 10.1.0.1 dev eth0v0 proto dhcp")
+            .contains("default via 10.1.0.1 dev eth0.100 proto dhcp")
     );
     wait_until("the hook's gateway in srcsel's table", CONVERGE, || {
-        lab.owned().contains("default via 10.1.0.1 dev eth0v0")
+        lab.owned().contains("default via 10.1.0.1 dev eth0.100")
     });
     assert!(
         lab.log("daemon")
-            .contains("lease hook: eth0v0 gateway 10.1.0.1"),
+            .contains("lease hook: eth0.100 gateway 10.1.0.1"),
         "{}",
         lab.log("daemon")
     );
     let t = unique("hook");
-    lab.curl_via("eth0v0", &t);
+    lab.curl_via("eth0.100", &t);
     assert_eq!(lab.source_of(&t), addr);
 
     // Without a daemon, the hook applies the lease itself.
     lab.stop("daemon");
     ok(&mut lab.srcsel(["down"]));
-    assert!(!lab.owned().contains("eth0v0"));
-    lab.start_dhcpcd_on("eth0v0", "nogateway", &hook.display().to_string());
+    assert!(!lab.owned().contains("eth0.100"));
+    lab.start_dhcpcd_on("eth0.100", "nogateway", &hook);
     wait_until(
-        "the hook to set eth0v0 up without a daemon",
+        "the hook to set eth0.100 up without a daemon",
         Duration::from_secs(30),
-        || lab.owned().contains("default via 10.1.0.1 dev eth0v0"),
+        || lab.owned().contains("default via 10.1.0.1 dev eth0.100"),
     );
     let t = unique("nodaemon");
-    lab.curl_via("eth0v0", &t);
-    assert_eq!(lab.source_of(&t), lab.addr_of("eth0v0").unwrap());
+    lab.curl_via("eth0.100", &t);
+    assert_eq!(lab.source_of(&t), lab.addr_of("eth0.100").unwrap());
 }

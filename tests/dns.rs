@@ -37,28 +37,16 @@ fn usb0_dns(lab: &Lab) -> (Vec<String>, String, Vec<String>, String, Vec<String>
     )
 }
 
-/// Writes the daemon's config and has it read it again (SIGHUP, as `systemctl reload`).
+/// Writes the daemon's config and has it read it again.
 fn reconfigure(lab: &Lab, config: &Path, text: &str) {
     fs::write(config, text).unwrap();
-    let before = lab.log("daemon").matches("reloading").count();
-    let pid = lab.pid("daemon").expect("the daemon runs") as i32;
-    // SAFETY: kill(2) on the lab's own daemon.
-    unsafe { libc::kill(pid, libc::SIGHUP) };
-    wait_until("the daemon to reload", CONVERGE, || {
-        lab.log("daemon").matches("reloading").count() > before
-    });
+    lab.reload_daemon();
 }
 
 #[test]
 fn resolvers_follow_the_hotspots_leases_and_the_config() {
     let mut lab = Lab::new(env!("CARGO_BIN_EXE_srcsel"));
-    let hook = lab.dir.join("dhcpcd-hook");
-    fs::write(
-        &hook,
-        format!("#!/bin/sh\nexec {} lease \"$@\"\n", lab.srcsel.display()),
-    )
-    .unwrap();
-    ok(std::process::Command::new("chmod").arg("+x").arg(&hook));
+    let hook = lab.srcsel_hook();
     let config = lab.dir.join("srcsel.toml");
     fs::write(&config, "[[uplink]]\nname = \"usb0\"\n").unwrap();
     lab.start_daemon(&["--config", &config.display().to_string()]);
@@ -76,7 +64,7 @@ fn resolvers_follow_the_hotspots_leases_and_the_config() {
     };
 
     // The lease dnsmasq gives (the router as resolver), through dhcpcd's hook.
-    lab.start_dhcpcd_on("usb0", "metric 3000", &hook.display().to_string());
+    lab.start_dhcpcd_on("usb0", "metric 3000", &hook);
     learned(&lab, "10.99.0.1");
     lab.renumber_hotspot("10.98.0");
     learned(&lab, "10.98.0.1");

@@ -260,12 +260,22 @@ fn runs_leave_nothing_behind_and_down_restores_the_dumps() {
         "connect6",
         "count_egress",
         "count_ingress",
+        "recvmsg4",
+        "recvmsg6",
         "sendmsg4",
         "sendmsg6",
         "setsockopt",
         "sock_create",
     ];
-    let maps = ["COUNTERS", "EXEMPT4", "EXEMPT6", "REGISTRY", "UPLINKS"];
+    let maps = [
+        "COUNTERS",
+        "DNS",
+        "DNS_QUERIES",
+        "EXEMPT4",
+        "EXEMPT6",
+        "REGISTRY",
+        "UPLINKS",
+    ];
     let mut expected: Vec<String> = ["links/usb0:fallback", "links/usb0:strict"]
         .iter()
         .chain(&["usb0/fallback", "usb0/strict"])

@@ -7,7 +7,9 @@ pub mod programs;
 pub mod state;
 
 pub use mark::{MARK_MASK, STRICT_BIT, UPLINK_MASK, mark_for};
-pub use state::{Counters, MAX_RESOLVERS, Resolvers, UplinkRecord, UplinkState, dns_flags, flags};
+pub use state::{
+    Counters, DnsKey, MAX_RESOLVERS, Resolvers, UplinkRecord, UplinkState, dns_flags, flags,
+};
 
 /// Slots in the uplink maps. Slot 0 is never used, so an uplink id is never 0.
 pub const MAX_UPLINKS: u32 = 64;
@@ -17,6 +19,10 @@ pub const MAX_UPLINKS: u32 = 64;
 pub const MAX_EXEMPT4: u32 = 65536;
 /// The same for IPv6.
 pub const MAX_EXEMPT6: u32 = 65536;
+
+/// Capacity of the redirected-query map: queries in flight at once, per
+/// namespace. An LRU map: the oldest (long answered) go first.
+pub const MAX_DNS_QUERIES: u32 = 16384;
 
 /// Names of the pinned maps, shared by every program set of a namespace.
 pub mod maps {
@@ -33,8 +39,19 @@ pub mod maps {
     /// [`crate::Resolvers`] per slot. Added after the others: a namespace
     /// set up by an older srcsel gets it the next time one opens it.
     pub const DNS: &str = "SRCSEL_DNS";
+    /// [`crate::DnsKey`] → the address asked: the sockets whose queries
+    /// were redirected, so their answers come back from where they asked.
+    pub const DNS_QUERIES: &str = "SRCSEL_DNS_QUERIES";
     /// Every pinned map, for checking that a namespace's maps are complete.
-    pub const ALL: [&str; 6] = [UPLINKS, REGISTRY, EXEMPT4, EXEMPT6, COUNTERS, DNS];
+    pub const ALL: [&str; 7] = [
+        UPLINKS,
+        REGISTRY,
+        EXEMPT4,
+        EXEMPT6,
+        COUNTERS,
+        DNS,
+        DNS_QUERIES,
+    ];
 }
 
 /// The globals each program set is loaded with: which uplink slot it serves,

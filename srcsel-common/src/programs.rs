@@ -14,6 +14,10 @@ pub enum Hook {
     Connect6,
     /// `cgroup/sendmsg6`
     Sendmsg6,
+    /// `cgroup/recvmsg4`
+    Recvmsg4,
+    /// `cgroup/recvmsg6`
+    Recvmsg6,
     /// `cgroup/setsockopt`
     Setsockopt,
     /// `cgroup_skb/egress`
@@ -34,6 +38,8 @@ impl Hook {
             Hook::Connect6 => 11,
             Hook::Sendmsg4 => 14,
             Hook::Sendmsg6 => 15,
+            Hook::Recvmsg4 => 19,
+            Hook::Recvmsg6 => 20,
             Hook::Setsockopt => 22,
         }
     }
@@ -51,12 +57,14 @@ pub const CONNECT4: &str = "connect4";
 pub const SENDMSG4: &str = "sendmsg4";
 pub const CONNECT6: &str = "connect6";
 pub const SENDMSG6: &str = "sendmsg6";
+pub const RECVMSG4: &str = "recvmsg4";
+pub const RECVMSG6: &str = "recvmsg6";
 pub const SETSOCKOPT: &str = "setsockopt";
 pub const EGRESS: &str = "count_egress";
 pub const INGRESS: &str = "count_ingress";
 
 /// Every program of an uplink's set, in attach order.
-pub const ALL: [Program; 8] = [
+pub const ALL: [Program; 10] = [
     Program {
         name: SOCK_CREATE,
         hook: Hook::SockCreate,
@@ -76,6 +84,14 @@ pub const ALL: [Program; 8] = [
     Program {
         name: SENDMSG6,
         hook: Hook::Sendmsg6,
+    },
+    Program {
+        name: RECVMSG4,
+        hook: Hook::Recvmsg4,
+    },
+    Program {
+        name: RECVMSG6,
+        hook: Hook::Recvmsg6,
     },
     Program {
         name: SETSOCKOPT,

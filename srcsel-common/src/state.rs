@@ -80,9 +80,12 @@ pub mod dns_flags {
     pub const SOURCE6_SHIFT: u32 = 16;
 }
 
-/// An uplink's DNS resolvers (an array indexed by slot). The programs will
-/// read `v4`/`v6`; the rest is what only userspace keeps, because nothing in
-/// the kernel remembers it: a hook's report, router advertisements' RDNSS.
+/// An uplink's DNS resolvers (an array indexed by slot). The programs read
+/// `v4`/`v6` and `flags`; the rest is what only userspace keeps, because
+/// nothing in the kernel remembers it: a hook's report, router
+/// advertisements' RDNSS. Slot 0, which no uplink holds, has the system's
+/// resolvers (resolv.conf's `nameserver`s) in `v4`/`v6`: the queries the
+/// programs redirect are those sent to these (and to a local stub).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Resolvers {
@@ -98,6 +101,20 @@ pub struct Resolvers {
     /// (CLOCK_BOOTTIME, seconds; 0 for none).
     pub ra6: [[u32; 4]; MAX_RESOLVERS],
     pub ra6_until: [u64; MAX_RESOLVERS],
+}
+
+/// Key of the redirected-query map: a socket (its cookie) whose query to a
+/// system resolver went to `server` instead. The value is the address the
+/// program asked (the same words), which its answers are given back from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DnsKey {
+    pub cookie: u64,
+    /// `AF_INET` or `AF_INET6` (`server` then holds the IPv4 address in
+    /// its last word).
+    pub family: u32,
+    pub _pad: u32,
+    pub server: [u32; 4],
 }
 
 /// Per-uplink counters (a per-CPU array indexed by slot), for `srcsel status`.
@@ -134,4 +151,5 @@ mod pod {
     unsafe impl aya::Pod for super::UplinkRecord {}
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::Resolvers {}
+    unsafe impl aya::Pod for super::DnsKey {}
 }

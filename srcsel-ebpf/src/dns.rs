@@ -1,8 +1,170 @@
-//! Each uplink's DNS resolvers, as userspace learns them (DHCP hooks, router
-//! advertisements, the config). In the namespace's maps now so that every
-//! namespace has it before the programs that redirect queries to it do.
-use aya_ebpf::{macros::map, maps::Array};
-use srcsel_common::{MAX_UPLINKS, Resolvers};
+//! DNS follows the uplink: an assigned socket's query to one of the
+//! system's resolvers (resolv.conf's, or a local stub on 127.0.0.0/8 or
+//! `::1`) goes to the uplink's resolver instead, rewritten in connect or
+//! sendmsg as socket-level load balancers do; its answers' source is given
+//! back in recvmsg, so every resolver library accepts them. Queries to any
+//! other address are the program's own choice and are left alone.
+use aya_ebpf::{
+    helpers::bpf_get_socket_cookie,
+    macros::map,
+    maps::{Array, LruHashMap},
+    programs::SockAddrContext,
+};
+use srcsel_common::{DnsKey, MAX_DNS_QUERIES, MAX_UPLINKS, Resolvers, UPLINK_MASK, dns_flags};
 
+use crate::{
+    steer::Addr,
+    uplink::{self, AF_INET, AF_INET6},
+};
+
+/// Per slot; slot 0 holds the system's resolvers.
 #[map(name = "SRCSEL_DNS")]
 static DNS: Array<Resolvers> = Array::pinned(MAX_UPLINKS, 0);
+
+#[map(name = "SRCSEL_DNS_QUERIES")]
+static QUERIES: LruHashMap<DnsKey, [u32; 4]> = LruHashMap::pinned(MAX_DNS_QUERIES, 0);
+
+/// Port 53 as the hooks carry it: network byte order in the low 16 bits.
+const DNS_PORT: u32 = 53u16.to_be() as u32;
+
+pub enum Query {
+    /// Not a query to a system resolver from a socket of this uplink.
+    NotOurs,
+    /// Send it here instead.
+    To(Addr),
+    /// Strict, and the uplink knows no resolver of that family.
+    Refuse,
+}
+
+/// Where a socket's packet to `dst` (the hook's port) goes.
+#[inline(always)]
+pub fn redirect(ctx: &SockAddrContext, dst: Addr) -> Query {
+    let sa = ctx.sock_addr;
+    if unsafe { (*sa).user_port } != DNS_PORT {
+        return Query::NotOurs;
+    }
+    let Some(index) = system_resolver(dst) else {
+        return Query::NotOurs;
+    };
+    let Some(u) = uplink::here(ctx) else {
+        return Query::NotOurs;
+    };
+    let sk = unsafe { (*sa).__bindgen_anon_1.sk };
+    // A nearer assignment's socket, or one the program took back (fallback).
+    if sk.is_null() || unsafe { (*sk).mark } & UPLINK_MASK != u.mark {
+        return Query::NotOurs;
+    }
+    let Some(r) = DNS.get(uplink::id()) else {
+        return Query::NotOurs;
+    };
+    if r.flags & dns_flags::SYSTEM != 0 {
+        return Query::NotOurs;
+    }
+    // While the uplink can't carry the query, or knows no resolver for it,
+    // strict fails it at once; fallback leaves it to the system's resolver
+    // (sending it to the uplink's would take that one the other way).
+    let server = match pick(r, dst, index) {
+        Some(server) if dst.usable(u) => server,
+        _ if uplink::strict() => return Query::Refuse,
+        _ => return Query::NotOurs,
+    };
+    let (family, asked, to) = match (dst, server) {
+        (Addr::V4(a), Addr::V4(s)) => (AF_INET, [0, 0, 0, a], [0, 0, 0, s]),
+        (Addr::V6(a), Addr::V6(s)) => (AF_INET6, a, s),
+        _ => return Query::NotOurs,
+    };
+    let key = DnsKey {
+        cookie: unsafe { bpf_get_socket_cookie(sa.cast()) },
+        family,
+        _pad: 0,
+        server: to,
+    };
+    // Without the record its answers would look forged: leave it alone.
+    if QUERIES.insert(&key, &asked, 0).is_err() {
+        return Query::NotOurs;
+    }
+    Query::To(server)
+}
+
+/// The address an answer from `src` (the hook's port) is given back from:
+/// the one the socket asked, if srcsel redirected its query there.
+#[inline(always)]
+pub fn answered_from(ctx: &SockAddrContext, src: Addr) -> Option<Addr> {
+    let sa = ctx.sock_addr;
+    if unsafe { (*sa).user_port } != DNS_PORT {
+        return None;
+    }
+    let (family, server) = match src {
+        Addr::V4(a) => (AF_INET, [0, 0, 0, a]),
+        Addr::V6(a) => (AF_INET6, a),
+    };
+    let key = DnsKey {
+        cookie: unsafe { bpf_get_socket_cookie(sa.cast()) },
+        family,
+        _pad: 0,
+        server,
+    };
+    let asked = unsafe { QUERIES.get(&key) }?;
+    Some(match src {
+        Addr::V4(_) => Addr::V4(asked[3]),
+        Addr::V6(_) => Addr::V6(*asked),
+    })
+}
+
+/// Which of the system's resolvers `dst` is (its place in resolv.conf; 0
+/// for a local stub), if it is one.
+#[inline(always)]
+fn system_resolver(dst: Addr) -> Option<usize> {
+    match dst {
+        Addr::V4(a) if a.to_ne_bytes()[0] == 127 => Some(0),
+        Addr::V6(a) if a == [0, 0, 0, 1u32.to_be()] => Some(0),
+        _ => {
+            let sys = DNS.get(0)?;
+            match dst {
+                Addr::V4(a) => index_of(&sys.v4, &a),
+                Addr::V6(a) => index_of(&sys.v6, &a),
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn index_of<T: PartialEq + Default>(list: &[T; 3], a: &T) -> Option<usize> {
+    if *a == T::default() {
+        None
+    } else if list[0] == *a {
+        Some(0)
+    } else if list[1] == *a {
+        Some(1)
+    } else if list[2] == *a {
+        Some(2)
+    } else {
+        None
+    }
+}
+
+/// The uplink's resolver in the place of the one asked (so a library's
+/// turn to its second resolver turns to the uplink's second), else its first.
+#[inline(always)]
+fn pick(r: &Resolvers, dst: Addr, index: usize) -> Option<Addr> {
+    match dst {
+        Addr::V4(_) => {
+            let a = [r.v4[0], r.v4[1], r.v4[2]];
+            let s = if index < 3 && a[index] != 0 {
+                a[index]
+            } else {
+                a[0]
+            };
+            (s != 0).then_some(Addr::V4(s))
+        }
+        Addr::V6(_) => {
+            let a = [r.v6[0], r.v6[1], r.v6[2]];
+            let s = if index < 3 && a[index] != [0; 4] {
+                a[index]
+            } else {
+                a[0]
+            };
+            (s != [0; 4]).then_some(Addr::V6(s))
+        }
+    }
+}

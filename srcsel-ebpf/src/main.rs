@@ -49,6 +49,16 @@ pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
     v6::sendmsg(&ctx)
 }
 
+#[cgroup_sock_addr(recvmsg4)]
+pub fn recvmsg4(ctx: SockAddrContext) -> i32 {
+    v4::recvmsg(&ctx)
+}
+
+#[cgroup_sock_addr(recvmsg6)]
+pub fn recvmsg6(ctx: SockAddrContext) -> i32 {
+    v6::recvmsg(&ctx)
+}
+
 #[cgroup_sockopt(setsockopt)]
 pub fn setsockopt(ctx: SockoptContext) -> i32 {
     sockopt::setsockopt(&ctx)

@@ -61,8 +61,9 @@ impl Addr {
         }
     }
 
+    /// Whether the uplink can carry traffic of this address's family now.
     #[inline(always)]
-    fn usable(self, u: &UplinkState) -> bool {
+    pub fn usable(self, u: &UplinkState) -> bool {
         match self {
             Addr::V4(_) => u.usable4(),
             Addr::V6(_) => u.usable6(),

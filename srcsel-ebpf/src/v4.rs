@@ -3,6 +3,7 @@
 use aya_ebpf::{bindings::bpf_sock_addr, helpers::bpf_bind, programs::SockAddrContext};
 
 use crate::{
+    dns::{self, Query},
     steer::{self, Addr, Verdict},
     uplink,
 };
@@ -24,7 +25,10 @@ pub fn connect(ctx: &SockAddrContext) -> i32 {
     } else {
         unsafe { (*sk).src_ip4 }
     };
-    let v = steer::decide(ctx, Addr::V4(unsafe { (*sa).user_ip4 }), Addr::V4(src));
+    let Some(dst) = destination(ctx) else {
+        return steer::finish(&Verdict::Deny, false);
+    };
+    let v = steer::decide(ctx, dst, Addr::V4(src));
     if let Verdict::Bind(u) = v {
         let sin = SockaddrIn {
             family: uplink::AF_INET as u16,
@@ -49,11 +53,40 @@ pub fn sendmsg(ctx: &SockAddrContext) -> i32 {
     if src == 0 && !sk.is_null() {
         src = unsafe { (*sk).src_ip4 };
     }
-    let v = steer::decide(ctx, Addr::V4(unsafe { (*sa).user_ip4 }), Addr::V4(src));
+    let Some(dst) = destination(ctx) else {
+        return steer::finish(&Verdict::Deny, true);
+    };
+    let v = steer::decide(ctx, dst, Addr::V4(src));
     if let Verdict::Bind(u) = v {
         unsafe { (*sa).msg_src_ip4 = u.addr4 };
     }
     steer::finish(&v, true)
+}
+
+/// Where the call sends: the address asked, or the uplink's resolver in
+/// place of a system one (written into the call); None: refused.
+#[inline(always)]
+fn destination(ctx: &SockAddrContext) -> Option<Addr> {
+    let sa = ctx.sock_addr;
+    let asked = Addr::V4(unsafe { (*sa).user_ip4 });
+    match dns::redirect(ctx, asked) {
+        Query::NotOurs => Some(asked),
+        Query::To(Addr::V4(a)) => {
+            unsafe { (*sa).user_ip4 = a };
+            Some(Addr::V4(a))
+        }
+        Query::To(_) | Query::Refuse => None,
+    }
+}
+
+/// An answer to a redirected query comes from the address the socket asked.
+#[inline(always)]
+pub fn recvmsg(ctx: &SockAddrContext) -> i32 {
+    let sa = ctx.sock_addr;
+    if let Some(Addr::V4(a)) = dns::answered_from(ctx, Addr::V4(unsafe { (*sa).user_ip4 })) {
+        unsafe { (*sa).user_ip4 = a };
+    }
+    crate::ALLOW
 }
 
 /// `bpf_bind` with port 0: the address only, the port at connect time.

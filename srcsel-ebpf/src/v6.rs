@@ -4,6 +4,7 @@
 use aya_ebpf::programs::SockAddrContext;
 
 use crate::{
+    dns::{self, Query},
     steer::{self, Addr, Verdict},
     uplink, v4,
 };
@@ -63,7 +64,9 @@ fn source(ctx: &SockAddrContext, dst: Addr) -> Addr {
 
 #[inline(always)]
 pub fn connect(ctx: &SockAddrContext) -> i32 {
-    let dst = Addr::from6(read6(unsafe { &raw const (*ctx.sock_addr).user_ip6 }));
+    let Some(dst) = destination(ctx) else {
+        return steer::finish(&Verdict::Deny, false);
+    };
     let v = steer::decide(ctx, dst, source(ctx, dst));
     if let Verdict::Bind(u) = v {
         let addr = match dst {
@@ -87,10 +90,12 @@ pub fn connect(ctx: &SockAddrContext) -> i32 {
 #[inline(always)]
 pub fn sendmsg(ctx: &SockAddrContext) -> i32 {
     let sa = ctx.sock_addr;
-    let dst = Addr::from6(read6(unsafe { &raw const (*sa).user_ip6 }));
     // The kernel sends v4-mapped datagrams through the IPv4 hook.
-    let Addr::V6(_) = dst else {
+    let Addr::V6(_) = Addr::from6(read6(unsafe { &raw const (*sa).user_ip6 })) else {
         return crate::ALLOW;
+    };
+    let Some(dst) = destination(ctx) else {
+        return steer::finish(&Verdict::Deny, true);
     };
     let chosen = read6(unsafe { &raw const (*sa).msg_src_ip6 });
     let src = if chosen != [0; 4] {
@@ -103,4 +108,39 @@ pub fn sendmsg(ctx: &SockAddrContext) -> i32 {
         write6(unsafe { &raw mut (*sa).msg_src_ip6 }, u.addr6);
     }
     steer::finish(&v, true)
+}
+
+/// Where the call sends: the address asked, or the uplink's resolver in
+/// place of a system one (written into the call); None: refused.
+#[inline(always)]
+fn destination(ctx: &SockAddrContext) -> Option<Addr> {
+    let field = unsafe { &raw mut (*ctx.sock_addr).user_ip6 };
+    let asked = Addr::from6(read6(field));
+    match dns::redirect(ctx, asked) {
+        Query::NotOurs => Some(asked),
+        Query::To(to) => {
+            write6(field, words(to));
+            Some(to)
+        }
+        Query::Refuse => None,
+    }
+}
+
+/// An address as an AF_INET6 socket carries it.
+#[inline(always)]
+fn words(a: Addr) -> [u32; 4] {
+    match a {
+        Addr::V4(a) => mapped(a),
+        Addr::V6(a) => a,
+    }
+}
+
+/// An answer to a redirected query comes from the address the socket asked.
+#[inline(always)]
+pub fn recvmsg(ctx: &SockAddrContext) -> i32 {
+    let field = unsafe { &raw mut (*ctx.sock_addr).user_ip6 };
+    if let Some(asked) = dns::answered_from(ctx, Addr::from6(read6(field))) {
+        write6(field, words(asked));
+    }
+    crate::ALLOW
 }

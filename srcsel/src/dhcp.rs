@@ -175,10 +175,13 @@ fn event(
         dns: if ended {
             Vec::new()
         } else {
-            match (ipv4s(env, names.dns)?, names.dns_else) {
+            let dns = match (ipv4s(env, names.dns)?, names.dns_else) {
                 (dns, Some(var)) if dns.is_empty() => ipv4s(env, var)?,
                 (dns, _) => dns,
-            }
+            };
+            dns.into_iter()
+                .filter(|a| crate::policy::dns::can_resolve((*a).into()))
+                .collect()
         },
     }))
 }
@@ -211,7 +214,8 @@ mod tests {
                     ("new_ip_address", "203.0.113.7"),
                     ("new_routers", "203.0.113.1 203.0.113.2"),
                     ("new_interface_mtu", "1500"),
-                    ("new_domain_name_servers", "192.0.2.53 192.0.2.54"),
+                    // A router naming its own loopback stub: not the uplink's.
+                    ("new_domain_name_servers", "192.0.2.53 127.0.0.1 192.0.2.54"),
                 ]),
                 &[],
             )
@@ -221,7 +225,10 @@ mod tests {
         assert_eq!(e.gateway, Some("203.0.113.1".parse().unwrap()));
         assert_eq!(e.address, Some("203.0.113.7".parse().unwrap()));
         assert_eq!(e.mtu, Some(1500));
-        assert_eq!(e.dns.len(), 2);
+        assert_eq!(
+            e.dns,
+            ["192.0.2.53", "192.0.2.54"].map(|a| a.parse::<Ipv4Addr>().unwrap())
+        );
     }
 
     #[test]

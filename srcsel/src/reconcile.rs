@@ -121,7 +121,8 @@ pub fn down_warning(via: &str, mode: Mode) -> String {
 }
 
 /// Applies `plan`, made from `dump`: each uplink on its own (one failing
-/// leaves the others in force), then the exempt prefixes.
+/// leaves the others in force), then the exempt prefixes and the system's
+/// resolvers.
 pub async fn apply(
     handle: &Handle,
     dump: &Dump,
@@ -140,6 +141,7 @@ pub async fn apply(
         }
     }
     ns.sync_exempt(&plan.exempt)?;
+    ns.sync_system_dns(plan.system_dns)?;
     apply_isolation(handle, dump, &plan.isolation).await?;
     Ok(failed)
 }

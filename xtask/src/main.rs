@@ -78,6 +78,12 @@ enum Task {
         #[arg(long)]
         v6: bool,
     },
+    /// (used by bench) ask a resolver for the lab's name N times, print the seconds taken.
+    #[command(hide = true)]
+    DnsLoop {
+        count: u32,
+        server: std::net::Ipv4Addr,
+    },
     /// (used by bench, inside the lab) change usb0's address N times, print convergence times.
     #[command(hide = true)]
     ConvergeProbe { count: u32 },
@@ -105,6 +111,7 @@ fn main() -> anyhow::Result<()> {
         Task::Vm { timeout, cmd, .. } => vm::command(&cmd, Duration::from_secs(timeout)),
         Task::ConnectLoop { count, v6 } => bench::connect_loop(count, v6),
         Task::ConvergeProbe { count } => bench::converge_probe(count),
+        Task::DnsLoop { count, server } => bench::dns_loop(count, server),
         Task::MechanismRun { pin, parent } => mechanism::run(&pin, &parent),
     }
 }
@@ -248,6 +255,8 @@ fn test(no_vm: bool, args: &[String]) -> anyhow::Result<()> {
             "assign",
             "--test",
             "dns",
+            "--test",
+            "dns_redirect",
             "--",
         ])
         .args(args))?;

@@ -28,6 +28,8 @@ pub const PACKAGES: &[&str] = &[
     "nftables",
     "python3",
     "gcc",
+    // Go's own resolver, as Go programs use it (the DNS suites).
+    "golang-go",
     "libc6-dev",
 ];
 

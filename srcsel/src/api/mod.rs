@@ -63,8 +63,9 @@ pub enum Request {
     Lease {
         interface: String,
         gateway: Option<Ipv4Addr>,
-        /// The lease's DNS servers (added within version 1).
-        #[serde(default)]
+        /// The lease's DNS servers (added within version 1; left out when
+        /// empty, so a daemon from before takes the lease as it was).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         dns: Vec<Ipv4Addr>,
     },
     /// Put `pid`, a child of the caller waiting to exec the command, into a

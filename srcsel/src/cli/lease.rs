@@ -1,11 +1,15 @@
 //! `srcsel lease`: hands a DHCP hook's lease to the daemon, or, when none
 //! runs, applies it here in one pass for that uplink.
-use std::path::Path;
+use std::{net::Ipv4Addr, path::Path};
 
-use tracing::debug;
+use anyhow::Context as _;
+use tracing::{debug, warn};
 
 use crate::{
-    api::{Request, client::Client},
+    api::{
+        ErrorKind, Request,
+        client::{Client, ClientError},
+    },
     config::Config,
     dhcp,
     kernel::{
@@ -32,22 +36,20 @@ pub fn lease(args: &[String], config_path: &Path) -> anyhow::Result<()> {
         gateway: event.gateway,
         dns: event.dns,
     };
-    if let Some(mut daemon) = Client::connect()? {
-        daemon.request(Request::Lease {
-            interface: report.interface.clone(),
-            gateway: report.gateway,
-            dns: report.dns.clone(),
-        })?;
-        return Ok(());
+    if let Some(daemon) = Client::connect()? {
+        return tell(daemon, &report);
     }
     // No daemon: record it and bring the uplink up to date once.
-    let bpffs = pins::bpffs()?;
     let cookie = pins::netns_cookie()?;
-    if report.gateway.is_none() && Namespace::open_existing(&bpffs, cookie)?.is_none() {
-        // An ended lease of an uplink srcsel never set up: nothing to undo.
+    let config = Config::load(config_path, false)?;
+    if !report.concerns(&config, &Namespace::peek_registry(cookie)?) {
+        debug!(
+            "{}: not an uplink srcsel keeps; nothing to undo",
+            report.interface
+        );
         return Ok(());
     }
-    let config = Config::load(config_path, false)?;
+    let bpffs = pins::bpffs()?;
     kernel::block_on(async {
         let handle = netlink::connect()?;
         let mut ns = Namespace::open(&bpffs, cookie)?;
@@ -58,4 +60,32 @@ pub fn lease(args: &[String], config_path: &Path) -> anyhow::Result<()> {
             None => Ok(()),
         }
     })
+}
+
+/// Hands the lease to the daemon. One started before srcsel learned
+/// resolvers (upgraded, not yet restarted) refuses the `dns` field: the
+/// gateway matters more, so it is sent again without them.
+fn tell(mut daemon: Client, report: &HookReport) -> anyhow::Result<()> {
+    let lease = |dns: Vec<Ipv4Addr>| Request::Lease {
+        interface: report.interface.clone(),
+        gateway: report.gateway,
+        dns,
+    };
+    match daemon.request(lease(report.dns.clone())) {
+        Err(ClientError::Daemon {
+            kind: ErrorKind::BadRequest,
+            message,
+        }) if !report.dns.is_empty() => {
+            warn!(
+                "the running srcsel daemon is older than this srcsel ({message}); \
+                 its DNS servers are not recorded until it restarts (systemctl restart srcsel)"
+            );
+            let mut again = Client::connect()?.context("the srcsel daemon stopped")?;
+            again
+                .request(lease(Vec::new()))
+                .map(drop)
+                .map_err(Into::into)
+        }
+        r => r.map(drop).map_err(Into::into),
+    }
 }

@@ -110,8 +110,15 @@ fn check_dns(list: &[IpAddr], system_dns: bool) -> Result<(), String> {
     if system_dns {
         return Err("`dns` and `system_dns = true` contradict each other: keep one".into());
     }
+    if list.is_empty() {
+        return Err(
+            "`dns = []` names no resolver: remove the line to use the ones the \
+             uplink's DHCP and router advertisements give, or set `system_dns = true`"
+                .into(),
+        );
+    }
     for a in list {
-        if a.is_loopback() || a.is_unspecified() || a.is_multicast() {
+        if !crate::policy::dns::can_resolve(*a) {
             return Err(format!(
                 "{a} is not a resolver the uplink can reach: name one on its network or beyond"
             ));

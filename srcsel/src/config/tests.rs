@@ -161,12 +161,8 @@ fn dns_settings_are_parsed_and_checked_with_their_line() {
             "2001:db8::53".parse().unwrap()
         ])
     );
-    assert_eq!(
-        dns("dns = []\n"),
-        DnsConfig::Servers(vec![]),
-        "no resolver at all"
-    );
     let bad = |text: &str| err(&format!("[[uplink]]\nname = \"usb0\"\n{text}"));
+    assert!(bad("dns = []\n").contains("srcsel.toml:3: `dns = []` names no resolver"));
     assert!(
         bad("dns = [\"192.0.2.53\"]\nsystem_dns = true\n")
             .contains("srcsel.toml:3: `dns` and `system_dns")

@@ -7,7 +7,7 @@ mod runs;
 mod server;
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
@@ -25,7 +25,11 @@ use crate::{
         self,
         bpf::{Namespace, pins},
         cgroup::{self, CgroupError},
-        netlink::{Dump, events},
+        netlink::{
+            Dump, dump, events,
+            rdnss::{Rdnss, RdnssListener},
+        },
+        resolv::{self, ResolvWatch},
     },
     policy::{
         Mode, Scope, Uplink,
@@ -50,6 +54,9 @@ pub struct Daemon {
     /// One pass at a time: the event loop's, a lease's, a new run's.
     passes: tokio::sync::Mutex<()>,
     conns: Arc<server::Conns>,
+    /// When the first resolver routers advertised expires (CLOCK_BOOTTIME
+    /// s), as the last pass found: a pass then drops it.
+    rdnss_expiry: std::sync::Mutex<Option<u64>>,
 }
 
 /// How long a stopping daemon waits for runs being set up.
@@ -94,6 +101,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         uid: unsafe { libc::geteuid() },
         passes: tokio::sync::Mutex::new(()),
         conns: server.conns.clone(),
+        rdnss_expiry: std::sync::Mutex::new(None),
     });
     d.reap();
     if crate::systemd::started_by_systemd() {
@@ -117,8 +125,23 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     // Assigned cgroups are attached: units ordered after srcsel may start.
     crate::systemd::notify("READY=1");
     info!("watching links, addresses, routes and rules");
+    let mut resolv = ResolvWatch::new(Path::new(resolv::RESOLV_CONF))?;
+    let mut rdnss = RdnssListener::new().context("listening for router advertisements' RDNSS")?;
     loop {
+        let expiry = d.until_rdnss_expiry();
         tokio::select! {
+            found = rdnss.next() => {
+                d.learn_rdnss(found.context("reading RDNSS")?).await;
+            }
+            () = sleep_or_never(expiry) => {
+                d.reconcile("an advertised resolver expired", None).await;
+            }
+            r = resolv.changed() => {
+                r.context("watching resolv.conf")?;
+                // Watched anew: the file may have been replaced.
+                resolv = ResolvWatch::new(Path::new(resolv::RESOLV_CONF))?;
+                d.reconcile("resolv.conf changed", None).await;
+            }
             ev = events.next() => {
                 ev.context("the netlink event stream ended")?;
                 // Coalesce a burst (a lease change is several messages) into one pass.
@@ -212,6 +235,40 @@ impl Daemon {
         }
     }
 
+    /// Records what routers advertised, under the passes' lock (the
+    /// namespace's flock); a pass then makes new resolvers the uplink's.
+    async fn learn_rdnss(&self, found: Vec<Rdnss>) {
+        let changed = {
+            let _pass = self.passes.lock().await;
+            let now = dump::boottime_secs();
+            Namespace::open(&self.bpffs, self.cookie).and_then(|mut ns| {
+                found.iter().try_fold(false, |any, r| {
+                    debug!(
+                        "RDNSS on interface {}: {:?} for {} s",
+                        r.ifindex, r.servers, r.lifetime
+                    );
+                    Ok(ns.learn_rdnss(r.ifindex, &r.servers, r.lifetime, now)? || any)
+                })
+            })
+        };
+        match changed {
+            Ok(true) => {
+                self.reconcile("router advertisement", None).await;
+            }
+            Ok(false) => {}
+            Err(e) => warn!("recording advertised resolvers: {e}"),
+        }
+    }
+
+    /// How long until the first advertised resolver expires; at least a
+    /// second, so an uplink that cannot be brought up to date is not
+    /// retried in a busy loop.
+    fn until_rdnss_expiry(&self) -> Option<Duration> {
+        let expiry = (*self.rdnss_expiry.lock().unwrap_or_else(|e| e.into_inner()))?;
+        let left = expiry.saturating_sub(dump::boottime_secs());
+        Some(Duration::from_secs(left.max(1)))
+    }
+
     /// One full pass over every managed uplink, then the assignments;
     /// failures are logged (per uplink, per assignment) and returned.
     async fn reconcile(&self, why: &str, hook: Option<&HookReport>) -> Vec<String> {
@@ -226,6 +283,8 @@ impl Daemon {
                 .iter()
                 .map(|(name, e)| format!("{name}: {e:#}"))
                 .collect();
+            *self.rdnss_expiry.lock().unwrap_or_else(|e| e.into_inner()) =
+                ns.next_rdnss_expiry()?;
             if let Ok(root) = &self.cg_root {
                 problems.extend(assign::apply(&ns, &config, root, self.cookie, &self.units));
             }
@@ -239,5 +298,13 @@ impl Daemon {
         }
         debug!("reconciled ({why}) in {:?}", t.elapsed());
         problems
+    }
+}
+
+/// Sleeps for `d`, or forever without one.
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
     }
 }

@@ -1,7 +1,7 @@
 //! Each uplink's DNS resolvers: what the config, a DHCP client hook and the
 //! router advertisements (RDNSS) give, which of them is in use, and the
 //! map value that carries both to the programs and to the next pass.
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use srcsel_common::{MAX_RESOLVERS, Resolvers, dns_flags};
 
@@ -115,18 +115,54 @@ fn first<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
     out
 }
 
-fn v4_of(a: &std::net::IpAddr) -> Option<Ipv4Addr> {
+fn v4_of(a: &IpAddr) -> Option<Ipv4Addr> {
     match a {
-        std::net::IpAddr::V4(a) => Some(*a),
-        std::net::IpAddr::V6(_) => None,
+        IpAddr::V4(a) => Some(*a),
+        IpAddr::V6(_) => None,
     }
 }
 
-fn v6_of(a: &std::net::IpAddr) -> Option<Ipv6Addr> {
+fn v6_of(a: &IpAddr) -> Option<Ipv6Addr> {
     match a {
-        std::net::IpAddr::V6(a) => Some(*a),
-        std::net::IpAddr::V4(_) => None,
+        IpAddr::V6(a) => Some(*a),
+        IpAddr::V4(_) => None,
     }
+}
+
+/// Whether queries can be sent to `a` as an uplink's resolver: not a
+/// loopback (that is the host's own stub), unspecified, broadcast or
+/// multicast address, which a misconfigured DHCP server may hand out.
+pub fn can_resolve(a: IpAddr) -> bool {
+    let broadcast = matches!(a, IpAddr::V4(a) if a.is_broadcast());
+    !(a.is_loopback() || a.is_unspecified() || a.is_multicast() || broadcast)
+}
+
+/// The `nameserver`s of a resolv.conf: the system's resolvers, whose
+/// queries are redirected. A scoped IPv6 one (`fe80::1%eth0`) is on a link,
+/// not the internet: left alone.
+pub fn parse_resolv_conf(text: &str) -> Vec<IpAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("nameserver")).then_some(())?;
+            words.next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// The map value of slot 0: the system's resolvers (as the C library,
+/// the first [`MAX_RESOLVERS`] of each family).
+pub fn system_value(list: &[IpAddr]) -> Resolvers {
+    let mut r = Resolvers::default();
+    let v4 = first(list.iter().filter_map(v4_of));
+    let v6 = first(list.iter().filter_map(v6_of));
+    for (slot, a) in r.v4.iter_mut().zip(v4) {
+        *slot = raw4(Some(a));
+    }
+    for (slot, a) in r.v6.iter_mut().zip(v6) {
+        *slot = raw6(Some(a));
+    }
+    r
 }
 
 /// The map value for `dns`.
@@ -141,16 +177,47 @@ pub fn to_value(dns: &Dns) -> Resolvers {
     for (slot, a) in r.hook4.iter_mut().zip(&dns.hook4) {
         *slot = raw4(Some(*a));
     }
-    for (i, (a, until)) in dns.ra6.iter().enumerate().take(MAX_RESOLVERS) {
-        r.ra6[i] = raw6(Some(*a));
-        r.ra6_until[i] = *until;
-    }
+    set_ra6(&mut r, &dns.ra6);
     if dns.source4 == Some(DnsSource::System) {
         r.flags |= dns_flags::SYSTEM;
     }
     r.flags |= DnsSource::code(dns.source4) << dns_flags::SOURCE4_SHIFT;
     r.flags |= DnsSource::code(dns.source6) << dns_flags::SOURCE6_SHIFT;
     r
+}
+
+/// Puts `ra6` (RDNSS with expiry) into a map value, in place of what it had.
+pub fn set_ra6(r: &mut Resolvers, ra6: &[(Ipv6Addr, u64)]) {
+    r.ra6 = Default::default();
+    r.ra6_until = Default::default();
+    for (i, (a, until)) in ra6.iter().enumerate().take(MAX_RESOLVERS) {
+        r.ra6[i] = raw6(Some(*a));
+        r.ra6_until[i] = *until;
+    }
+}
+
+/// The RDNSS known for an uplink once a router advertises `servers` for
+/// `lifetime` seconds at `now` (RFC 8106): each gets its new expiry (0:
+/// withdrawn), the others keep theirs until it passes; the newest first.
+pub fn merge_rdnss(
+    known: &[(Ipv6Addr, u64)],
+    servers: &[Ipv6Addr],
+    lifetime: u32,
+    now: u64,
+) -> Vec<(Ipv6Addr, u64)> {
+    let until = now + u64::from(lifetime);
+    let fresh = servers.iter().filter(|_| lifetime > 0).map(|a| (*a, until));
+    let kept = known
+        .iter()
+        .filter(|(a, until)| *until > now && !servers.contains(a))
+        .copied();
+    let mut out: Vec<(Ipv6Addr, u64)> = Vec::new();
+    for (a, until) in fresh.chain(kept) {
+        if out.len() < MAX_RESOLVERS && out.iter().all(|(b, _)| *b != a) {
+            out.push((a, until));
+        }
+    }
+    out
 }
 
 /// What a slot's map value says was learned.

@@ -47,6 +47,19 @@ pub struct HookReport {
     pub dns: Vec<Ipv4Addr>,
 }
 
+impl HookReport {
+    /// Whether a pass has anything to do with this report. An ended lease
+    /// of an interface srcsel neither keeps (slot) nor is told to keep
+    /// (config) has nothing to undo, and must not bring it under
+    /// management: NetworkManager reports `down` for every device it stops.
+    pub fn concerns(&self, config: &Config, reg: &Registry) -> bool {
+        self.gateway.is_some()
+            || !self.dns.is_empty()
+            || slot_of(reg, &self.interface).is_some()
+            || config.managed().any(|m| m == self.interface)
+    }
+}
+
 /// Which uplinks a pass covers.
 #[derive(Clone, Copy, Debug)]
 pub enum Scope<'a> {
@@ -115,6 +128,8 @@ pub struct Plan {
     pub exempt: BTreeSet<IpNet>,
     /// The isolation rules and table (only the daemon's passes change them).
     pub isolation: Isolation,
+    /// The system's resolvers, as the programs read them (slot 0 of SRCSEL_DNS).
+    pub system_dns: srcsel_common::Resolvers,
 }
 
 /// What must change for uplinks kept for assigned programs ([`isolate`]).
@@ -163,9 +178,11 @@ pub fn plan(
             .collect(),
         Scope::One(name) => BTreeSet::from([name.to_owned()]),
     };
+    let hook = hook.filter(|h| h.concerns(config, reg));
     names.extend(hook.map(|h| h.interface.clone()));
     let mut plan = Plan {
         exempt: routing::exempt_prefixes(snap),
+        system_dns: dns::system_value(&snap.system_dns),
         ..Plan::default()
     };
     if let Scope::Managed = scope {

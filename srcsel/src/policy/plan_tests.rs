@@ -197,6 +197,27 @@ fn a_hook_report_brings_its_uplink_under_management() {
 }
 
 #[test]
+fn an_ended_lease_of_an_unknown_interface_changes_nothing() {
+    let ended = |name: &str| HookReport {
+        interface: name.into(),
+        gateway: None,
+        dns: vec![],
+    };
+    let cfg = config("[[uplink]]\nname = \"usb1\"\n");
+    let p = plan(
+        &cfg,
+        &lab(),
+        &Registry::new(),
+        Scope::Managed,
+        Some(&ended("eth0")),
+    );
+    assert!(p.uplink("eth0").is_none(), "{p:?}");
+    assert!(!ended("eth0").concerns(&cfg, &Registry::new()));
+    // One srcsel is configured to keep: its lease ended.
+    assert!(ended("usb1").concerns(&cfg, &Registry::new()));
+}
+
+#[test]
 fn the_hooks_resolvers_last_until_the_next_report_and_the_config_wins() {
     let mut reg = Registry::new();
     let learned = crate::policy::dns::Learned {

@@ -62,6 +62,8 @@ pub struct Snapshot {
     /// When it was taken (CLOCK_BOOTTIME, seconds): what learned state
     /// with a lifetime (RDNSS) is compared against.
     pub now: u64,
+    /// The system's resolvers (resolv.conf's `nameserver`s, in order).
+    pub system_dns: Vec<std::net::IpAddr>,
 }
 
 impl Snapshot {

@@ -30,6 +30,8 @@ fn hook_name(h: Hook) -> &'static str {
         Hook::Sendmsg4 => "sendmsg4",
         Hook::Connect6 => "connect6",
         Hook::Sendmsg6 => "sendmsg6",
+        Hook::Recvmsg4 => "recvmsg4",
+        Hook::Recvmsg6 => "recvmsg6",
         Hook::Setsockopt => "setsockopt",
         Hook::Egress => "egress",
         Hook::Ingress => "ingress",
@@ -56,7 +58,10 @@ fn unit_of(t: &Target) -> Option<(&str, &'static str)> {
 
 /// The drop-in's text for `a` on a unit with settings section `section`.
 pub fn text(section: &str, bpffs: &Path, a: &Assignment) -> String {
-    let set = bpffs.join(HOST_ALIAS).join(&a.via).join(a.mode.as_str());
+    let set = bpffs
+        .join(HOST_ALIAS)
+        .join(crate::kernel::bpf::pins::pin_name(&a.via))
+        .join(a.mode.as_str());
     let mut out = format!(
         "# Written by `srcsel assign` ({a}); `srcsel unassign` removes it.\n\
          [Unit]\nWants=srcsel.service\nAfter=srcsel.service\n\

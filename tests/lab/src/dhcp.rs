@@ -70,7 +70,8 @@ impl Lab {
         ip(&format!("-n {r2} link set lan down"));
         wait_until(
             &format!("{client} to see usb0's carrier go"),
-            Duration::from_secs(10),
+            // NetworkManager under TCG (the VM) can take several seconds.
+            Duration::from_secs(30),
             || noticed(self),
         );
         ip(&format!("-n {r2} link set lan up"));
@@ -116,6 +117,17 @@ impl Lab {
             &script,
         ]);
         self.spawn(&format!("dhcpcd-{iface}"), &mut cmd);
+    }
+
+    /// A dhcpcd hook that hands each lease to `srcsel lease`, as the
+    /// packaged one does; its path.
+    pub fn srcsel_hook(&self) -> String {
+        let hook = self.dir.join("dhcpcd-hook");
+        let text = format!("#!/bin/sh\nexec {} lease \"$@\"\n", self.srcsel.display());
+        fs::write(&hook, text).expect("hook");
+        fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod hook");
+        hook.display().to_string()
     }
 
     pub fn wait_for_lease(&self) {

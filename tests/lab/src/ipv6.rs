@@ -87,6 +87,11 @@ impl Lab {
     /// dnsmasq as an advertising router for the prefix on `role`'s lan.
     fn start_ra(&mut self, role: &str, preference: &str) {
         let ns = self.ns(role);
+        let router = if role == "r1" {
+            "2001:db8:1::1"
+        } else {
+            "2001:db8:99::1"
+        };
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &ns, "dnsmasq", "--keep-in-foreground"])
             .args(["--conf-file=/dev/null", "--port=0", "--interface=lan"])
@@ -97,7 +102,9 @@ impl Lab {
                 "--pid-file=",
             ])
             .arg("--dhcp-range=::,constructor:lan,ra-only,64,1h")
-            .arg(format!("--ra-param=lan,{preference},10"));
+            .arg(format!("--ra-param=lan,{preference},10"))
+            // The router as resolver (RDNSS), as a phone's hotspot offers itself.
+            .arg(format!("--dhcp-option=option6:dns-server,[{router}]"));
         self.spawn(&format!("ra-{role}"), &mut cmd);
     }
 

@@ -25,6 +25,7 @@ mod dhcp;
 mod inspect;
 mod ipv6;
 mod procs;
+mod resolvers;
 mod runner;
 mod server;
 mod topology;
@@ -41,6 +42,9 @@ use std::{
 pub use cmd::{ip, ok, out, sh, stderr};
 pub use inspect::{cgroup2_root, mount_point, netstat_value, wait_until};
 pub use ipv6::{ETH0_NET6, USB0_NET6, V6};
+pub use resolvers::{
+    HOME_ANSWER, HOME_DNS, HOTSPOT_ANSWER, NAME, PUBLIC_ANSWER, PUBLIC_DNS, Query, STUB_DNS,
+};
 pub use runner::Runner;
 pub use server::{url, url6};
 
@@ -70,6 +74,8 @@ pub struct Lab {
     daemon_starts: usize,
     /// The client is the namespace the test runs in, not one of the lab's own.
     client_here: bool,
+    /// The client's own /etc/resolv.conf ([`Lab::set_resolv_conf`]).
+    resolv_conf: Option<PathBuf>,
 }
 
 impl Lab {
@@ -87,6 +93,14 @@ impl Lab {
     /// alone (NetworkManager, an installed srcsel.service). No DHCP client is
     /// started on usb0: the test starts the one it is about.
     pub fn with_client_here(srcsel: impl Into<PathBuf>) -> Self {
+        // The lab deletes them when it goes: never links it did not make.
+        for dev in ["eth0", "usb0"] {
+            let path = std::path::Path::new("/sys/class/net").join(dev);
+            assert!(
+                !path.exists(),
+                "{dev} exists here already: not a machine for this lab"
+            );
+        }
         Self::raise(srcsel.into(), true)
     }
 
@@ -101,6 +115,7 @@ impl Lab {
             procs: Vec::new(),
             daemon_starts: 0,
             client_here,
+            resolv_conf: None,
         };
         lab.build_topology();
         lab.start_server();
@@ -109,11 +124,18 @@ impl Lab {
     }
 
     /// A command run in the client's network namespace. nsenter keeps the
-    /// host's mounts (cgroup2, bpffs), which `ip netns exec` would hide.
+    /// host's mounts (cgroup2, bpffs), which `ip netns exec` would hide;
+    /// only the client's own resolv.conf, if it has one, is mounted over
+    /// the host's, in a mount namespace of the command's own.
     pub fn client(&self, program: impl AsRef<OsStr>) -> Command {
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{}", self.ns("client")))
-            .arg(program);
+        cmd.arg(format!("--net=/run/netns/{}", self.ns("client")));
+        if let Some(conf) = &self.resolv_conf {
+            cmd.args(["unshare", "--mount", "--propagation=private", "sh", "-c"])
+                .arg(r#"mount --bind "$0" /etc/resolv.conf && exec "$@""#)
+                .arg(conf);
+        }
+        cmd.arg(program);
         cmd
     }
 
@@ -165,5 +187,17 @@ impl Lab {
             },
         );
         self.daemon_starts += 1;
+    }
+
+    /// Has the daemon read its config again (SIGHUP, as `systemctl
+    /// reload`) and waits until it has.
+    pub fn reload_daemon(&self) {
+        let before = self.log("daemon").matches("reloading").count();
+        let pid = self.pid("daemon").expect("the daemon runs") as i32;
+        // SAFETY: kill(2) on the lab's own daemon.
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+        wait_until("the daemon to reload", Duration::from_secs(10), || {
+            self.log("daemon").matches("reloading").count() > before
+        });
     }
 }

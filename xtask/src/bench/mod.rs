@@ -13,6 +13,9 @@ use anyhow::{Context as _, bail};
 use srcsel_lab::Lab;
 
 mod assign;
+mod dns;
+
+pub use dns::dns_loop;
 
 const CONNECTS: u32 = 20_000;
 const ROUNDS: usize = 5;
@@ -74,6 +77,7 @@ pub fn run() -> anyhow::Result<()> {
         (w - b) * 1e3
     );
     drop(lab);
+    dns::run(&srcsel, &me)?;
     daemon()
 }
 

@@ -14,7 +14,7 @@ use srcsel_common::programs;
 
 use super::{
     BpfError, io_err, pins,
-    programs::{ProgramSet, all_pinned, attach_one},
+    programs::{ProgramSet, all_pinned, attach_one, attached_to},
 };
 use crate::policy::Assignment;
 
@@ -46,17 +46,18 @@ impl Attachment {
 }
 
 fn entry_name(ino: u64, a: &Assignment) -> String {
-    format!("{PREFIX}{ino}:{}:{}", a.via, a.mode)
+    format!("{PREFIX}{ino}:{}:{}", pins::pin_name(&a.via), a.mode)
 }
 
-/// `cg-<ino>:<uplink>:<mode>`: `:` is in no interface name.
+/// `cg-<ino>:<uplink>:<mode>`: `:` is in no interface name (a dot in one
+/// is a `:` here).
 fn parse(name: &str) -> Option<(u64, Assignment)> {
     let (ino, rest) = name.strip_prefix(PREFIX)?.split_once(':')?;
     let (via, mode) = rest.rsplit_once(':')?;
     Some((
         ino.parse().ok()?,
         Assignment {
-            via: via.to_owned(),
+            via: pins::uplink_of_pin(via),
             mode: mode.parse().ok()?,
         },
     ))
@@ -69,28 +70,42 @@ pub fn cgroup_ino(path: &Path) -> io::Result<u64> {
 impl ProgramSet {
     /// Attaches the set to `cgroup` unless it already is; true when it
     /// attached now. Other attachments of the cgroup stay (the caller
-    /// removes them once this one is in place: make before break).
+    /// removes them once this one is in place: make before break). An
+    /// attachment of an older set (fewer programs, or programs since
+    /// reloaded, as after an upgrade) is replaced the same way: the new
+    /// links are made beside it, and only then is it removed.
     pub fn ensure_attached(&self, cgroup: &Path) -> Result<bool, BpfError> {
         let ino = cgroup_ino(cgroup).map_err(io_err(cgroup))?;
-        let dir = pins::links_dir(&self.ns_dir).join(entry_name(ino, &self.assignment));
-        if dir.join(CGROUP_LINK).exists() && all_pinned(&dir) {
+        let links = pins::links_dir(&self.ns_dir);
+        let name = entry_name(ino, &self.assignment);
+        let dir = links.join(&name);
+        let complete = dir.join(CGROUP_LINK).exists() && all_pinned(&dir);
+        if complete && attached_to(&self.ns_dir, &self.assignment, cgroup) {
             return Ok(false);
         }
         let cg = fs::File::open(cgroup).map_err(io_err(cgroup))?;
-        let _ = pins::remove_tree(&dir);
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        // Not a name `list` reads; `reap` removes one a crash left. (bpffs
+        // refuses names with a dot.)
+        let staged = links.join(format!("new-{name}"));
+        let _ = pins::remove_tree(&staged);
+        fs::create_dir_all(&staged).map_err(io_err(&staged))?;
         let pin_all = || {
             for p in programs::ALL {
-                attach_one(&p, &self.dir.join(p.name), cg.as_fd(), &dir.join(p.name))?;
+                attach_one(&p, &self.dir.join(p.name), cg.as_fd(), &staged.join(p.name))?;
             }
             // Written last: its presence says the set is complete.
-            let link = dir.join(CGROUP_LINK);
+            let link = staged.join(CGROUP_LINK);
             std::os::unix::fs::symlink(cgroup, &link).map_err(io_err(&link))
         };
         pin_all().inspect_err(|_| {
             // Links made so far detach with their pins.
-            let _ = pins::remove_tree(&dir);
+            let _ = pins::remove_tree(&staged);
         })?;
+        // The old links detach only now, with the new ones in force.
+        if dir.exists() {
+            pins::remove_tree(&dir).map_err(io_err(&dir))?;
+        }
+        fs::rename(&staged, &dir).map_err(io_err(&dir))?;
         Ok(true)
     }
 }
@@ -152,7 +167,7 @@ mod tests {
             mode: Mode::Fallback,
         };
         let name = entry_name(4242, &a);
-        assert_eq!(name, "cg-4242:eth0.5:fallback");
+        assert_eq!(name, "cg-4242:eth0:5:fallback", "bpffs refuses dots");
         assert_eq!(parse(&name), Some((4242, a)));
         assert_eq!(parse("usb0:strict"), None);
         assert_eq!(parse("cg-x:usb0:strict"), None);

@@ -1,14 +1,14 @@
 //! Writing what the programs read (each uplink's live state, the exempt
 //! prefixes) and reading what they count. A write happens only when the
 //! value differs, so a pass with nothing to change writes nothing.
-use std::{collections::BTreeSet, path::Path};
+use std::{collections::BTreeSet, net::Ipv6Addr, path::Path};
 
 use aya::{
     maps::{CgroupStorageKey, LpmTrie, Map, MapData, PerCpuArray, lpm_trie::Key},
     programs::ProgramInfo,
 };
 use ipnet::IpNet;
-use srcsel_common::{Counters, UplinkRecord, UplinkState, flags, maps, programs};
+use srcsel_common::{Counters, Resolvers, UplinkRecord, UplinkState, flags, maps, programs};
 
 use super::{
     BpfError,
@@ -89,6 +89,61 @@ impl Namespace {
         self.uplinks
             .get(&id, 0)
             .map_err(|source| self.map_err(maps::UPLINKS, source))
+    }
+
+    /// Slot 0 of SRCSEL_DNS: the system's resolvers, whose queries the
+    /// programs redirect.
+    pub fn sync_system_dns(&mut self, system: Resolvers) -> Result<(), BpfError> {
+        if self.dns(0)? != system {
+            self.dns
+                .set(0, system, 0)
+                .map_err(|source| self.map_err(maps::DNS, source))?;
+        }
+        Ok(())
+    }
+
+    /// Records an RDNSS option from the router of interface `ifindex` in its
+    /// uplink's slot (merged by lifetime, at `now`); whether the resolvers
+    /// themselves changed, not only their lifetimes. An interface without a
+    /// slot keeps nothing: its routers repeat their advertisements.
+    pub fn learn_rdnss(
+        &mut self,
+        ifindex: u32,
+        servers: &[Ipv6Addr],
+        lifetime: u32,
+        now: u64,
+    ) -> Result<bool, BpfError> {
+        let mut slot = None;
+        for (id, _) in self.records()? {
+            let s = self.state(id)?;
+            if s.mark != 0 && s.ifindex == ifindex {
+                slot = Some(id);
+            }
+        }
+        let Some(id) = slot else { return Ok(false) };
+        let mut r = self.dns(id)?;
+        let before = dns::learned_of(&r).ra6;
+        let after = dns::merge_rdnss(&before, servers, lifetime, now);
+        if before == after {
+            return Ok(false);
+        }
+        dns::set_ra6(&mut r, &after);
+        self.dns
+            .set(id, r, 0)
+            .map_err(|source| self.map_err(maps::DNS, source))?;
+        let addrs = |l: &[(Ipv6Addr, u64)]| l.iter().map(|(a, _)| *a).collect::<Vec<_>>();
+        Ok(addrs(&before) != addrs(&after))
+    }
+
+    /// When the first advertised resolver of any uplink expires (CLOCK_BOOTTIME s).
+    pub fn next_rdnss_expiry(&self) -> Result<Option<u64>, BpfError> {
+        let mut next: Option<u64> = None;
+        for (id, _) in self.records()? {
+            for until in self.dns(id)?.ra6_until.into_iter().filter(|u| *u != 0) {
+                next = Some(next.map_or(until, |n| n.min(until)));
+            }
+        }
+        Ok(next)
     }
 
     /// Makes the exempt-destination tries hold exactly `prefixes`.

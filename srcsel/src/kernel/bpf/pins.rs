@@ -113,6 +113,17 @@ fn marked_inode(ns_dir: &Path) -> Option<u64> {
         .find_map(|e| e.file_name().to_str()?.strip_prefix("netns-")?.parse().ok())
 }
 
+/// An uplink's name as a pin's: bpffs refuses names with a dot (a VLAN's
+/// `eth0.100`), and no interface name has a `:`.
+pub fn pin_name(uplink: &str) -> String {
+    uplink.replace('.', ":")
+}
+
+/// The uplink a [`pin_name`] names.
+pub fn uplink_of_pin(name: &str) -> String {
+    name.replace(':', ".")
+}
+
 /// Where a namespace's attachments pin their links, one folder each.
 pub fn links_dir(ns_dir: &Path) -> PathBuf {
     ns_dir.join("links")

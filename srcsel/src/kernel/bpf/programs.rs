@@ -84,7 +84,7 @@ impl Namespace {
 
 /// Where the set of `a` is pinned in the namespace's folder `ns_dir`.
 pub(super) fn set_dir(ns_dir: &Path, a: &Assignment) -> PathBuf {
-    ns_dir.join(&a.via).join(a.mode.as_str())
+    ns_dir.join(pins::pin_name(&a.via)).join(a.mode.as_str())
 }
 
 /// Whether the set of `a` is attached to the cgroup at `cgroup` itself now,
@@ -170,6 +170,8 @@ fn link_for(p: &Program, pin: &Path, cg: BorrowedFd<'_>) -> Result<FdLink, BpfEr
         Hook::Sendmsg4 => addr(CgroupSockAddrAttachType::UDPSendMsg4),
         Hook::Connect6 => addr(CgroupSockAddrAttachType::Connect6),
         Hook::Sendmsg6 => addr(CgroupSockAddrAttachType::UDPSendMsg6),
+        Hook::Recvmsg4 => addr(CgroupSockAddrAttachType::UDPRecvMsg4),
+        Hook::Recvmsg6 => addr(CgroupSockAddrAttachType::UDPRecvMsg6),
         Hook::Setsockopt => unreachable!("attached by attach_one"),
         Hook::Egress => skb(CgroupSkbAttachType::Egress),
         Hook::Ingress => skb(CgroupSkbAttachType::Ingress),

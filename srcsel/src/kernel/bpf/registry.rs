@@ -61,10 +61,10 @@ impl Namespace {
         })
     }
 
-    /// Opens the namespace's state only if it already exists (read-only use:
-    /// refusing bad input must not create pins).
+    /// Opens the namespace's state only if srcsel set it up (read-only use:
+    /// refusing bad input must not create pins). One set up by an older
+    /// srcsel gets the maps added since pinned by [`Self::open`].
     pub fn open_existing(bpffs: &Path, cookie: u64) -> Result<Option<Self>, BpfError> {
-        // (One set up by an older srcsel gets the maps added since, in open.)
         let maps_dir = pins::ns_dir(bpffs, cookie).join("maps");
         if !maps_dir.join(maps::UPLINKS).exists() {
             return Ok(None);
@@ -154,19 +154,31 @@ impl Namespace {
 /// The old programs keep steering what they are attached to until `srcsel
 /// down` (of either version) removes them.
 fn check_layout(maps_dir: &Path) -> Result<(), BpfError> {
-    let path = maps_dir.join(maps::UPLINKS);
-    if !path.exists() {
+    let layout = || BpfError::Layout {
+        dir: maps_dir.parent().unwrap_or(maps_dir).to_owned(),
+    };
+    if !maps_dir.join(maps::UPLINKS).exists() {
         return Ok(());
     }
-    let info = MapInfo::from_pin(&path).map_err(|source| BpfError::Map {
-        path: path.clone(),
-        source,
-    })?;
-    let size = info.value_size() as usize;
-    if size != size_of::<UplinkState>() || !maps_dir.join(maps::EXEMPT6).exists() {
-        return Err(BpfError::Layout {
-            dir: maps_dir.parent().unwrap_or(maps_dir).to_owned(),
-        });
+    if !maps_dir.join(maps::EXEMPT6).exists() {
+        return Err(layout());
+    }
+    // Maps added later (SRCSEL_DNS) may be missing: open pins them.
+    for (name, want) in [
+        (maps::UPLINKS, size_of::<UplinkState>()),
+        (maps::DNS, size_of::<Resolvers>()),
+    ] {
+        let path = maps_dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let info = MapInfo::from_pin(&path).map_err(|source| BpfError::Map {
+            path: path.clone(),
+            source,
+        })?;
+        if info.value_size() as usize != want {
+            return Err(layout());
+        }
     }
     Ok(())
 }

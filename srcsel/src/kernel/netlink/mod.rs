@@ -7,6 +7,7 @@ pub mod apply;
 pub mod codec;
 pub mod dump;
 pub mod events;
+pub mod rdnss;
 
 pub use dump::Dump;
 
