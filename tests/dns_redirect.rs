@@ -17,8 +17,9 @@ const HOME_DNS6: &str = "2001:db8:1::1";
 const CONVERGE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Asks for `host`'s IPv4 address as a raw DNS client does, over UDP with
-/// sendto/recvfrom (the answer must come from the server asked) and over
-/// TCP, from the first resolver in resolv.conf; prints `udp ADDR` and `tcp ADDR`.
+/// sendto/recvfrom (the answer must come from the server asked), the same
+/// from an AF_INET6 socket to the v4-mapped address, and over TCP, from the
+/// first resolver in resolv.conf; prints `udp ADDR`, `udp6 ADDR`, `tcp ADDR`.
 const RAW_CLIENT: &str = r#"
 import socket, struct, sys
 host = sys.argv[1]
@@ -34,6 +35,14 @@ u.sendto(q, (server, 53))
 m, frm = u.recvfrom(512)
 assert frm == (server, 53), f"answer from {frm}, asked {server}"
 print("udp", answer(m))
+# The same from an AF_INET6 socket to the v4-mapped address (Java's way).
+u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+u6.settimeout(5)
+mapped = "::ffff:" + server
+u6.sendto(q, (mapped, 53))
+m, frm = u6.recvfrom(512)
+assert frm[:2] == (mapped, 53), f"answer from {frm}, asked {mapped}"
+print("udp6", answer(m))
 t = socket.create_connection((server, 53), timeout=5)
 t.sendall(struct.pack(">H", len(q)) + q)
 n = struct.unpack(">H", t.recv(2))[0]
@@ -166,7 +175,15 @@ fn every_resolver_library_is_answered_by_the_hotspots_resolver_through_usb0() {
             assert!(o.contains(&usb0), "{what}: {o}");
             assert_eq!(lab.source_of("curl-dns"), usb0, "{what}");
         } else {
+            // One answer per line the client prints (the raw client three
+            // ways, Go's resolver over UDP and TCP).
+            let lines = o.lines().filter(|l| !l.trim().is_empty()).count();
+            let per_line = !what.starts_with("busybox");
             assert!(o.contains(HOTSPOT_ANSWER), "{what}: {o}");
+            assert!(
+                !per_line || o.matches(HOTSPOT_ANSWER).count() == lines,
+                "{what}: {o}"
+            );
             assert!(!o.contains(HOME_ANSWER), "{what}: {o}");
         }
         let from = asked(&lab, "r2", NAME);
@@ -241,12 +258,72 @@ fn a_local_stub_and_a_public_resolver_are_replaced_as_well() {
     assert!(asked(&lab, "r2", NAME).iter().all(|a| *a == usb0));
     let o = lab.client_out(&format!("getent ahostsv4 {NAME}"));
     assert!(o.contains(PUBLIC_ANSWER), "{o}");
+
+    // A resolver on a LAN is the system's too, listed or not: asking it
+    // would carry the name to the network normal routing reaches it by.
+    let home = asked(&lab, "r1", NAME).len();
+    let o = via_usb0(&lab, &format!("busybox nslookup -type=a {NAME} {HOME_DNS}"));
+    assert!(o.contains(HOTSPOT_ANSWER), "{o}");
+    assert_eq!(
+        asked(&lab, "r1", NAME).len(),
+        home,
+        "the home router was asked"
+    );
+}
+
+/// Strict: `getent` fails at once (glibc would wait 5 s per try for an
+/// answer that never comes) and no resolver is asked; fallback: the
+/// system's resolver answers.
+fn refused_at_once_and_fallback_asks_the_system(lab: &Lab, why: &str) {
+    let (r1, r2) = (lab.queries("r1").len(), lab.queries("r2").len());
+    let started = Instant::now();
+    let o = out(&mut lab.run_via_usb0(&format!("getent ahostsv4 {NAME}")));
+    let took = started.elapsed();
+    assert!(took.as_secs() < 4, "{why}: took {took:?}");
+    assert!(
+        !o.status.success(),
+        "{why}: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(
+        (lab.queries("r1").len(), lab.queries("r2").len()),
+        (r1, r2),
+        "{why}"
+    );
+    let fallback = [
+        "run",
+        "--via",
+        "usb0",
+        "--fallback",
+        "--",
+        "getent",
+        "ahostsv4",
+        NAME,
+    ];
+    let o = ok(&mut lab.srcsel(fallback));
+    assert!(o.contains(HOME_ANSWER), "{why}, fallback: {o}");
 }
 
 #[test]
 fn strict_refuses_at_once_without_a_resolver_and_a_renumbering_is_followed() {
-    let mut lab = lab(HOME_DNS);
-    // The hotspot's new network and router, and with it a new resolver.
+    // usb0 carries traffic, but nothing reported its resolver (its dhcpcd
+    // runs without srcsel's hook).
+    let mut lab = with_daemon(Lab::new(env!("CARGO_BIN_EXE_srcsel")), HOME_DNS);
+    let usb0 = lab.usb0_addr();
+    via_usb0(
+        &lab,
+        &format!("curl -sS --max-time 5 {}", srcsel_lab::url("up-no-dns")),
+    );
+    assert_eq!(lab.source_of("up-no-dns"), usb0);
+    assert!(ok(&mut lab.srcsel(["status"])).contains("DNS: none known"));
+    refused_at_once_and_fallback_asks_the_system(&lab, "usb0 up, no resolver known");
+
+    // The hook reports the lease's resolver; the hotspot renumbers, with a new one.
+    let hook = lab.srcsel_hook();
+    lab.start_dhcpcd_on("usb0", "metric 3000", &hook);
+    wait_until("usb0's resolver from the lease", CONVERGE, || {
+        ok(&mut lab.srcsel(["status"])).contains("DNS: 10.99.0.1 (dhcp)")
+    });
     lab.renumber_hotspot("10.98.0");
     wait_until("usb0's new resolver", CONVERGE, || {
         ok(&mut lab.srcsel(["status"])).contains("DNS: 10.98.0.1 (dhcp)")
@@ -256,38 +333,12 @@ fn strict_refuses_at_once_without_a_resolver_and_a_renumbering_is_followed() {
     assert!(o.contains(HOTSPOT_ANSWER), "{o}");
     assert_eq!(asked(&lab, "r2", NAME).last(), Some(&usb0));
 
-    // The lease ends: no resolver is known. Strict fails at once, asking no one.
+    // The lease ends: usb0 is down and knows no resolver.
     lab.stop("dhcpcd-usb0");
     wait_until("usb0 to have no resolver", CONVERGE, || {
         ok(&mut lab.srcsel(["status"])).contains("DNS: none known")
     });
-    let (r1, r2) = (lab.queries("r1").len(), lab.queries("r2").len());
-    let started = Instant::now();
-    let o = out(&mut lab.run_via_usb0(&format!("getent ahostsv4 {NAME}")));
-    // glibc would wait 5 s per try for an answer that never comes.
-    assert!(
-        started.elapsed().as_secs() < 4,
-        "took {:?}",
-        started.elapsed()
-    );
-    assert!(
-        !o.status.success(),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    assert_eq!((lab.queries("r1").len(), lab.queries("r2").len()), (r1, r2));
-    // Fallback mode uses the system's resolver meanwhile.
-    let o = ok(&mut lab.srcsel([
-        "run",
-        "--via",
-        "usb0",
-        "--fallback",
-        "--",
-        "getent",
-        "ahostsv4",
-        NAME,
-    ]));
-    assert!(o.contains(HOME_ANSWER), "{o}");
+    refused_at_once_and_fallback_asks_the_system(&lab, "the lease ended");
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! DNS follows the uplink: an assigned socket's query to one of the
-//! system's resolvers (resolv.conf's, or a local stub on 127.0.0.0/8 or
-//! `::1`) goes to the uplink's resolver instead, rewritten in connect or
-//! sendmsg as socket-level load balancers do; its answers' source is given
-//! back in recvmsg, so every resolver library accepts them. Queries to any
-//! other address are the program's own choice and are left alone.
+//! system's resolvers (resolv.conf's, a local stub, or any on a LAN) goes
+//! to the uplink's resolver instead, rewritten in connect or sendmsg as
+//! socket-level load balancers do; its answers' source is given back in
+//! recvmsg, so every resolver library accepts them. Queries to a resolver
+//! on the internet are the program's own choice and are left alone.
 use aya_ebpf::{
     helpers::bpf_get_socket_cookie,
     macros::map,
@@ -13,7 +13,7 @@ use aya_ebpf::{
 use srcsel_common::{DnsKey, MAX_DNS_QUERIES, MAX_UPLINKS, Resolvers, UPLINK_MASK, dns_flags};
 
 use crate::{
-    steer::Addr,
+    steer::{Addr, words, write6},
     uplink::{self, AF_INET, AF_INET6},
 };
 
@@ -27,51 +27,65 @@ static QUERIES: LruHashMap<DnsKey, [u32; 4]> = LruHashMap::pinned(MAX_DNS_QUERIE
 /// Port 53 as the hooks carry it: network byte order in the low 16 bits.
 const DNS_PORT: u32 = 53u16.to_be() as u32;
 
+/// Fieldless on purpose: an enum carrying an address here made LLVM merge
+/// paths through a register left unset on one of them, which the verifier
+/// refuses (`R3 !read_ok`). The new destination is read back from the call.
 pub enum Query {
     /// Not a query to a system resolver from a socket of this uplink.
-    NotOurs,
-    /// Send it here instead.
-    To(Addr),
-    /// Strict, and the uplink knows no resolver of that family.
+    Keep,
+    /// Sent to the uplink's resolver instead (written into the call).
+    Rewritten,
+    /// Strict, and the uplink can't carry it or knows no resolver for it.
     Refuse,
 }
 
-/// Where a socket's packet to `dst` (the hook's port) goes.
+/// Where a socket's packet to `dst` (the hook's port) from `src` (its
+/// source, or none) goes; `six`: the call is an AF_INET6 socket's.
 #[inline(always)]
-pub fn redirect(ctx: &SockAddrContext, dst: Addr) -> Query {
+pub fn redirect(ctx: &SockAddrContext, dst: Addr, src: Addr, six: bool) -> Query {
     let sa = ctx.sock_addr;
     if unsafe { (*sa).user_port } != DNS_PORT {
-        return Query::NotOurs;
+        return Query::Keep;
     }
     let Some(index) = system_resolver(dst) else {
-        return Query::NotOurs;
+        return Query::Keep;
     };
     let Some(u) = uplink::here(ctx) else {
-        return Query::NotOurs;
+        return Query::Keep;
     };
     let sk = unsafe { (*sa).__bindgen_anon_1.sk };
+    if sk.is_null() {
+        return Query::Keep;
+    }
+    let (mark, dev) = unsafe { ((*sk).mark, (*sk).bound_dev_if) };
     // A nearer assignment's socket, or one the program took back (fallback).
-    if sk.is_null() || unsafe { (*sk).mark } & UPLINK_MASK != u.mark {
-        return Query::NotOurs;
+    if mark & UPLINK_MASK != u.mark {
+        return Query::Keep;
+    }
+    // Bound to another device or address: the steering decides (strict
+    // refuses it, fallback hands it back to normal routing as it asked).
+    if (dev != 0 && dev != u.ifindex) || (src.is_set() && !src.is_uplinks(u)) {
+        return Query::Keep;
     }
     let Some(r) = DNS.get(uplink::id()) else {
-        return Query::NotOurs;
+        return Query::Keep;
     };
-    if r.flags & dns_flags::SYSTEM != 0 {
-        return Query::NotOurs;
+    // Already the uplink's (a second program set of the same uplink on
+    // this socket, or a program that asks it directly).
+    if r.flags & dns_flags::SYSTEM != 0 || is_one_of(r, dst) {
+        return Query::Keep;
     }
     // While the uplink can't carry the query, or knows no resolver for it,
     // strict fails it at once; fallback leaves it to the system's resolver
     // (sending it to the uplink's would take that one the other way).
     let server = match pick(r, dst, index) {
         Some(server) if dst.usable(u) => server,
-        _ if uplink::strict() => return Query::Refuse,
-        _ => return Query::NotOurs,
+        _ => return refuse_or_leave(),
     };
     let (family, asked, to) = match (dst, server) {
         (Addr::V4(a), Addr::V4(s)) => (AF_INET, [0, 0, 0, a], [0, 0, 0, s]),
         (Addr::V6(a), Addr::V6(s)) => (AF_INET6, a, s),
-        _ => return Query::NotOurs,
+        _ => return Query::Keep,
     };
     let key = DnsKey {
         cookie: unsafe { bpf_get_socket_cookie(sa.cast()) },
@@ -79,11 +93,25 @@ pub fn redirect(ctx: &SockAddrContext, dst: Addr) -> Query {
         _pad: 0,
         server: to,
     };
-    // Without the record its answers would look forged: leave it alone.
+    // Without the record its answers would look forged.
     if QUERIES.insert(&key, &asked, 0).is_err() {
-        return Query::NotOurs;
+        return refuse_or_leave();
     }
-    Query::To(server)
+    match server {
+        _ if six => write6(unsafe { &raw mut (*sa).user_ip6 }, words(server)),
+        Addr::V4(s) => unsafe { (*sa).user_ip4 = s },
+        Addr::V6(_) => return Query::Keep,
+    }
+    Query::Rewritten
+}
+
+#[inline(always)]
+fn refuse_or_leave() -> Query {
+    if uplink::strict() {
+        Query::Refuse
+    } else {
+        Query::Keep
+    }
 }
 
 /// The address an answer from `src` (the hook's port) is given back from:
@@ -112,19 +140,32 @@ pub fn answered_from(ctx: &SockAddrContext, src: Addr) -> Option<Addr> {
 }
 
 /// Which of the system's resolvers `dst` is (its place in resolv.conf; 0
-/// for a local stub), if it is one.
+/// otherwise), if it is one: resolv.conf's, a local stub (loopback, the
+/// unspecified address), or any resolver on a LAN, which would carry the
+/// name to the network normal routing reaches it by.
 #[inline(always)]
 fn system_resolver(dst: Addr) -> Option<usize> {
+    let listed = DNS.get(0).and_then(|sys| match dst {
+        Addr::V4(a) => index_of(&sys.v4, &a),
+        Addr::V6(a) => index_of(&sys.v6, &a),
+    });
+    if listed.is_some() {
+        return listed;
+    }
+    let local = match dst {
+        Addr::V4(a) => a == 0,
+        Addr::V6(a) => a == [0; 4],
+    };
+    // exempt(): loopback, link-local, multicast and the main table's LANs.
+    (local || dst.exempt()).then_some(0)
+}
+
+/// Whether `dst` is one of the uplink's resolvers in use.
+#[inline(always)]
+fn is_one_of(r: &Resolvers, dst: Addr) -> bool {
     match dst {
-        Addr::V4(a) if a.to_ne_bytes()[0] == 127 => Some(0),
-        Addr::V6(a) if a == [0, 0, 0, 1u32.to_be()] => Some(0),
-        _ => {
-            let sys = DNS.get(0)?;
-            match dst {
-                Addr::V4(a) => index_of(&sys.v4, &a),
-                Addr::V6(a) => index_of(&sys.v6, &a),
-            }
-        }
+        Addr::V4(a) => index_of(&r.v4, &a).is_some(),
+        Addr::V6(a) => index_of(&r.v6, &a).is_some(),
     }
 }
 

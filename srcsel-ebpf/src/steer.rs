@@ -45,7 +45,7 @@ impl Addr {
     }
 
     #[inline(always)]
-    fn is_set(self) -> bool {
+    pub fn is_set(self) -> bool {
         match self {
             Addr::V4(a) => a != 0,
             Addr::V6(a) => a != [0; 4],
@@ -54,7 +54,7 @@ impl Addr {
 
     /// Whether it is the uplink's current address of its family.
     #[inline(always)]
-    fn is_uplinks(self, u: &UplinkState) -> bool {
+    pub fn is_uplinks(self, u: &UplinkState) -> bool {
         match self {
             Addr::V4(a) => a == u.addr4,
             Addr::V6(a) => a == u.addr6,
@@ -73,7 +73,7 @@ impl Addr {
     /// Destinations normal routing keeps local: loopback, link-local,
     /// multicast, the unspecified address, and the main table's LAN prefixes.
     #[inline(always)]
-    fn exempt(self) -> bool {
+    pub fn exempt(self) -> bool {
         match self {
             Addr::V4(a) => {
                 let b = a.to_ne_bytes();
@@ -92,6 +92,46 @@ impl Addr {
                     || EXEMPT6.get(Key::new(128, b)).is_some()
             }
         }
+    }
+}
+
+/// Reads an address field of the context word by word: the verifier allows
+/// only whole-field accesses there, never a byte-wise copy.
+#[inline(always)]
+pub fn read6(field: *const [u32; 4]) -> [u32; 4] {
+    let w = field as *const u32;
+    unsafe {
+        [
+            w.read_volatile(),
+            w.add(1).read_volatile(),
+            w.add(2).read_volatile(),
+            w.add(3).read_volatile(),
+        ]
+    }
+}
+
+#[inline(always)]
+pub fn write6(field: *mut [u32; 4], value: [u32; 4]) {
+    let w = field as *mut u32;
+    unsafe {
+        w.write_volatile(value[0]);
+        w.add(1).write_volatile(value[1]);
+        w.add(2).write_volatile(value[2]);
+        w.add(3).write_volatile(value[3]);
+    }
+}
+
+#[inline(always)]
+pub fn mapped(addr4: u32) -> [u32; 4] {
+    [0, 0, u32::from_ne_bytes([0, 0, 0xff, 0xff]), addr4]
+}
+
+/// An address as an AF_INET6 socket carries it.
+#[inline(always)]
+pub fn words(a: Addr) -> [u32; 4] {
+    match a {
+        Addr::V4(a) => mapped(a),
+        Addr::V6(a) => a,
     }
 }
 

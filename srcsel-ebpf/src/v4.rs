@@ -25,7 +25,7 @@ pub fn connect(ctx: &SockAddrContext) -> i32 {
     } else {
         unsafe { (*sk).src_ip4 }
     };
-    let Some(dst) = destination(ctx) else {
+    let Some(dst) = destination(ctx, Addr::V4(src)) else {
         return steer::finish(&Verdict::Deny, false);
     };
     let v = steer::decide(ctx, dst, Addr::V4(src));
@@ -53,7 +53,7 @@ pub fn sendmsg(ctx: &SockAddrContext) -> i32 {
     if src == 0 && !sk.is_null() {
         src = unsafe { (*sk).src_ip4 };
     }
-    let Some(dst) = destination(ctx) else {
+    let Some(dst) = destination(ctx, Addr::V4(src)) else {
         return steer::finish(&Verdict::Deny, true);
     };
     let v = steer::decide(ctx, dst, Addr::V4(src));
@@ -66,16 +66,13 @@ pub fn sendmsg(ctx: &SockAddrContext) -> i32 {
 /// Where the call sends: the address asked, or the uplink's resolver in
 /// place of a system one (written into the call); None: refused.
 #[inline(always)]
-fn destination(ctx: &SockAddrContext) -> Option<Addr> {
+fn destination(ctx: &SockAddrContext, src: Addr) -> Option<Addr> {
     let sa = ctx.sock_addr;
     let asked = Addr::V4(unsafe { (*sa).user_ip4 });
-    match dns::redirect(ctx, asked) {
-        Query::NotOurs => Some(asked),
-        Query::To(Addr::V4(a)) => {
-            unsafe { (*sa).user_ip4 = a };
-            Some(Addr::V4(a))
-        }
-        Query::To(_) | Query::Refuse => None,
+    match dns::redirect(ctx, asked, src, false) {
+        Query::Keep => Some(asked),
+        Query::Rewritten => Some(Addr::V4(unsafe { (*sa).user_ip4 })),
+        Query::Refuse => None,
     }
 }
 

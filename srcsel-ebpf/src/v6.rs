@@ -5,7 +5,7 @@ use aya_ebpf::programs::SockAddrContext;
 
 use crate::{
     dns::{self, Query},
-    steer::{self, Addr, Verdict},
+    steer::{self, Addr, Verdict, mapped, read6, write6},
     uplink, v4,
 };
 
@@ -16,37 +16,6 @@ struct SockaddrIn6 {
     flowinfo: u32,
     addr: [u32; 4],
     scope_id: u32,
-}
-
-/// Reads an address field of the context word by word: the verifier allows
-/// only whole-field accesses there, never a byte-wise copy.
-#[inline(always)]
-fn read6(field: *const [u32; 4]) -> [u32; 4] {
-    let w = field as *const u32;
-    unsafe {
-        [
-            w.read_volatile(),
-            w.add(1).read_volatile(),
-            w.add(2).read_volatile(),
-            w.add(3).read_volatile(),
-        ]
-    }
-}
-
-#[inline(always)]
-fn write6(field: *mut [u32; 4], value: [u32; 4]) {
-    let w = field as *mut u32;
-    unsafe {
-        w.write_volatile(value[0]);
-        w.add(1).write_volatile(value[1]);
-        w.add(2).write_volatile(value[2]);
-        w.add(3).write_volatile(value[3]);
-    }
-}
-
-#[inline(always)]
-fn mapped(addr4: u32) -> [u32; 4] {
-    [0, 0, u32::from_ne_bytes([0, 0, 0xff, 0xff]), addr4]
 }
 
 /// The socket's own source, in the family of `dst`.
@@ -64,7 +33,7 @@ fn source(ctx: &SockAddrContext, dst: Addr) -> Addr {
 
 #[inline(always)]
 pub fn connect(ctx: &SockAddrContext) -> i32 {
-    let Some(dst) = destination(ctx) else {
+    let Some(dst) = destination(ctx, |dst| source(ctx, dst)) else {
         return steer::finish(&Verdict::Deny, false);
     };
     let v = steer::decide(ctx, dst, source(ctx, dst));
@@ -94,15 +63,18 @@ pub fn sendmsg(ctx: &SockAddrContext) -> i32 {
     let Addr::V6(_) = Addr::from6(read6(unsafe { &raw const (*sa).user_ip6 })) else {
         return crate::ALLOW;
     };
-    let Some(dst) = destination(ctx) else {
+    let chosen = read6(unsafe { &raw const (*sa).msg_src_ip6 });
+    let src = |dst| {
+        if chosen != [0; 4] {
+            Addr::V6(chosen)
+        } else {
+            source(ctx, dst)
+        }
+    };
+    let Some(dst) = destination(ctx, src) else {
         return steer::finish(&Verdict::Deny, true);
     };
-    let chosen = read6(unsafe { &raw const (*sa).msg_src_ip6 });
-    let src = if chosen != [0; 4] {
-        Addr::V6(chosen)
-    } else {
-        source(ctx, dst)
-    };
+    let src = src(dst);
     let v = steer::decide(ctx, dst, src);
     if let Verdict::Bind(u) = v {
         write6(unsafe { &raw mut (*sa).msg_src_ip6 }, u.addr6);
@@ -113,25 +85,13 @@ pub fn sendmsg(ctx: &SockAddrContext) -> i32 {
 /// Where the call sends: the address asked, or the uplink's resolver in
 /// place of a system one (written into the call); None: refused.
 #[inline(always)]
-fn destination(ctx: &SockAddrContext) -> Option<Addr> {
+fn destination(ctx: &SockAddrContext, src: impl Fn(Addr) -> Addr) -> Option<Addr> {
     let field = unsafe { &raw mut (*ctx.sock_addr).user_ip6 };
     let asked = Addr::from6(read6(field));
-    match dns::redirect(ctx, asked) {
-        Query::NotOurs => Some(asked),
-        Query::To(to) => {
-            write6(field, words(to));
-            Some(to)
-        }
+    match dns::redirect(ctx, asked, src(asked), true) {
+        Query::Keep => Some(asked),
+        Query::Rewritten => Some(Addr::from6(read6(field))),
         Query::Refuse => None,
-    }
-}
-
-/// An address as an AF_INET6 socket carries it.
-#[inline(always)]
-fn words(a: Addr) -> [u32; 4] {
-    match a {
-        Addr::V4(a) => mapped(a),
-        Addr::V6(a) => a,
     }
 }
 
@@ -140,7 +100,7 @@ fn words(a: Addr) -> [u32; 4] {
 pub fn recvmsg(ctx: &SockAddrContext) -> i32 {
     let field = unsafe { &raw mut (*ctx.sock_addr).user_ip6 };
     if let Some(asked) = dns::answered_from(ctx, Addr::from6(read6(field))) {
-        write6(field, words(asked));
+        write6(field, steer::words(asked));
     }
     crate::ALLOW
 }

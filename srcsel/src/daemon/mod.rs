@@ -117,6 +117,13 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     }
     d.reconcile("start", None).await;
     d.ensure_configured_programs()?;
+    for a in &d.config().assigned {
+        match crate::systemd::dropin::refresh(&a.target, &a.assignment) {
+            Ok(true) => info!("{}: its drop-in now names every program", a.target),
+            Ok(false) => {}
+            Err(e) => warn!("{}: refreshing its drop-in: {e}", a.target),
+        }
+    }
     let (mut term, mut int, mut hup) = (
         signal(SignalKind::terminate())?,
         signal(SignalKind::interrupt())?,
@@ -125,7 +132,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     // Assigned cgroups are attached: units ordered after srcsel may start.
     crate::systemd::notify("READY=1");
     info!("watching links, addresses, routes and rules");
-    let mut resolv = ResolvWatch::new(Path::new(resolv::RESOLV_CONF))?;
+    let mut resolv = watch_resolv_conf();
     let mut rdnss = RdnssListener::new().context("listening for router advertisements' RDNSS")?;
     loop {
         let expiry = d.until_rdnss_expiry();
@@ -136,10 +143,12 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
             () = sleep_or_never(expiry) => {
                 d.reconcile("an advertised resolver expired", None).await;
             }
-            r = resolv.changed() => {
-                r.context("watching resolv.conf")?;
+            r = changed(&mut resolv) => {
+                if let Err(e) = r {
+                    warn!("watching {}: {e}", resolv::RESOLV_CONF);
+                }
                 // Watched anew: the file may have been replaced.
-                resolv = ResolvWatch::new(Path::new(resolv::RESOLV_CONF))?;
+                resolv = watch_resolv_conf();
                 d.reconcile("resolv.conf changed", None).await;
             }
             ev = events.next() => {
@@ -284,7 +293,7 @@ impl Daemon {
                 .map(|(name, e)| format!("{name}: {e:#}"))
                 .collect();
             *self.rdnss_expiry.lock().unwrap_or_else(|e| e.into_inner()) =
-                ns.next_rdnss_expiry()?;
+                ns.next_rdnss_expiry(dump::boottime_secs())?;
             if let Ok(root) = &self.cg_root {
                 problems.extend(assign::apply(&ns, &config, root, self.cookie, &self.units));
             }
@@ -305,6 +314,21 @@ impl Daemon {
 async fn sleep_or_never(d: Option<Duration>) {
     match d {
         Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A watch on resolv.conf; without one (no inotify instance left) the
+/// system's resolvers are still read at every pass.
+fn watch_resolv_conf() -> Option<ResolvWatch> {
+    ResolvWatch::new(Path::new(resolv::RESOLV_CONF))
+        .inspect_err(|e| warn!("not watching {}: {e}", resolv::RESOLV_CONF))
+        .ok()
+}
+
+async fn changed(w: &mut Option<ResolvWatch>) -> std::io::Result<()> {
+    match w {
+        Some(w) => w.changed().await,
         None => std::future::pending().await,
     }
 }

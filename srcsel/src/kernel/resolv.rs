@@ -56,8 +56,10 @@ impl ResolvWatch {
         // SAFETY: a descriptor we own from here on.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut paths: Vec<PathBuf> = vec![conf.to_owned()];
-        if let Some(target) = std::fs::canonicalize(conf).ok().filter(|t| t != conf) {
-            paths.push(target);
+        // What the symlink points at, even if it is not there yet.
+        if let Ok(target) = std::fs::read_link(conf) {
+            let target = conf.parent().unwrap_or(Path::new("/")).join(target);
+            paths.push(std::fs::canonicalize(&target).unwrap_or(target));
         }
         let (mut names, mut files) = (Vec::new(), Vec::new());
         for path in &paths {

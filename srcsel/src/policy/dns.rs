@@ -131,21 +131,24 @@ fn v6_of(a: &IpAddr) -> Option<Ipv6Addr> {
 
 /// Whether queries can be sent to `a` as an uplink's resolver: not a
 /// loopback (that is the host's own stub), unspecified, broadcast or
-/// multicast address, which a misconfigured DHCP server may hand out.
+/// multicast address, which a misconfigured DHCP server may hand out, nor
+/// an IPv6 link-local one, which needs a scope the programs cannot give a
+/// redirected query.
 pub fn can_resolve(a: IpAddr) -> bool {
     let broadcast = matches!(a, IpAddr::V4(a) if a.is_broadcast());
-    !(a.is_loopback() || a.is_unspecified() || a.is_multicast() || broadcast)
+    let link_local = matches!(a, IpAddr::V6(a) if a.is_unicast_link_local());
+    !(a.is_loopback() || a.is_unspecified() || a.is_multicast() || broadcast || link_local)
 }
 
 /// The `nameserver`s of a resolv.conf: the system's resolvers, whose
-/// queries are redirected. A scoped IPv6 one (`fe80::1%eth0`) is on a link,
-/// not the internet: left alone.
+/// queries are redirected (a scoped IPv6 one, `fe80::1%eth0`, by its address).
 pub fn parse_resolv_conf(text: &str) -> Vec<IpAddr> {
     text.lines()
         .filter_map(|line| {
             let mut words = line.split_whitespace();
             (words.next() == Some("nameserver")).then_some(())?;
-            words.next()?.parse().ok()
+            let word = words.next()?;
+            word.split_once('%').map_or(word, |(a, _)| a).parse().ok()
         })
         .collect()
 }
@@ -206,7 +209,10 @@ pub fn merge_rdnss(
     now: u64,
 ) -> Vec<(Ipv6Addr, u64)> {
     let until = now + u64::from(lifetime);
-    let fresh = servers.iter().filter(|_| lifetime > 0).map(|a| (*a, until));
+    let fresh = servers
+        .iter()
+        .filter(|a| lifetime > 0 && can_resolve((**a).into()))
+        .map(|a| (*a, until));
     let kept = known
         .iter()
         .filter(|(a, until)| *until > now && !servers.contains(a))

@@ -92,7 +92,8 @@ fn the_system_resolvers_are_resolv_confs_nameservers() {
     let list = parse_resolv_conf(text);
     assert_eq!(
         list,
-        ["192.168.1.1", "fd00::1", "127.0.0.53"].map(|a| a.parse::<std::net::IpAddr>().unwrap())
+        ["192.168.1.1", "fd00::1", "127.0.0.53", "fe80::1"]
+            .map(|a| a.parse::<std::net::IpAddr>().unwrap())
     );
     let r = system_value(&list);
     assert_eq!(
@@ -103,7 +104,8 @@ fn the_system_resolvers_are_resolv_confs_nameservers() {
         ]
     );
     assert_eq!(r.v6[0], raw6(Some("fd00::1".parse().unwrap())));
-    assert_eq!((r.v6[1], r.flags), ([0; 4], 0));
+    assert_eq!(r.v6[1], raw6(Some("fe80::1".parse().unwrap())));
+    assert_eq!((r.v6[2], r.flags), ([0; 4], 0));
     assert_eq!(system_value(&[]), Resolvers::default());
 }
 
@@ -123,6 +125,8 @@ fn rdnss_is_merged_by_lifetime_and_withdrawn_with_zero() {
     // A lifetime of 0 withdraws; what expired by now goes.
     assert_eq!(merge_rdnss(&known, &[a], 0, 200), []);
     assert_eq!(merge_rdnss(&known, &[], 600, 100), known);
+    // A link-local resolver cannot be redirected to (no scope): not kept.
+    assert_eq!(merge_rdnss(&[], &[v6("fe80::1"), c], 600, 100), [(c, 700)]);
     // Never more than resolv.conf would hold; the advertised ones first.
     let many: Vec<Ipv6Addr> = (1..=5).map(|i| v6(&format!("2001:db8::{i}"))).collect();
     assert_eq!(merge_rdnss(&known, &many, 60, 0).len(), MAX_RESOLVERS);

@@ -88,16 +88,45 @@ pub fn write(t: &Target, a: &Assignment) -> io::Result<()> {
     let Some((unit, section)) = unit_of(t).filter(|_| super::booted()) else {
         return Ok(());
     };
-    let bpffs = crate::kernel::bpf::pins::find_bpffs()
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| PathBuf::from("/sys/fs/bpf"));
     let path = path_of(unit);
     fs::create_dir_all(path.parent().expect("a folder"))?;
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, text(section, &bpffs, a))?;
-    fs::rename(&tmp, &path)?;
+    replace(&path, &text(section, &bpffs(), a))?;
     reload()
+}
+
+/// Brings an existing drop-in up to date with this srcsel's programs
+/// (written by an older one, with fewer); whether it changed. The daemon
+/// does this at start, so units started after an upgrade get every program.
+pub fn refresh(t: &Target, a: &Assignment) -> io::Result<bool> {
+    let Some((unit, section)) = unit_of(t).filter(|_| super::booted()) else {
+        return Ok(false);
+    };
+    let path = path_of(unit);
+    let want = text(section, &bpffs(), a);
+    match fs::read_to_string(&path) {
+        Ok(have) if have != want => {
+            replace(&path, &want)?;
+            reload()?;
+            Ok(true)
+        }
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn bpffs() -> PathBuf {
+    crate::kernel::bpf::pins::find_bpffs()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| PathBuf::from("/sys/fs/bpf"))
+}
+
+/// Writes `path` whole or not at all.
+fn replace(path: &Path, text: &str) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text)?;
+    fs::rename(&tmp, path)
 }
 
 /// Removes the drop-in, if any, and has systemd forget it.

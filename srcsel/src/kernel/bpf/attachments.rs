@@ -19,6 +19,8 @@ use super::{
 use crate::policy::Assignment;
 
 const PREFIX: &str = "cg-";
+/// An attachment being made beside the one it replaces.
+const STAGED: &str = "new-";
 const CGROUP_LINK: &str = "cgroup";
 
 /// One cgroup's attachment, as its pins record it.
@@ -79,14 +81,14 @@ impl ProgramSet {
         let links = pins::links_dir(&self.ns_dir);
         let name = entry_name(ino, &self.assignment);
         let dir = links.join(&name);
+        // Not a name `list` reads. (bpffs refuses names with a dot.)
+        let staged = links.join(format!("{STAGED}{name}"));
+        finish_swap(&staged, &dir)?;
         let complete = dir.join(CGROUP_LINK).exists() && all_pinned(&dir);
         if complete && attached_to(&self.ns_dir, &self.assignment, cgroup) {
             return Ok(false);
         }
         let cg = fs::File::open(cgroup).map_err(io_err(cgroup))?;
-        // Not a name `list` reads; `reap` removes one a crash left. (bpffs
-        // refuses names with a dot.)
-        let staged = links.join(format!("new-{name}"));
         let _ = pins::remove_tree(&staged);
         fs::create_dir_all(&staged).map_err(io_err(&staged))?;
         let pin_all = || {
@@ -108,6 +110,32 @@ impl ProgramSet {
         fs::rename(&staged, &dir).map_err(io_err(&dir))?;
         Ok(true)
     }
+}
+
+/// Completes a replacement a crash interrupted after the old links went:
+/// the staged ones, then the only links of their cgroup, take the name.
+fn finish_swap(staged: &Path, dir: &Path) -> Result<(), BpfError> {
+    if staged.join(CGROUP_LINK).exists() && !dir.exists() {
+        fs::rename(staged, dir).map_err(io_err(dir))?;
+    }
+    Ok(())
+}
+
+/// Whether a complete staged attachment's cgroup is gone.
+fn staged_gone(dir: &Path, name: &str) -> bool {
+    let Some((ino, assignment)) = parse(&name[STAGED.len()..]) else {
+        return false;
+    };
+    let Ok(cgroup) = fs::read_link(dir.join(CGROUP_LINK)) else {
+        return false;
+    };
+    Attachment {
+        dir: dir.to_owned(),
+        ino,
+        assignment,
+        cgroup: Some(cgroup),
+    }
+    .gone()
 }
 
 /// The namespace's attachments.
@@ -144,6 +172,10 @@ pub fn reap(ns_dir: &Path, legacy_gone: impl Fn(&str) -> bool) -> io::Result<usi
         let Some(name) = name.to_str() else { continue };
         let gone = match ours.iter().find(|a| a.dir == e.path()) {
             Some(a) => a.gone(),
+            // Being made, or left by a crash: `ensure_attached` owns it
+            // while its cgroup lives (complete ones only: one still being
+            // made has no `cgroup` link yet).
+            None if name.starts_with(STAGED) => staged_gone(&e.path(), name),
             None => legacy_gone(name),
         };
         if gone {

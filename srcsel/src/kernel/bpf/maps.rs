@@ -135,11 +135,13 @@ impl Namespace {
         Ok(addrs(&before) != addrs(&after))
     }
 
-    /// When the first advertised resolver of any uplink expires (CLOCK_BOOTTIME s).
-    pub fn next_rdnss_expiry(&self) -> Result<Option<u64>, BpfError> {
+    /// When the next advertised resolver of any uplink expires after `now`
+    /// (CLOCK_BOOTTIME s). One already past is not counted: the pass that
+    /// could not drop it is retried by the next event, not in a loop.
+    pub fn next_rdnss_expiry(&self, now: u64) -> Result<Option<u64>, BpfError> {
         let mut next: Option<u64> = None;
         for (id, _) in self.records()? {
-            for until in self.dns(id)?.ra6_until.into_iter().filter(|u| *u != 0) {
+            for until in self.dns(id)?.ra6_until.into_iter().filter(|u| *u > now) {
                 next = Some(next.map_or(until, |n| n.min(until)));
             }
         }
