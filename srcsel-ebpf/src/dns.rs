@@ -13,7 +13,7 @@ use aya_ebpf::{
 use srcsel_common::{DnsKey, MAX_DNS_QUERIES, MAX_UPLINKS, Resolvers, UPLINK_MASK, dns_flags};
 
 use crate::{
-    steer::{Addr, words, write6},
+    steer::{self, Addr, words, write6},
     uplink::{self, AF_INET, AF_INET6},
 };
 
@@ -64,7 +64,7 @@ pub fn redirect(ctx: &SockAddrContext, dst: Addr, src: Addr, six: bool) -> Query
     }
     // Bound to another device or address: the steering decides (strict
     // refuses it, fallback hands it back to normal routing as it asked).
-    if (dev != 0 && dev != u.ifindex) || (src.is_set() && !src.is_uplinks(u)) {
+    if steer::bound_elsewhere(u, dev, src) {
         return Query::Keep;
     }
     let Some(r) = DNS.get(uplink::id()) else {
@@ -82,19 +82,9 @@ pub fn redirect(ctx: &SockAddrContext, dst: Addr, src: Addr, six: bool) -> Query
         Some(server) if dst.usable(u) => server,
         _ => return refuse_or_leave(),
     };
-    let (family, asked, to) = match (dst, server) {
-        (Addr::V4(a), Addr::V4(s)) => (AF_INET, [0, 0, 0, a], [0, 0, 0, s]),
-        (Addr::V6(a), Addr::V6(s)) => (AF_INET6, a, s),
-        _ => return Query::Keep,
-    };
-    let key = DnsKey {
-        cookie: unsafe { bpf_get_socket_cookie(sa.cast()) },
-        family,
-        _pad: 0,
-        server: to,
-    };
     // Without the record its answers would look forged.
-    if QUERIES.insert(&key, &asked, 0).is_err() {
+    let (_, asked) = family_words(dst);
+    if QUERIES.insert(&key(ctx, server), &asked, 0).is_err() {
         return refuse_or_leave();
     }
     match server {
@@ -122,21 +112,32 @@ pub fn answered_from(ctx: &SockAddrContext, src: Addr) -> Option<Addr> {
     if unsafe { (*sa).user_port } != DNS_PORT {
         return None;
     }
-    let (family, server) = match src {
-        Addr::V4(a) => (AF_INET, [0, 0, 0, a]),
-        Addr::V6(a) => (AF_INET6, a),
-    };
-    let key = DnsKey {
-        cookie: unsafe { bpf_get_socket_cookie(sa.cast()) },
-        family,
-        _pad: 0,
-        server,
-    };
-    let asked = unsafe { QUERIES.get(&key) }?;
+    let asked = unsafe { QUERIES.get(&key(ctx, src)) }?;
     Some(match src {
         Addr::V4(_) => Addr::V4(asked[3]),
         Addr::V6(_) => Addr::V6(*asked),
     })
+}
+
+/// The record of a query from the socket of `ctx` to `server`.
+#[inline(always)]
+fn key(ctx: &SockAddrContext, server: Addr) -> DnsKey {
+    let (family, server) = family_words(server);
+    DnsKey {
+        cookie: unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) },
+        family,
+        _pad: 0,
+        server,
+    }
+}
+
+/// An address as the map keeps it: its family, and IPv4 in the last word.
+#[inline(always)]
+fn family_words(a: Addr) -> (u32, [u32; 4]) {
+    match a {
+        Addr::V4(a) => (AF_INET, [0, 0, 0, a]),
+        Addr::V6(a) => (AF_INET6, a),
+    }
 }
 
 /// Which of the system's resolvers `dst` is (its place in resolv.conf; 0

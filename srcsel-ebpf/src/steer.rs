@@ -45,7 +45,7 @@ impl Addr {
     }
 
     #[inline(always)]
-    pub fn is_set(self) -> bool {
+    fn is_set(self) -> bool {
         match self {
             Addr::V4(a) => a != 0,
             Addr::V6(a) => a != [0; 4],
@@ -54,7 +54,7 @@ impl Addr {
 
     /// Whether it is the uplink's current address of its family.
     #[inline(always)]
-    pub fn is_uplinks(self, u: &UplinkState) -> bool {
+    fn is_uplinks(self, u: &UplinkState) -> bool {
         match self {
             Addr::V4(a) => a == u.addr4,
             Addr::V6(a) => a == u.addr6,
@@ -170,10 +170,8 @@ pub fn decide(ctx: &SockAddrContext, dst: Addr, src: Addr) -> Verdict {
     if mark & UPLINK_MASK != u.mark {
         return Verdict::Allow;
     }
-    // Bound to another device, or to a source that is not the uplink's:
-    // binding it would pair one uplink's address with another's device.
-    let foreign_dev = dev != 0 && dev != u.ifindex;
-    if foreign_dev || (src.is_set() && !src.is_uplinks(u)) {
+    // Binding it would pair one uplink's address with another's device.
+    if bound_elsewhere(u, dev, src) {
         if !uplink::strict() {
             release(ctx, mark);
         }
@@ -186,6 +184,13 @@ pub fn decide(ctx: &SockAddrContext, dst: Addr, src: Addr) -> Verdict {
         return Verdict::Steered;
     }
     Verdict::Bind(u)
+}
+
+/// Whether a socket of uplink `u` is bound to another device (`dev`), or
+/// sends from `src`, an address that is not the uplink's.
+#[inline(always)]
+pub fn bound_elsewhere(u: &UplinkState, dev: u32, src: Addr) -> bool {
+    (dev != 0 && dev != u.ifindex) || (src.is_set() && !src.is_uplinks(u))
 }
 
 const SOL_SOCKET: i32 = 1;

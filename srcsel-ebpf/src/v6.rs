@@ -33,10 +33,13 @@ fn source(ctx: &SockAddrContext, dst: Addr) -> Addr {
 
 #[inline(always)]
 pub fn connect(ctx: &SockAddrContext) -> i32 {
-    let Some(dst) = destination(ctx, |dst| source(ctx, dst)) else {
+    let field = unsafe { &raw mut (*ctx.sock_addr).user_ip6 };
+    // The redirect keeps the family: the source is the same either way.
+    let src = source(ctx, Addr::from6(read6(field)));
+    let Some(dst) = destination(ctx, src) else {
         return steer::finish(&Verdict::Deny, false);
     };
-    let v = steer::decide(ctx, dst, source(ctx, dst));
+    let v = steer::decide(ctx, dst, src);
     if let Verdict::Bind(u) = v {
         let addr = match dst {
             Addr::V4(_) => mapped(u.addr4),
@@ -60,21 +63,18 @@ pub fn connect(ctx: &SockAddrContext) -> i32 {
 pub fn sendmsg(ctx: &SockAddrContext) -> i32 {
     let sa = ctx.sock_addr;
     // The kernel sends v4-mapped datagrams through the IPv4 hook.
-    let Addr::V6(_) = Addr::from6(read6(unsafe { &raw const (*sa).user_ip6 })) else {
+    let asked @ Addr::V6(_) = Addr::from6(read6(unsafe { &raw const (*sa).user_ip6 })) else {
         return crate::ALLOW;
     };
     let chosen = read6(unsafe { &raw const (*sa).msg_src_ip6 });
-    let src = |dst| {
-        if chosen != [0; 4] {
-            Addr::V6(chosen)
-        } else {
-            source(ctx, dst)
-        }
+    let src = if chosen != [0; 4] {
+        Addr::V6(chosen)
+    } else {
+        source(ctx, asked)
     };
     let Some(dst) = destination(ctx, src) else {
         return steer::finish(&Verdict::Deny, true);
     };
-    let src = src(dst);
     let v = steer::decide(ctx, dst, src);
     if let Verdict::Bind(u) = v {
         write6(unsafe { &raw mut (*sa).msg_src_ip6 }, u.addr6);
@@ -85,10 +85,10 @@ pub fn sendmsg(ctx: &SockAddrContext) -> i32 {
 /// Where the call sends: the address asked, or the uplink's resolver in
 /// place of a system one (written into the call); None: refused.
 #[inline(always)]
-fn destination(ctx: &SockAddrContext, src: impl Fn(Addr) -> Addr) -> Option<Addr> {
+fn destination(ctx: &SockAddrContext, src: Addr) -> Option<Addr> {
     let field = unsafe { &raw mut (*ctx.sock_addr).user_ip6 };
     let asked = Addr::from6(read6(field));
-    match dns::redirect(ctx, asked, src(asked), true) {
+    match dns::redirect(ctx, asked, src, true) {
         Query::Keep => Some(asked),
         Query::Rewritten => Some(Addr::from6(read6(field))),
         Query::Refuse => None,

@@ -13,6 +13,7 @@ use crate::{
         bpf::Namespace,
         cgroup,
         netlink::{Dump, apply},
+        resolv,
     },
     policy::{
         Assignment, Mode, Plan, Scope, Uplink, UplinkPlan,
@@ -23,17 +24,28 @@ use crate::{
 /// Uplinks a pass could not bring up to date, and why.
 pub type Failures = Vec<(String, anyhow::Error)>;
 
-/// Reads, plans and applies for `scope`.
+/// What a pass leaves to its caller.
+pub struct Passed {
+    pub failed: Failures,
+    /// When the first advertised resolver it kept expires ([`Plan::rdnss_expiry`]).
+    pub rdnss_expiry: Option<u64>,
+}
+
+/// Reads (the kernel, and the system's resolvers), plans and applies for `scope`.
 pub async fn pass(
     handle: &Handle,
     ns: &mut Namespace,
     config: &Config,
     scope: Scope<'_>,
     hook: Option<&HookReport>,
-) -> anyhow::Result<Failures> {
-    let dump = Dump::read(handle).await?;
+) -> anyhow::Result<Passed> {
+    let mut dump = Dump::read(handle).await?;
+    dump.snapshot.system_dns = resolv::system_resolvers();
     let plan = plan::plan(config, &dump.snapshot, &ns.registry()?, scope, hook);
-    apply(handle, &dump, ns, &plan).await
+    Ok(Passed {
+        failed: apply(handle, &dump, ns, &plan).await?,
+        rdnss_expiry: plan.rdnss_expiry(),
+    })
 }
 
 /// Sets `via` up for a run in `mode`: checks it, then runs its pass, loads
@@ -66,7 +78,7 @@ pub async fn for_run(
     // The pass proper, under the namespace's lock, from a fresh snapshot:
     // concurrent runs may have set the uplink up since the checks.
     let mut ns = Namespace::open(bpffs, cookie)?;
-    let failed = pass(handle, &mut ns, config, scope, None).await?;
+    let failed = pass(handle, &mut ns, config, scope, None).await?.failed;
     if let Some((name, e)) = failed.into_iter().next() {
         return Err(e.context(name));
     }

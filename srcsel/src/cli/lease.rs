@@ -54,7 +54,9 @@ pub fn lease(args: &[String], config_path: &Path) -> anyhow::Result<()> {
         let handle = netlink::connect()?;
         let mut ns = Namespace::open(&bpffs, cookie)?;
         let scope = Scope::One(&report.interface);
-        let failed = reconcile::pass(&handle, &mut ns, &config, scope, Some(&report)).await?;
+        let failed = reconcile::pass(&handle, &mut ns, &config, scope, Some(&report))
+            .await?
+            .failed;
         match failed.into_iter().next() {
             Some((name, e)) => Err(e.context(name)),
             None => Ok(()),

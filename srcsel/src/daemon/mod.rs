@@ -55,7 +55,7 @@ pub struct Daemon {
     passes: tokio::sync::Mutex<()>,
     conns: Arc<server::Conns>,
     /// When the first resolver routers advertised expires (CLOCK_BOOTTIME
-    /// s), as the last pass found: a pass then drops it.
+    /// s), as the last pass planned: a pass then drops it.
     rdnss_expiry: std::sync::Mutex<Option<u64>>,
 }
 
@@ -286,14 +286,14 @@ impl Daemon {
         let config = self.config();
         let result = async {
             let mut ns = Namespace::open(&self.bpffs, self.cookie)?;
-            let failed =
+            let passed =
                 reconcile::pass(&self.handle, &mut ns, &config, Scope::Managed, hook).await?;
+            *self.rdnss_expiry.lock().unwrap_or_else(|e| e.into_inner()) = passed.rdnss_expiry;
+            let failed = passed.failed;
             let mut problems: Vec<String> = failed
                 .iter()
                 .map(|(name, e)| format!("{name}: {e:#}"))
                 .collect();
-            *self.rdnss_expiry.lock().unwrap_or_else(|e| e.into_inner()) =
-                ns.next_rdnss_expiry(dump::boottime_secs())?;
             if let Ok(root) = &self.cg_root {
                 problems.extend(assign::apply(&ns, &config, root, self.cookie, &self.units));
             }

@@ -156,16 +156,11 @@ pub fn parse_resolv_conf(text: &str) -> Vec<IpAddr> {
 /// The map value of slot 0: the system's resolvers (as the C library,
 /// the first [`MAX_RESOLVERS`] of each family).
 pub fn system_value(list: &[IpAddr]) -> Resolvers {
-    let mut r = Resolvers::default();
-    let v4 = first(list.iter().filter_map(v4_of));
-    let v6 = first(list.iter().filter_map(v6_of));
-    for (slot, a) in r.v4.iter_mut().zip(v4) {
-        *slot = raw4(Some(a));
-    }
-    for (slot, a) in r.v6.iter_mut().zip(v6) {
-        *slot = raw6(Some(a));
-    }
-    r
+    to_value(&Dns {
+        v4: first(list.iter().filter_map(v4_of)),
+        v6: first(list.iter().filter_map(v6_of)),
+        ..Dns::default()
+    })
 }
 
 /// The map value for `dns`.

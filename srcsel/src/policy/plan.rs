@@ -159,6 +159,15 @@ impl Plan {
     pub fn uplink(&self, name: &str) -> Option<&UplinkPlan> {
         self.uplinks.iter().find(|u| u.uplink.name == name)
     }
+
+    /// When the first resolver a router advertised to a planned uplink
+    /// expires (CLOCK_BOOTTIME s): a pass then drops it.
+    pub fn rdnss_expiry(&self) -> Option<u64> {
+        self.uplinks
+            .iter()
+            .flat_map(|u| u.dns.ra6.iter().map(|(_, until)| *until))
+            .min()
+    }
 }
 
 /// The plan for `scope`; a hook's report is recorded for its uplink (which

@@ -118,6 +118,7 @@ impl Namespace {
             let s = self.state(id)?;
             if s.mark != 0 && s.ifindex == ifindex {
                 slot = Some(id);
+                break;
             }
         }
         let Some(id) = slot else { return Ok(false) };
@@ -133,19 +134,6 @@ impl Namespace {
             .map_err(|source| self.map_err(maps::DNS, source))?;
         let addrs = |l: &[(Ipv6Addr, u64)]| l.iter().map(|(a, _)| *a).collect::<Vec<_>>();
         Ok(addrs(&before) != addrs(&after))
-    }
-
-    /// When the next advertised resolver of any uplink expires after `now`
-    /// (CLOCK_BOOTTIME s). One already past is not counted: the pass that
-    /// could not drop it is retried by the next event, not in a loop.
-    pub fn next_rdnss_expiry(&self, now: u64) -> Result<Option<u64>, BpfError> {
-        let mut next: Option<u64> = None;
-        for (id, _) in self.records()? {
-            for until in self.dns(id)?.ra6_until.into_iter().filter(|u| *u > now) {
-                next = Some(next.map_or(until, |n| n.min(until)));
-            }
-        }
-        Ok(next)
     }
 
     /// Makes the exempt-destination tries hold exactly `prefixes`.

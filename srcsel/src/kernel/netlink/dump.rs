@@ -21,7 +21,6 @@ impl Dump {
     pub async fn read(handle: &Handle) -> Result<Self, NetlinkError> {
         let mut snapshot = Snapshot {
             now: boottime_secs(),
-            system_dns: crate::kernel::resolv::system_resolvers(),
             ..Snapshot::default()
         };
         let links: Vec<_> = handle

@@ -29,6 +29,7 @@ pub struct Rdnss {
 
 pub struct RdnssListener {
     fd: AsyncFd<OwnedFd>,
+    buf: Vec<u8>,
 }
 
 impl RdnssListener {
@@ -65,16 +66,16 @@ impl RdnssListener {
         Ok(Self {
             // SAFETY: an owned descriptor, neither replaced nor closed while registered.
             fd: unsafe { AsyncFd::register(fd)? },
+            buf: vec![0; 16384],
         })
     }
 
     /// The next batch of RDNSS options (an overrun loses some: routers
     /// repeat them).
     pub async fn next(&mut self) -> io::Result<Vec<Rdnss>> {
-        let mut buf = vec![0u8; 16384];
         loop {
             let mut found = Vec::new();
-            crate::kernel::drain(&self.fd, &mut buf, |read| found.extend(parse(read))).await?;
+            crate::kernel::drain(&self.fd, &mut self.buf, |read| found.extend(parse(read))).await?;
             if !found.is_empty() {
                 return Ok(found);
             }
