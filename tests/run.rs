@@ -9,7 +9,7 @@ use std::{
 };
 
 use srcsel_lab::{
-    ETH0_ADDR, Lab, SERVER, TCP_PORT, UDP_PORT, ok, out, stderr, unique, url, wait_until,
+    ETH0_ADDR, Lab, SERVER, TCP_PORT, UDP_PORT, ip, ok, out, stderr, unique, url, wait_until,
 };
 
 fn lab() -> Lab {
@@ -327,7 +327,13 @@ fn pins_of_a_namespace_deleted_without_down_are_removed_by_the_next_run() {
          interface=usb0 reason=BOUND new_routers=10.0.0.1 exec {}  lease",
         lab.srcsel.display()
     );
-    let cookie = ok(Command::new("unshare").args(["--net", "sh", "-c", &script]));
+    // A named namespace, alive until the pins are checked: another test's
+    // srcsel may reap the pins of a namespace that is gone at any moment.
+    let ns = unique("gone");
+    ip(&format!("netns add {ns}"));
+    let cookie = ok(Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{ns}"))
+        .args(["sh", "-c", &script]));
     let gone = lab
         .pin_dir()
         .with_file_name(format!("net-{}", cookie.trim()));
@@ -336,6 +342,7 @@ fn pins_of_a_namespace_deleted_without_down_are_removed_by_the_next_run() {
         "{} was not created",
         gone.display()
     );
+    ip(&format!("netns del {ns}"));
     ok(&mut lab.srcsel(["run", "--via", "usb0", "--", "true"]));
     assert!(!gone.exists(), "{} outlived its namespace", gone.display());
     assert!(lab.pin_dir().exists(), "the live namespace's pins went too");
