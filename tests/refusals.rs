@@ -7,7 +7,7 @@ use std::{
     process::{Command, Output},
 };
 
-use srcsel_lab::{Lab, ok, out, stderr};
+use srcsel_lab::{Lab, ok, out, quoted, stderr};
 
 fn lab() -> Lab {
     Lab::new(env!("CARGO_BIN_EXE_srcsel"))
@@ -87,7 +87,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         "umount -l /sys/fs/bpf 2>/dev/null; umount -l /sys/fs/cgroup/unified 2>/dev/null; umount -l /sys/fs/cgroup 2>/dev/null; \
          mount -t tmpfs -o ro tmpfs /sys/fs && mount -t cgroup2 none {cg} && exec {srcsel} run --via usb0 -- touch {marker}",
         cg = cg.display(),
-        srcsel = lab.srcsel.display(),
+        srcsel = quoted(&lab.srcsel),
         marker = marker.display()
     );
     refused(

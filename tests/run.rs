@@ -9,7 +9,8 @@ use std::{
 };
 
 use srcsel_lab::{
-    ETH0_ADDR, Lab, SERVER, TCP_PORT, UDP_PORT, ip, ok, out, stderr, unique, url, wait_until,
+    ETH0_ADDR, Lab, SERVER, TCP_PORT, UDP_PORT, ip, ok, out, quoted, stderr, unique, url,
+    wait_until,
 };
 
 fn lab() -> Lab {
@@ -325,7 +326,7 @@ fn pins_of_a_namespace_deleted_without_down_are_removed_by_the_next_run() {
         "ip link set lo up; python3 -c 'import socket; s=socket.socket(); \
          print(int.from_bytes(s.getsockopt(socket.SOL_SOCKET, 71, 8), \"little\"))'; \
          interface=usb0 reason=BOUND new_routers=10.0.0.1 exec {}  lease",
-        lab.srcsel.display()
+        quoted(&lab.srcsel)
     );
     // A named namespace, alive until the pins are checked: another test's
     // srcsel may reap the pins of a namespace that is gone at any moment.
@@ -407,7 +408,7 @@ fn loads_and_steers_without_the_kernels_btf() {
     let script = format!(
         "mount -t tmpfs none /sys/kernel/btf && test ! -e /sys/kernel/btf/vmlinux \
          && exec {} run --via usb0 -- curl -sf {}",
-        lab.srcsel.display(),
+        quoted(&lab.srcsel),
         url(&t)
     );
     let o = out(lab.client("unshare").args(["-m", "sh", "-c", &script]));

@@ -43,6 +43,7 @@ impl Drop for Setup {
             .srcsel(["unassign", "--slice", &self.slice, "--config"])
             .arg(&self.config));
         let _ = fs::remove_file(DAEMON_UNIT);
+        let _ = fs::remove_dir_all(UNIT_BIN_DIR);
         let _ = out(Command::new("systemctl").arg("daemon-reload"));
     }
 }
@@ -51,6 +52,12 @@ impl Drop for Setup {
 /// srcsel.service loaded, and only a unit with a file can be started again.
 const DAEMON_UNIT: &str = "/run/systemd/system/srcsel.service";
 
+/// Where the unit's binary is copied: the shipped unit's `ProtectHome=yes`
+/// hides a checkout under /root or /home from the service, as it would an
+/// installed binary's own folder if it lived there. (Not /usr/bin, where the
+/// package suite installs its own.)
+const UNIT_BIN_DIR: &str = "/usr/local/lib/srcsel-test";
+
 impl Setup {
     /// `srcsel ARGS --config <the test's config>`, which must succeed.
     fn srcsel_ok(&self, args: &[&str]) {
@@ -58,16 +65,19 @@ impl Setup {
         assert!(o.status.success(), "srcsel {args:?}: {}", stderr(&o));
     }
 
-    /// The shipped unit, hardening included, with the lab's binary, config and
-    /// namespace.
+    /// The shipped unit, hardening included, with the lab's binary (copied
+    /// to [`UNIT_BIN_DIR`]), config and namespace.
     fn install_daemon_unit(&self) {
+        let bin = PathBuf::from(UNIT_BIN_DIR).join("srcsel");
+        fs::create_dir_all(UNIT_BIN_DIR).unwrap();
+        fs::copy(&self.lab.srcsel, &bin).unwrap();
         let shipped = include_str!("../contrib/srcsel.service");
         let mut unit = String::new();
         for line in shipped.lines() {
             if line.starts_with("ExecStart=") {
                 unit += &format!(
                     "ExecStart={} daemon --config {}\nNetworkNamespacePath={}\n",
-                    self.lab.srcsel.display(),
+                    bin.display(),
                     self.config.display(),
                     self.netns
                 );

@@ -1,4 +1,4 @@
-//! Developer tasks: `cargo xtask setup | build-ebpf | test | demo | dist | bench | vm`.
+//! Developer tasks: `cargo xtask setup | build-ebpf | check | test | demo | dist | bench | vm`.
 mod bench;
 mod demo;
 mod dist;
@@ -30,6 +30,9 @@ enum Task {
     /// Build srcsel with its eBPF object, as `cargo build -p srcsel` does (srcsel/build.rs runs
     /// aya-build: nightly, bpfel-unknown-none, bpf-linker), and show where the object is.
     BuildEbpf,
+    /// The fast tier, without root or the eBPF toolchain: `cargo fmt --check`, clippy
+    /// (`-D warnings`, every target) and the unit tests. `.ci/run` runs it first.
+    Check,
     /// Unit tests, then the root-only integration suite on the namespace lab, then the
     /// suites that need systemd as PID 1 (and kernel 6.1) in the qemu VM.
     Test {
@@ -96,6 +99,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Setup => setup::all(),
         Task::BuildEbpf => build_ebpf(),
+        Task::Check => check(),
         Task::Test { no_vm, args } => test(no_vm, &args),
         Task::Demo => demo::run(),
         Task::Dist => dist::dist(),
@@ -216,6 +220,19 @@ pub fn require_root(what: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What fails in seconds, before anything needs root, a lab or a VM. The
+/// eBPF object is a stub here (AYA_BUILD_SKIP): nothing is loaded.
+fn check() -> anyhow::Result<()> {
+    run(cargo().args(["fmt", "--all", "--check"]))
+        .context("formatting differs: `cargo fmt --all` fixes it")?;
+    run(cargo()
+        .args(["clippy", "--all-targets", "--features"])
+        .arg("srcsel/vm-tests")
+        .args(["--", "-D", "warnings"])
+        .env("AYA_BUILD_SKIP", "1"))?;
+    run(cargo().arg("test").env("AYA_BUILD_SKIP", "1"))
 }
 
 fn test(no_vm: bool, args: &[String]) -> anyhow::Result<()> {

@@ -30,6 +30,13 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `path` as one word of a shell line, whatever it holds (a checkout under
+/// `/home/a b/` puts spaces in every path the suites build).
+pub fn quoted(path: impl AsRef<std::ffi::OsStr>) -> String {
+    let s = path.as_ref().to_string_lossy();
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
 /// `ip ARGS`, split on whitespace; panics if it fails.
 pub fn ip(args: &str) {
     sh(Command::new("ip").args(args.split_whitespace()));

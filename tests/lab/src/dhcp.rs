@@ -123,7 +123,10 @@ impl Lab {
     /// packaged one does; its path.
     pub fn srcsel_hook(&self) -> String {
         let hook = self.dir.join("dhcpcd-hook");
-        let text = format!("#!/bin/sh\nexec {} lease \"$@\"\n", self.srcsel.display());
+        let text = format!(
+            "#!/bin/sh\nexec {} lease \"$@\"\n",
+            crate::quoted(&self.srcsel)
+        );
         fs::write(&hook, text).expect("hook");
         fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .expect("chmod hook");

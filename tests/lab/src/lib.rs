@@ -39,7 +39,7 @@ use std::{
     time::Duration,
 };
 
-pub use cmd::{ip, ok, out, sh, stderr};
+pub use cmd::{ip, ok, out, quoted, sh, stderr};
 pub use inspect::{cgroup2_root, mount_point, netstat_value, wait_until};
 pub use ipv6::{ETH0_NET6, USB0_NET6, V6};
 pub use resolvers::{

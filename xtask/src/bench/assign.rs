@@ -166,7 +166,7 @@ fn in_cgroup_cmd(lab: &Lab, cg: &Path, program: &str) -> Command {
 }
 
 fn in_cgroup(lab: &Lab, cg: &Path, me: &Path) -> Command {
-    let mut c = in_cgroup_cmd(lab, cg, &me.display().to_string());
+    let mut c = in_cgroup_cmd(lab, cg, &me.to_string_lossy());
     c.args(["connect-loop", &CONNECTS.to_string()]);
     c
 }

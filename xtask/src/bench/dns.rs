@@ -27,7 +27,7 @@ pub fn run(srcsel: &Path, me: &Path) -> anyhow::Result<()> {
     let hook = lab.srcsel_hook();
     lab.start_dhcpcd_on("usb0", "metric 3000", &hook);
     wait_until("usb0's resolver", Duration::from_secs(30), || {
-        lab.client_out(&format!("{} status", srcsel.display()))
+        lab.client_out(&format!("{} status", srcsel_lab::quoted(srcsel)))
             .contains(&format!("DNS: {HOTSPOT_DNS} (dhcp)"))
     });
     let queries = QUERIES.to_string();

@@ -46,7 +46,9 @@ const MIRROR: &str = "http://deb.debian.org/debian";
 /// runs target/vm/job.sh, leaves its status and log there, powers off.
 const JOB_SCRIPT: &str = r#"#!/bin/bash
 set -u
+# The host's path, %XX-encoded (qemu.rs, cmdline_word): it may hold spaces.
 ws=$(sed -n 's/.*srcsel\.ws=\([^ ]*\).*/\1/p' /proc/cmdline)
+ws=$(printf '%b' "${ws//%/\\x}")
 say() { echo "srcsel-vm: $*" >/dev/console; }
 finish() { sync; systemctl poweroff --no-block || poweroff -f; exit 0; }
 if [ -z "$ws" ]; then say "no srcsel.ws= on the kernel command line"; finish; fi

@@ -62,10 +62,6 @@ pub fn run_job(image: &Image, ws: &Path, script: &str, timeout: Duration) -> any
         }
     }
     let ws_str = ws.to_str().context("the workspace path is not UTF-8")?;
-    // The path goes on the kernel command line and into -virtfs's comma list.
-    if ws_str.contains(|c: char| c.is_whitespace() || c == ',') {
-        bail!("the VM cannot share {ws_str}: its path has a space or a comma");
-    }
     let dir = ws.join("target/vm");
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     // job.sh and status have fixed names: one VM per workspace at a time.
@@ -80,7 +76,8 @@ pub fn run_job(image: &Image, ws: &Path, script: &str, timeout: Duration) -> any
     fs::write(dir.join("job.sh"), job).context("writing target/vm/job.sh")?;
 
     let append = format!(
-        "root=/dev/vda rw console=ttyS0 panic=-1 quiet systemd.show_status=0 srcsel.ws={ws_str}"
+        "root=/dev/vda rw console=ttyS0 panic=-1 quiet systemd.show_status=0 srcsel.ws={}",
+        cmdline_word(ws_str)
     );
     let mut cmd = Command::new(QEMU);
     cmd.args(["-machine", "q35,accel=tcg", "-cpu", "max", "-smp", "2"])
@@ -98,7 +95,9 @@ pub fn run_job(image: &Image, ws: &Path, script: &str, timeout: Duration) -> any
         ))
         .arg("-virtfs")
         .arg(format!(
-            "local,path={ws_str},mount_tag=ws,security_model=none,id=ws"
+            // qemu's option lists escape a comma by doubling it.
+            "local,path={},mount_tag=ws,security_model=none,id=ws",
+            ws_str.replace(',', ",,")
         ))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -187,6 +186,20 @@ pub fn run_job(image: &Image, ws: &Path, script: &str, timeout: Duration) -> any
     }
 }
 
+/// `path` as one word of the kernel command line: bytes other than
+/// `[A-Za-z0-9/._-]` as `%XX`, which the guest's job script decodes (a
+/// checkout may live under `/home/a b/`).
+fn cmdline_word(path: &str) -> String {
+    path.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'.' | b'_' | b'-' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Streams one of qemu's outputs line by line to ours, keeping the tail.
 fn reader(
     from: impl Read + Send + 'static,
@@ -237,4 +250,16 @@ fn plain(line: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn workspace_paths_survive_the_kernel_command_line() {
+        assert_eq!(super::cmdline_word("/work/main"), "/work/main");
+        assert_eq!(
+            super::cmdline_word("/home/a b/src,1%"),
+            "/home/a%20b/src%2C1%25"
+        );
+    }
 }
