@@ -80,22 +80,34 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
             .args(touch)),
         &["no cgroup2 mount", "nsenter --net="],
     );
-    // No bpffs, and none can be mounted: /sys/fs is a read-only tmpfs here.
+    // A mount namespace without the host's bpffs (a sandboxed DHCP client,
+    // a private /sys), where one could be mounted: srcsel mounts no private
+    // instance, for runs nor for lease reports.
     let cg = lab.dir.join("cgroup2");
     fs::create_dir_all(&cg).unwrap();
-    let script = format!(
-        "umount -l /sys/fs/bpf 2>/dev/null; umount -l /sys/fs/cgroup/unified 2>/dev/null; umount -l /sys/fs/cgroup 2>/dev/null; \
-         mount -t tmpfs -o ro tmpfs /sys/fs && mount -t cgroup2 none {cg} && exec {srcsel} run --via usb0 -- touch {marker}",
-        cg = cg.display(),
-        srcsel = quoted(&lab.srcsel),
-        marker = marker.display()
-    );
-    refused(
-        out(lab
-            .client("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", &script])),
-        &["no bpffs mounted", "mount -t bpf bpf /sys/fs/bpf"],
-    );
+    for cmd in [
+        format!("run --via usb0 -- touch {}", marker.display()),
+        "lease".into(),
+    ] {
+        let script = format!(
+            "umount -l /sys/fs/bpf 2>/dev/null; umount -l /sys/fs/cgroup/unified 2>/dev/null; umount -l /sys/fs/cgroup 2>/dev/null; \
+             mount -t tmpfs tmpfs /sys/fs && mount -t cgroup2 none {cg} && \
+             interface=usb0 reason=BOUND new_ip_address=10.99.0.9 new_routers=10.99.0.1 exec {srcsel} {cmd}",
+            cg = cg.display(),
+            srcsel = quoted(&lab.srcsel),
+        );
+        refused(
+            out(lab.client("unshare").args([
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+            ])),
+            &["no bpffs is visible", "private one", "nsenter --net="],
+        );
+    }
 
     assert_eq!(lab.rules(), rules);
     assert_eq!(lab.routes(), routes_with_wwan0);

@@ -3,9 +3,9 @@
 //! `cargo xtask test`.
 use std::{
     fs,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use srcsel_lab::{
@@ -303,7 +303,7 @@ fn runs_leave_nothing_behind_and_down_restores_the_dumps() {
     );
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for e in fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();
@@ -317,36 +317,81 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     files
 }
 
-#[test]
-fn pins_of_a_namespace_deleted_without_down_are_removed_by_the_next_run() {
-    let lab = lab();
-    // A throwaway namespace where srcsel leaves pins (a lease hook without a
-    // daemon sets the uplink up), then ends without `srcsel down`.
+/// Makes namespace `ns`, where srcsel leaves pins (a lease hook without a
+/// daemon records its report), and returns their folder.
+fn pins_in_new_namespace(lab: &Lab, ns: &str) -> PathBuf {
     let script = format!(
         "ip link set lo up; python3 -c 'import socket; s=socket.socket(); \
          print(int.from_bytes(s.getsockopt(socket.SOL_SOCKET, 71, 8), \"little\"))'; \
          interface=usb0 reason=BOUND new_routers=10.0.0.1 exec {}  lease",
         quoted(&lab.srcsel)
     );
-    // A named namespace, alive until the pins are checked: another test's
-    // srcsel may reap the pins of a namespace that is gone at any moment.
-    let ns = unique("gone");
     ip(&format!("netns add {ns}"));
     let cookie = ok(Command::new("nsenter")
         .arg(format!("--net=/run/netns/{ns}"))
         .args(["sh", "-c", &script]));
-    let gone = lab
+    let pins = lab
         .pin_dir()
         .with_file_name(format!("net-{}", cookie.trim()));
     assert!(
-        gone.join("maps").exists(),
+        pins.join("maps").exists(),
         "{} was not created",
-        gone.display()
+        pins.display()
     );
+    pins
+}
+
+fn netns_inode(ns: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    fs::metadata(format!("/run/netns/{ns}")).unwrap().ino()
+}
+
+#[test]
+fn pins_of_a_namespace_deleted_without_down_are_removed_by_the_next_run() {
+    let lab = lab();
+    // A named namespace, alive until the pins are checked: another test's
+    // srcsel may reap the pins of a namespace that is gone at any moment.
+    let ns = unique("gone");
+    let gone = pins_in_new_namespace(&lab, &ns);
     ip(&format!("netns del {ns}"));
     ok(&mut lab.srcsel(["run", "--via", "usb0", "--", "true"]));
     assert!(!gone.exists(), "{} outlived its namespace", gone.display());
     assert!(lab.pin_dir().exists(), "the live namespace's pins went too");
+}
+
+#[test]
+fn pins_of_a_gone_namespace_go_when_a_new_one_has_its_inode() {
+    let lab = lab();
+    let ns = unique("dead");
+    let gone = pins_in_new_namespace(&lab, &ns);
+    let inode = netns_inode(&ns);
+    ip(&format!("netns del {ns}"));
+    // The kernel gives a new namespace the lowest free inode: hold each new
+    // one that did not get the dead one's until one does.
+    let (mut held, deadline) = (Vec::new(), Instant::now() + Duration::from_secs(30));
+    let heir = loop {
+        let n = unique("heir");
+        ip(&format!("netns add {n}"));
+        if netns_inode(&n) == inode {
+            break Some(n);
+        }
+        held.push(n);
+        if Instant::now() > deadline {
+            break None;
+        }
+    };
+    for n in held {
+        ip(&format!("netns del {n}"));
+    }
+    let heir = heir.unwrap_or_else(|| panic!("no new namespace got inode {inode} within 30 s"));
+    ok(&mut lab.srcsel(["run", "--via", "usb0", "--", "true"]));
+    let outlived = gone.exists();
+    ip(&format!("netns del {heir}"));
+    assert!(
+        !outlived,
+        "{} outlived its namespace: a new one has its inode {inode}",
+        gone.display()
+    );
 }
 
 #[test]

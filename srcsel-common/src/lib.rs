@@ -8,7 +8,8 @@ pub mod state;
 
 pub use mark::{MARK_MASK, STRICT_BIT, UPLINK_MASK, mark_for};
 pub use state::{
-    Counters, DnsKey, MAX_RESOLVERS, Resolvers, UplinkRecord, UplinkState, dns_flags, flags,
+    Counters, DnsKey, LeaseReport, MAX_RESOLVERS, Resolvers, UplinkRecord, UplinkState, dns_flags,
+    flags,
 };
 
 /// Slots in the uplink maps. Slot 0 is never used, so an uplink id is never 0.
@@ -19,6 +20,10 @@ pub const MAX_UPLINKS: u32 = 64;
 pub const MAX_EXEMPT4: u32 = 65536;
 /// The same for IPv6.
 pub const MAX_EXEMPT6: u32 = 65536;
+
+/// Capacity of the lease reports map: interfaces whose leases the hooks
+/// reported (the oldest report goes first when it is full).
+pub const MAX_LEASES: u32 = 256;
 
 /// Capacity of the redirected-query map: queries in flight at once, per
 /// namespace. An LRU map: the oldest (long answered) go first.
@@ -42,8 +47,11 @@ pub mod maps {
     /// [`crate::DnsKey`] → the address asked: the sockets whose queries
     /// were redirected, so their answers come back from where they asked.
     pub const DNS_QUERIES: &str = "SRCSEL_DNS_QUERIES";
+    /// [`crate::LeaseReport`] by interface name: what the DHCP hooks
+    /// reported of every interface, managed or not. Added after the others.
+    pub const LEASES: &str = "SRCSEL_LEASES";
     /// Every pinned map, for checking that a namespace's maps are complete.
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 8] = [
         UPLINKS,
         REGISTRY,
         EXEMPT4,
@@ -51,6 +59,7 @@ pub mod maps {
         COUNTERS,
         DNS,
         DNS_QUERIES,
+        LEASES,
     ];
 }
 

@@ -117,6 +117,21 @@ pub struct DnsKey {
     pub server: [u32; 4],
 }
 
+/// The last lease a DHCP client hook reported for an interface (a hash map
+/// keyed by the NUL-padded name), whether or not srcsel manages it: a report
+/// is data, used once something names the interface. The programs never
+/// read it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaseReport {
+    /// The gateway (network byte order, 0: none: the lease ended).
+    pub gateway4: u32,
+    /// The DNS servers (network byte order, 0 for none).
+    pub dns4: [u32; MAX_RESOLVERS],
+    /// When it was reported (CLOCK_BOOTTIME, seconds).
+    pub at: u64,
+}
+
 /// Per-uplink counters (a per-CPU array indexed by slot), for `srcsel status`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -152,4 +167,5 @@ mod pod {
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::Resolvers {}
     unsafe impl aya::Pod for super::DnsKey {}
+    unsafe impl aya::Pod for super::LeaseReport {}
 }

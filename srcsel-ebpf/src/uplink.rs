@@ -1,10 +1,16 @@
 //! Which uplink this program set serves (globals set by the loader), its live
 //! state in the shared map, and the socket mark that assigns a socket to it.
 use aya_ebpf::{
-    EbpfContext, Global, bindings::bpf_sock, helpers::bpf_get_netns_cookie, macros::map,
-    maps::Array, programs::SockContext,
+    EbpfContext, Global,
+    bindings::bpf_sock,
+    helpers::bpf_get_netns_cookie,
+    macros::map,
+    maps::{Array, LruHashMap},
+    programs::SockContext,
 };
-use srcsel_common::{MARK_MASK, MAX_UPLINKS, STRICT_BIT, UplinkRecord, UplinkState};
+use srcsel_common::{
+    LeaseReport, MARK_MASK, MAX_LEASES, MAX_UPLINKS, STRICT_BIT, UplinkRecord, UplinkState,
+};
 
 /// Which slot of UPLINKS this program set serves; set by the loader.
 #[unsafe(no_mangle)]
@@ -20,6 +26,10 @@ static UPLINKS: Array<UplinkState> = Array::pinned(MAX_UPLINKS, 0);
 /// so that it is created and pinned with the other maps.
 #[map(name = "SRCSEL_REGISTRY")]
 static REGISTRY: Array<UplinkRecord> = Array::pinned(MAX_UPLINKS, 0);
+
+/// The DHCP hooks' reports by interface name; like REGISTRY, userspace's alone.
+#[map(name = "SRCSEL_LEASES")]
+static LEASES: LruHashMap<[u8; 16], LeaseReport> = LruHashMap::pinned(MAX_LEASES, 0);
 
 pub const AF_INET: u32 = 2;
 pub const AF_INET6: u32 = 10;

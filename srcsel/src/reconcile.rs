@@ -31,7 +31,9 @@ pub struct Passed {
     pub rdnss_expiry: Option<u64>,
 }
 
-/// Reads (the kernel, and the system's resolvers), plans and applies for `scope`.
+/// Records a hook's report, if any (of any interface: a report changes
+/// nothing until something names its interface), then reads (the kernel,
+/// the system's resolvers, the reports), plans and applies for `scope`.
 pub async fn pass(
     handle: &Handle,
     ns: &mut Namespace,
@@ -41,6 +43,10 @@ pub async fn pass(
 ) -> anyhow::Result<Passed> {
     let mut dump = Dump::read(handle).await?;
     dump.snapshot.system_dns = resolv::system_resolvers();
+    if let Some(h) = hook {
+        ns.record_lease(h, dump.snapshot.now)?;
+    }
+    dump.snapshot.reported = ns.reported()?;
     let plan = plan::plan(config, &dump.snapshot, &ns.registry()?, scope, hook);
     Ok(Passed {
         failed: apply(handle, &dump, ns, &plan).await?,
@@ -61,20 +67,19 @@ pub async fn for_run(
     cookie: u64,
     runs_dir: &Path,
 ) -> anyhow::Result<(PathBuf, Option<String>)> {
-    let (via, mode) = (a.via.as_str(), a.mode);
-    let dump = Dump::read(handle).await?;
+    let via = a.via.as_str();
+    let mut dump = Dump::read(handle).await?;
     Uplink::observe(&dump.snapshot, via)?;
     // Planned from what is there now, without creating anything: the checks.
     let registry = Namespace::peek_registry(cookie)?;
+    dump.snapshot.reported = Namespace::peek_reported(cookie)?;
     let scope = Scope::One(via);
     let plan = plan::plan(config, &dump.snapshot, &registry, scope, None);
     plan.check()?;
     if let Some((_, e)) = plan.failed.first() {
         return Err(e.clone().into());
     }
-    let up = &plan.uplink(via).expect("planned").uplink;
-    up.check_ready()?;
-    let warning = (!up.usable()).then(|| down_warning(via, mode));
+    plan.uplink(via).expect("planned").uplink.check_ready()?;
     // The pass proper, under the namespace's lock, from a fresh snapshot:
     // concurrent runs may have set the uplink up since the checks.
     let mut ns = Namespace::open(bpffs, cookie)?;
@@ -84,7 +89,39 @@ pub async fn for_run(
     }
     let id = plan::slot_of(&ns.registry()?, via)
         .with_context(|| format!("{via} has no slot after its pass"))?;
-    Ok((attach_group(&ns, id, a, runs_dir)?, warning))
+    let group = attach_group(&ns, id, a, runs_dir)?;
+    Ok((group, warnings(&ns, id, a, &config.path)?))
+}
+
+/// What a run or assignment of `a` is told at its start, as its uplink is
+/// now: that it is down, and, in strict mode, that name lookups will be
+/// refused while the uplink knows no resolver (not an error: the lease
+/// hook or the config may bring one any moment).
+pub fn warnings(
+    ns: &Namespace,
+    id: u32,
+    a: &Assignment,
+    config: &str,
+) -> anyhow::Result<Option<String>> {
+    let (via, mode) = (a.via.as_str(), a.mode);
+    let state = ns.state(id)?;
+    let mut said = Vec::new();
+    if !(state.usable4() || state.usable6()) {
+        said.push(down_warning(via, mode));
+    }
+    if mode == Mode::Strict && !crate::policy::dns::knows_resolvers(&ns.dns(id)?) {
+        said.push(no_dns_warning(via, config));
+    }
+    Ok((!said.is_empty()).then(|| said.join("\n")))
+}
+
+/// Strict refuses a query its uplink cannot answer: said once, with the fix.
+pub fn no_dns_warning(via: &str, config: &str) -> String {
+    format!(
+        "{via} knows no DNS resolver: name lookups of its strict programs are refused until it \
+         does; give it `dns = [...]` in its [[uplink]] entry of {config}, or let its DHCP \
+         client run srcsel's lease hook (see `man srcsel`, DNS)"
+    )
 }
 
 /// The assignment's group, with the uplink's program set attached (both

@@ -261,6 +261,8 @@ fn test(no_vm: bool, args: &[String]) -> anyhow::Result<()> {
             "--test",
             "refusals",
             "--test",
+            "ownership",
+            "--test",
             "access",
             "--test",
             "ipv6",

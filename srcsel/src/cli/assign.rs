@@ -8,8 +8,11 @@ use clap::Args;
 use crate::{
     api::{Reply, Request, client::Client},
     config::edit::{self, Edit},
-    kernel::privileges,
-    policy::{Assignment, Mode, target::Target},
+    kernel::{
+        bpf::{Namespace, pins},
+        privileges,
+    },
+    policy::{Assignment, Mode, dns, plan, target::Target},
 };
 
 /// Exactly one of --slice, --unit, --cgroup.
@@ -62,7 +65,28 @@ pub fn assign(target: &TargetArgs, via: &str, fallback: bool, config: &Path) -> 
     };
     eprintln!("srcsel: {said} (in {})", config.display());
     crate::systemd::dropin::write(&target, &a).context("writing the systemd drop-in")?;
-    tell_daemon(config)
+    tell_daemon(config)?;
+    if a.mode == Mode::Strict {
+        warn_without_resolvers(via, config);
+    }
+    Ok(())
+}
+
+/// Strict name lookups fail while the uplink knows no resolver: said now,
+/// not found out later from a program's "could not resolve host".
+fn warn_without_resolvers(via: &str, config: &Path) {
+    let known = (|| {
+        let bpffs = pins::find_bpffs().ok()??;
+        let ns = Namespace::open_existing(&bpffs, pins::netns_cookie().ok()?).ok()??;
+        let id = plan::slot_of(&ns.registry().ok()?, via)?;
+        Some(dns::knows_resolvers(&ns.dns(id).ok()?))
+    })();
+    if known == Some(false) {
+        eprintln!(
+            "srcsel: warning: {}",
+            crate::reconcile::no_dns_warning(via, &config.display().to_string())
+        );
+    }
 }
 
 pub fn unassign(target: &TargetArgs, config: &Path) -> anyhow::Result<()> {

@@ -15,7 +15,8 @@ use crate::{
     kernel::{
         self,
         bpf::{Namespace, pins},
-        netlink, privileges,
+        netlink::{self, dump::boottime_secs},
+        privileges,
     },
     policy::{Scope, plan::HookReport},
     reconcile,
@@ -39,20 +40,22 @@ pub fn lease(args: &[String], config_path: &Path) -> anyhow::Result<()> {
     if let Some(daemon) = Client::connect()? {
         return tell(daemon, &report);
     }
-    // No daemon: record it and bring the uplink up to date once.
+    // No daemon: record it, and bring the uplink up to date once if
+    // something named it.
     let cookie = pins::netns_cookie()?;
     let config = Config::load(config_path, false)?;
-    if !report.concerns(&config, &Namespace::peek_registry(cookie)?) {
-        debug!(
-            "{}: not an uplink srcsel keeps; nothing to undo",
-            report.interface
-        );
-        return Ok(());
-    }
     let bpffs = pins::bpffs()?;
     kernel::block_on(async {
-        let handle = netlink::connect()?;
         let mut ns = Namespace::open(&bpffs, cookie)?;
+        if !report.concerns(&config, &ns.registry()?) {
+            ns.record_lease(&report, boottime_secs())?;
+            debug!(
+                "{}: recorded; not an uplink srcsel manages, so nothing changes",
+                report.interface
+            );
+            return Ok(());
+        }
+        let handle = netlink::connect()?;
         let scope = Scope::One(&report.interface);
         let failed = reconcile::pass(&handle, &mut ns, &config, scope, Some(&report))
             .await?

@@ -35,6 +35,20 @@ pub struct Report {
     /// (added within version 1).
     #[serde(default)]
     pub assigned: Vec<AssignedReport>,
+    /// Interfaces whose leases the DHCP hooks reported but that nothing
+    /// named: known, not managed (added within version 1).
+    #[serde(default)]
+    pub known: Vec<KnownReport>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct KnownReport {
+    pub interface: String,
+    /// The last report's gateway (null: the lease ended) and DNS servers.
+    pub gateway: Option<String>,
+    pub dns: Vec<String>,
+    /// How long ago it was reported, in seconds.
+    pub age: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -180,6 +194,7 @@ pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
         daemon,
         uplinks: Vec::new(),
         assigned: Vec::new(),
+        known: Vec::new(),
     };
     let bpffs = pins::find_bpffs()?;
     if let Some(root) = mounts::find("cgroup2")? {
@@ -202,7 +217,19 @@ pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
-    for (id, r) in ns.records()? {
+    let records = ns.records()?;
+    let managed: Vec<String> = records.iter().map(|(_, r)| name_of(r)).collect();
+    for (interface, rep) in ns.reported()? {
+        if !managed.contains(&interface) {
+            report.known.push(KnownReport {
+                interface,
+                gateway: rep.gateway.map(|g| g.to_string()),
+                dns: rep.dns.iter().map(ToString::to_string).collect(),
+                age: dump.snapshot.now.saturating_sub(rep.at),
+            });
+        }
+    }
+    for (id, r) in records {
         let name = name_of(&r);
         let s = ns.state(id)?;
         let c = ns.counters(id)?;
@@ -316,7 +343,9 @@ fn dns_line(u: &UplinkReport) -> String {
     if u.dns_source.as_deref() == Some("system") {
         "the system's resolvers (system_dns = true)".into()
     } else if parts.is_empty() {
-        "none known".into()
+        "none known: strict programs' name lookups are refused (`dns = [...]` in the config, \
+         or the DHCP client's lease hook)"
+            .into()
     } else {
         parts.join(", ")
     }
@@ -365,6 +394,14 @@ fn human(r: &Report) -> String {
             let _ = writeln!(out, "  {} {} pids {:?}", a.cgroup, a.mode, a.pids);
         }
         let _ = writeln!(out, "  {}", u.counters);
+    }
+    for k in &r.known {
+        let gw = k.gateway.as_deref().unwrap_or("no lease");
+        let _ = writeln!(
+            out,
+            "known, not managed: {} (gateway {gw}, DNS {:?}, reported {} s ago)",
+            k.interface, k.dns, k.age
+        );
     }
     for a in &r.assigned {
         let state = if a.live { "live" } else { "not attached" };

@@ -76,6 +76,9 @@ pub struct UplinkConfig {
     /// Keep the system's resolvers for programs assigned to it.
     #[serde(default)]
     pub system_dns: bool,
+    /// The line of its `name`, for messages.
+    #[serde(skip)]
+    pub line: usize,
 }
 
 /// Which resolvers an uplink's programs use.
@@ -185,6 +188,9 @@ impl Config {
         let mut names = HashMap::new();
         let mut tables = HashMap::new();
         let mut marks = HashMap::new();
+        for u in &mut config.uplinks {
+            u.line = line_of(text, u.name.span().start);
+        }
         for u in &config.uplinks {
             let name = u.name.get_ref();
             if let Err(why) = check_ifname(name) {
@@ -238,6 +244,15 @@ impl Config {
 
     pub fn uplink(&self, name: &str) -> Option<&UplinkConfig> {
         self.uplinks.iter().find(|u| u.name.get_ref() == name)
+    }
+
+    /// `file:line: uplink NAME` for a configured uplink's messages, else
+    /// `NAME`: an error that comes from the config says where.
+    pub fn locate(&self, name: &str) -> String {
+        match self.uplink(name) {
+            Some(u) => format!("{}:{}: uplink {name}", self.path, u.line),
+            None => name.to_owned(),
+        }
     }
 
     /// Who may run commands as themselves, and where: the `[[allow]]`

@@ -75,7 +75,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         .iter()
         .find(|(name, _)| config.uplink(name).is_some())
     {
-        return Err(e.clone()).with_context(|| format!("uplink {name} in the config"));
+        return Err(e.clone()).with_context(|| config.locate(name));
     }
     for u in &config.uplinks {
         let name = u.name.get_ref();
@@ -292,7 +292,7 @@ impl Daemon {
             let failed = passed.failed;
             let mut problems: Vec<String> = failed
                 .iter()
-                .map(|(name, e)| format!("{name}: {e:#}"))
+                .map(|(name, e)| format!("{}: {e:#}", config.locate(name)))
                 .collect();
             if let Ok(root) = &self.cg_root {
                 problems.extend(assign::apply(&ns, &config, root, self.cookie, &self.units));

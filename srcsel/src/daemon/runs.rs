@@ -175,12 +175,8 @@ impl Daemon {
             && let Some(id) = plan::slot_of(&ns.registry()?, &a.via)
         {
             let group = reconcile::attach_group(&ns, id, a, runs_dir)?;
-            let s = ns.state(id)?;
-            let up = s.usable4() || s.usable6();
-            return Ok((
-                group,
-                (!up).then(|| reconcile::down_warning(&a.via, a.mode)),
-            ));
+            let warnings = reconcile::warnings(&ns, id, a, &self.config().path)?;
+            return Ok((group, warnings));
         }
         reconcile::for_run(
             &self.handle,

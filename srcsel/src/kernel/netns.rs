@@ -1,8 +1,13 @@
-//! Which network namespaces still exist, by inode: those of every process
-//! and thread, those held open by a file descriptor, and those bind-mounted
-//! (`ip netns add`). A namespace none of these holds is gone for good, and
-//! srcsel's pins for it can go too.
-use std::{collections::HashSet, fs, io, os::unix::fs::MetadataExt as _, path::Path};
+//! Which network namespaces still exist: those of every process and
+//! thread, those held open by a file descriptor, and those bind-mounted
+//! (`ip netns add`), and the cookie of each. A namespace none of these
+//! holds is gone for good, and srcsel's pins for it can go too.
+use std::{
+    collections::HashMap,
+    fs, io,
+    os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
+    path::{Path, PathBuf},
+};
 
 /// The inode of the calling thread's network namespace.
 pub fn current_inode() -> io::Result<u64> {
@@ -19,19 +24,15 @@ fn inode_of_link(target: &Path) -> Option<u64> {
         .ok()
 }
 
-/// Every network namespace inode some process, thread, descriptor or mount
-/// of this host refers to.
-pub fn live_inodes() -> HashSet<u64> {
-    let mut live = HashSet::new();
-    let links = |dir: &Path, live: &mut HashSet<u64>| {
-        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-            if let Some(ino) = fs::read_link(e.path())
-                .ok()
-                .as_deref()
-                .and_then(inode_of_link)
-            {
-                live.insert(ino);
-            }
+/// Every network namespace some process, thread, descriptor or mount of
+/// this host refers to: its inode, and one path that opens it. An inode
+/// alone does not name a namespace for long: the kernel hands a new one the
+/// lowest free inode, often a dead one's ([`cookie_of`] tells them apart).
+pub fn live() -> HashMap<u64, PathBuf> {
+    let mut live = HashMap::new();
+    let add = |path: PathBuf, live: &mut HashMap<u64, PathBuf>| {
+        if let Some(ino) = fs::read_link(&path).ok().as_deref().and_then(inode_of_link) {
+            live.entry(ino).or_insert(path);
         }
     };
     for p in fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -48,29 +49,47 @@ pub fn live_inodes() -> HashSet<u64> {
             .flatten()
             .flatten()
         {
-            if let Some(ino) = fs::read_link(t.path().join("ns/net"))
-                .ok()
-                .as_deref()
-                .and_then(inode_of_link)
-            {
-                live.insert(ino);
-            }
+            add(t.path().join("ns/net"), &mut live);
         }
-        links(&proc.join("fd"), &mut live);
+        for fd in fs::read_dir(proc.join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            add(fd.path(), &mut live);
+        }
     }
     // Bind mounts of namespace files: `... net:[ino] /run/netns/x ... - nsfs nsfs rw`.
     if let Ok(info) = fs::read_to_string(super::mounts::MOUNTINFO) {
         for line in info.lines().filter(|l| l.contains(" - nsfs ")) {
-            if let Some(ino) = line
-                .split(' ')
-                .nth(3)
-                .and_then(|r| inode_of_link(Path::new(r)))
-            {
-                live.insert(ino);
+            let mut words = line.split(' ');
+            let root = words.nth(3).and_then(|r| inode_of_link(Path::new(r)));
+            if let (Some(ino), Some(at)) = (root, words.next()) {
+                live.entry(ino)
+                    .or_insert_with(|| PathBuf::from(super::mounts::unescape(at)));
             }
         }
     }
     live
+}
+
+/// The cookie of the network namespace `path` opens (`/proc/PID/ns/net`,
+/// `/run/netns/NAME`), read on a thread of its own that enters it and ends.
+pub fn cookie_of(path: &Path) -> io::Result<u64> {
+    let ns = fs::File::open(path)?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns(2) on a descriptor we own; only this thread
+            // moves, and it ends right after.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let (sock, _) = std::os::unix::net::UnixStream::pair()?;
+            super::socket_option(sock, libc::SO_NETNS_COOKIE, 0u64)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the thread reading a cookie panicked")))
+    })
 }
 
 #[cfg(test)]
@@ -80,7 +99,7 @@ mod tests {
     #[test]
     fn this_threads_namespace_is_live() {
         let me = current_inode().unwrap();
-        assert!(live_inodes().contains(&me));
+        assert!(live().contains_key(&me));
         assert_eq!(
             inode_of_link(Path::new("net:[4026531840]")),
             Some(4026531840)

@@ -249,6 +249,14 @@ pub fn in_use(r: &Resolvers) -> Dns {
     }
 }
 
+/// Whether a map value gives the programs a resolver to send queries to
+/// (or leaves them to the system's): without one, strict refuses them.
+pub fn knows_resolvers(r: &Resolvers) -> bool {
+    r.flags & dns_flags::SYSTEM != 0
+        || r.v4 != [0; MAX_RESOLVERS]
+        || r.v6 != [[0; 4]; MAX_RESOLVERS]
+}
+
 #[cfg(test)]
 #[path = "dns_tests.rs"]
 mod tests;

@@ -15,6 +15,7 @@ use super::{
     isolate,
     routing::{self, Changes, ForeignTable},
     slot::{Slot, in_range, table_for},
+    snapshot::Reported,
 };
 use crate::config::{Config, UplinkConfig};
 
@@ -48,15 +49,21 @@ pub struct HookReport {
 }
 
 impl HookReport {
-    /// Whether a pass has anything to do with this report. An ended lease
-    /// of an interface srcsel neither keeps (slot) nor is told to keep
-    /// (config) has nothing to undo, and must not bring it under
-    /// management: NetworkManager reports `down` for every device it stops.
+    /// Whether a pass has anything to do with this report: only when
+    /// something named the interface (the config, or a run or assignment,
+    /// which gave it a slot). The hooks report every interface's lease
+    /// (eth0's, wlan0's): a report is recorded, never an order to manage.
     pub fn concerns(&self, config: &Config, reg: &Registry) -> bool {
-        self.gateway.is_some()
-            || !self.dns.is_empty()
-            || slot_of(reg, &self.interface).is_some()
-            || config.managed().any(|m| m == self.interface)
+        slot_of(reg, &self.interface).is_some() || config.managed().any(|m| m == self.interface)
+    }
+
+    /// As recorded at `at`.
+    pub fn reported(&self, at: u64) -> Reported {
+        Reported {
+            gateway: self.gateway,
+            dns: self.dns.clone(),
+            at,
+        }
     }
 }
 
@@ -179,7 +186,7 @@ pub fn plan(
     scope: Scope<'_>,
     hook: Option<&HookReport>,
 ) -> Plan {
-    let mut names: BTreeSet<String> = match scope {
+    let names: BTreeSet<String> = match scope {
         Scope::Managed => config
             .managed()
             .map(str::to_owned)
@@ -188,7 +195,6 @@ pub fn plan(
         Scope::One(name) => BTreeSet::from([name.to_owned()]),
     };
     let hook = hook.filter(|h| h.concerns(config, reg));
-    names.extend(hook.map(|h| h.interface.clone()));
     let mut plan = Plan {
         exempt: routing::exempt_prefixes(snap),
         system_dns: dns::system_value(&snap.system_dns),
@@ -223,14 +229,19 @@ fn plan_uplink(
     };
     routing::check_table_free(snap, table, name)?;
     let slot = Slot { id, table };
-    let hook_gateway = match hook {
-        Some(h) => h.gateway,
+    // The newest report wins: this pass's, else the one recorded (of any
+    // interface, named or not), else what the slot kept (older srcsel).
+    let report = hook
+        .map(|h| h.reported(snap.now))
+        .or_else(|| snap.reported.get(name).cloned());
+    let mut learned = reg.get(&id).map(|r| r.dns.clone()).unwrap_or_default();
+    let hook_gateway = match &report {
+        Some(r) => {
+            learned.hook4.clone_from(&r.dns);
+            r.gateway
+        }
         None => reg.get(&id).and_then(|r| r.hook_gateway),
     };
-    let mut learned = reg.get(&id).map(|r| r.dns.clone()).unwrap_or_default();
-    if let Some(h) = hook {
-        learned.hook4.clone_from(&h.dns);
-    }
     let dns_config = cfg.map(UplinkConfig::dns).unwrap_or_default();
     let dns = dns::choose(&dns_config, &learned, snap.now);
     let mut uplink = Uplink::observe_or_absent(snap, name);

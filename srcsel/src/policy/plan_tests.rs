@@ -89,8 +89,9 @@ fn a_new_uplink_claims_a_free_slot_and_a_second_pass_changes_nothing() {
     assert_eq!((u.slot.id, u.claim), (2, true));
     assert_eq!(u.gateway_source, GatewaySource::Route);
     assert_eq!(u.routes.add.len(), 2);
-    // IPv4: main, table, from, strict; IPv6 (no address yet): main, table, strict.
-    assert_eq!(u.rules.add.len(), 7);
+    // IPv4: main, table, from (main, then table), strict; IPv6 (no address
+    // yet): main, table, strict.
+    assert_eq!(u.rules.add.len(), 8);
     assert_eq!(p.exempt.len(), 2);
 
     let snap = applied(snap, u);
@@ -171,7 +172,7 @@ fn a_foreign_table_is_refused_and_claims_nothing() {
 }
 
 #[test]
-fn a_hook_report_brings_its_uplink_under_management() {
+fn a_report_is_data_until_something_names_its_interface() {
     let mut snap = lab();
     snap.routes
         .retain(|r| r.spec.oif != 3 || r.spec.dst.prefix_len() > 0);
@@ -180,20 +181,26 @@ fn a_hook_report_brings_its_uplink_under_management() {
         gateway: Some("10.99.0.1".parse().unwrap()),
         dns: vec!["10.99.0.1".parse().unwrap()],
     };
-    let p = plan(
-        &Config::default(),
-        &snap,
-        &Registry::new(),
-        Scope::Managed,
-        Some(&hook),
-    );
+    // Reported, not named: nothing is planned for it, nothing claimed.
+    let none = Config::default();
+    let p = plan(&none, &snap, &Registry::new(), Scope::Managed, Some(&hook));
+    assert!(p.uplinks.is_empty() && p.failed.is_empty(), "{p:?}");
+    assert!(!hook.concerns(&none, &Registry::new()));
+    // Named later (a run, here), the recorded report serves it.
+    snap.reported.insert("usb0".into(), hook.reported(7));
+    let p = plan(&none, &snap, &Registry::new(), Scope::One("usb0"), None);
     let u = p.uplink("usb0").unwrap();
     assert!(u.claim && u.uplink.usable());
+    assert_eq!(u.gateway_source, GatewaySource::Hook);
     assert_eq!(u.hook_gateway, hook.gateway);
     assert_eq!(
         (u.dns.v4.clone(), u.dns.hook4.clone()),
         (hook.dns.clone(), hook.dns.clone())
     );
+    // Named by the config: the daemon's pass takes it up.
+    let cfg = config("[[uplink]]\nname = \"usb0\"\n");
+    let p = plan(&cfg, &snap, &Registry::new(), Scope::Managed, None);
+    assert_eq!(p.uplink("usb0").unwrap().hook_gateway, hook.gateway);
 }
 
 #[test]

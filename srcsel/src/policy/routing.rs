@@ -93,9 +93,15 @@ impl Route {
 ///   again. (Not for IPv4: there rp_filter's reverse lookup of the uplink's
 ///   replies looks the same, and IPv4 picks no source without a route.)
 /// - programs that bind to the uplink's address use the table too (the
-///   classic rule; it also lets replies on the uplink pass rp_filter);
+///   classic rule; it also lets replies on the uplink pass rp_filter), but,
+///   as for marked sockets, only for its default route: the main table's
+///   specific routes (a static route via a second LAN router, a VPN's
+///   prefixes) come first, so a source address never bypasses them;
 /// - strict sockets that found no route in the table stop here, instead of
 ///   falling through to the main table.
+///
+/// The main-table rules and the programs' exempt trie ([`exempt_prefixes`])
+/// read the same set: the main table's routes longer than /0.
 pub fn desired_rules(slot: Slot, up: &Uplink, isolated: bool) -> Vec<Rule> {
     let p = priorities(slot.id).start;
     let mark = (slot.mark(), MARK_MASK & !STRICT_BIT);
@@ -136,10 +142,15 @@ pub fn desired_rules(slot: Slot, up: &Uplink, isolated: bool) -> Vec<Rule> {
         if from.is_some() {
             rules.push(Rule {
                 from,
-                ..rule(family, p + 3, None, Action::Lookup(slot.table))
+                suppress_prefixlen: Some(0),
+                ..rule(family, p + 3, None, Action::Lookup(MAIN_TABLE))
+            });
+            rules.push(Rule {
+                from,
+                ..rule(family, p + 4, None, Action::Lookup(slot.table))
             });
         }
-        rules.push(rule(family, p + 4, Some(strict), Action::Unreachable));
+        rules.push(rule(family, p + 5, Some(strict), Action::Unreachable));
     }
     rules
 }

@@ -58,8 +58,26 @@ fn rules_stay_in_the_uplinks_priority_range() {
             && !in_range(2, r.priority)
             && !in_range(4, r.priority))
     );
-    let from: Vec<_> = rules.iter().filter_map(|r| r.from).collect();
-    assert_eq!(from, vec!["10.99.0.57/32".parse::<IpNet>().unwrap()]);
+    let from: Vec<&Rule> = rules.iter().filter(|r| r.from.is_some()).collect();
+    let own: IpNet = "10.99.0.57/32".parse().unwrap();
+    assert!(
+        from.iter()
+            .all(|r| r.from == Some(own) && r.fwmark.is_none())
+    );
+    // Sourced traffic: the main table's specific routes first, then only
+    // the default route from the uplink's table.
+    let actions: Vec<(Action, Option<u32>)> = from
+        .iter()
+        .map(|r| (r.action, r.suppress_prefixlen))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            (Action::Lookup(MAIN_TABLE), Some(0)),
+            (Action::Lookup(table_for(3)), None)
+        ]
+    );
+    assert!(from[0].priority < from[1].priority);
     // The strict catch-all comes after the table lookup, for both families.
     let unreachable: Vec<_> = rules
         .iter()
@@ -104,9 +122,14 @@ fn diff_keeps_what_matches() {
         &usb0(Some("10.77.0.9/24"), Some("10.77.0.1"), true),
     );
     let c = diff(&old, &new);
-    assert_eq!(c.remove.len(), 1);
-    assert_eq!(c.add.len(), 1);
-    assert_eq!(c.add[0].from, Some("10.77.0.9/32".parse().unwrap()));
+    // The two `from` rules of the old address go, the new address's come.
+    assert_eq!(c.remove.len(), 2);
+    assert_eq!(c.add.len(), 2);
+    assert!(
+        c.add
+            .iter()
+            .all(|r| r.from == Some("10.77.0.9/32".parse().unwrap()))
+    );
     assert!(diff(&new, &new).is_empty());
 }
 
@@ -143,7 +166,7 @@ fn an_isolated_uplink_refuses_its_address_to_unassigned_local_sockets() {
         );
         let from = plain
             .iter()
-            .find(|r| r.from == g.from)
+            .find(|r| r.from == g.from && r.action == Action::Lookup(table_for(1)))
             .expect("a from rule");
         assert!(
             g.priority < from.priority,

@@ -1,5 +1,8 @@
 //! The kernel state one pass works from, as plain data: links, addresses,
-//! routes and rules, each dumped once per pass (`kernel::netlink::dump`).
+//! routes and rules, each dumped once per pass (`kernel::netlink::dump`),
+//! and what srcsel's own maps recorded of leases.
+use std::{collections::BTreeMap, net::Ipv4Addr};
+
 use ipnet::IpNet;
 
 use super::routing::{Route, Rule};
@@ -64,6 +67,19 @@ pub struct Snapshot {
     pub now: u64,
     /// The system's resolvers (resolv.conf's `nameserver`s, in order).
     pub system_dns: Vec<std::net::IpAddr>,
+    /// The last lease DHCP client hooks reported, by interface name.
+    pub reported: BTreeMap<String, Reported>,
+}
+
+/// A lease a DHCP client hook reported (`srcsel lease`), recorded whether
+/// srcsel manages the interface or not.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reported {
+    /// None: the lease ended.
+    pub gateway: Option<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+    /// When (CLOCK_BOOTTIME, seconds).
+    pub at: u64,
 }
 
 impl Snapshot {

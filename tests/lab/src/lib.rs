@@ -24,6 +24,7 @@ mod cmd;
 mod dhcp;
 mod inspect;
 mod ipv6;
+mod lan_router;
 mod procs;
 mod resolvers;
 mod runner;
@@ -42,6 +43,7 @@ use std::{
 pub use cmd::{ip, ok, out, quoted, sh, stderr};
 pub use inspect::{cgroup2_root, mount_point, netstat_value, wait_until};
 pub use ipv6::{ETH0_NET6, USB0_NET6, V6};
+pub use lan_router::{LAN_ROUTER, SITE, SITE_NET};
 pub use resolvers::{
     HOME_ANSWER, HOME_DNS, HOTSPOT_ANSWER, NAME, PUBLIC_ANSWER, PUBLIC_DNS, Query, STUB_DNS,
 };

@@ -9,8 +9,8 @@ use std::{
 
 use crate::{Lab, SERVER, SERVER6, cmd::ip, cmd::sh};
 
-/// The lab's namespaces by role.
-const ROLES: [&str; 4] = ["client", "r1", "r2", "inet"];
+/// The lab's namespaces by role (r3 only when a test adds it).
+const ROLES: [&str; 5] = ["client", "r1", "r2", "inet", "r3"];
 
 impl Lab {
     /// The name of the lab's namespace for `role` (client, r1, r2, inet).

@@ -7,6 +7,7 @@
 //! `<bpffs>/srcsel/net-<cookie>/<uplink>/<strict|fallback>/<program>`, and
 //! the attachments' links in `<bpffs>/srcsel/net-<cookie>/links/`.
 pub mod attachments;
+mod leases;
 mod link;
 mod maps;
 pub mod pins;
@@ -36,6 +37,14 @@ pub enum BpfError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "no bpffs is visible in this mount namespace (none at {path}): srcsel keeps its pins in the \
+         host's bpffs and will not mount a private one that no other srcsel would see. Run srcsel \
+         where the host's /sys/fs/bpf is mounted (`nsenter --net=/run/netns/NAME srcsel ...`, not \
+         `ip netns exec`), or start its daemon (`systemctl start srcsel`): runs and lease hooks \
+         reach it over its socket from any mount namespace"
+    )]
+    NotVisible { path: PathBuf },
     #[error("{path}")]
     Io {
         path: PathBuf,

@@ -11,12 +11,19 @@ use crate::kernel::{mounts, netns};
 const DEFAULT_BPFFS: &str = "/sys/fs/bpf";
 const TOP: &str = "srcsel";
 
-/// The bpffs mount point; mounts one at /sys/fs/bpf when there is none.
+/// The bpffs mount point. When there is none, one is mounted at
+/// /sys/fs/bpf only in the host's own mount namespace (PID 1's): elsewhere
+/// (a sandboxed DHCP client's hook, `ip netns exec`'s private /sys) it would
+/// be a private instance whose slots and pins no other srcsel sees, while
+/// its rules land in the shared network namespace.
 pub fn bpffs() -> Result<PathBuf, BpfError> {
     if let Some(p) = find_bpffs()? {
         return Ok(p);
     }
     let path = PathBuf::from(DEFAULT_BPFFS);
+    if !in_host_mount_namespace() {
+        return Err(BpfError::NotVisible { path });
+    }
     let err = |source| BpfError::Bpffs {
         path: path.clone(),
         source,
@@ -37,6 +44,13 @@ pub fn bpffs() -> Result<PathBuf, BpfError> {
         return Err(err(io::Error::last_os_error()));
     }
     Ok(path)
+}
+
+/// Whether this process shares PID 1's mount namespace (unknown: no).
+fn in_host_mount_namespace() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let ino = |p: &str| fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    ino("/proc/self/ns/mnt").is_some_and(|me| ino("/proc/1/ns/mnt") == Some(me))
 }
 
 /// The bpffs mount point, if there is one (never mounts).
@@ -95,15 +109,37 @@ pub fn reap_namespaces(bpffs: &Path) -> io::Result<Vec<PathBuf>> {
     if marked.is_empty() {
         return Ok(Vec::new());
     }
-    let live = netns::live_inodes();
+    let live = netns::live();
     let mut removed = Vec::new();
     for (dir, inode) in marked {
-        if !live.contains(&inode) {
+        if !alive(&dir, live.get(&inode)) {
             remove_tree(&dir)?;
             removed.push(dir);
         }
     }
     Ok(removed)
+}
+
+/// Whether the namespace whose pins are in `dir` (`net-<cookie>`) is the
+/// live one with the marker's inode (`at` opens it): a namespace made since
+/// may have been given a dead one's inode, but never its cookie. When the
+/// cookie cannot be read (a sandbox forbids setns), it counts as alive.
+fn alive(dir: &Path, at: Option<&PathBuf>) -> bool {
+    let Some(at) = at else { return false };
+    let cookie = dir
+        .file_name()
+        .and_then(|n| n.to_str()?.strip_prefix("net-")?.parse::<u64>().ok());
+    match netns::cookie_of(at) {
+        Ok(live) => cookie.is_some_and(|c| c == live),
+        Err(e) => {
+            tracing::debug!(
+                "reading the cookie of {}: {e}; {} kept",
+                at.display(),
+                dir.display()
+            );
+            true
+        }
+    }
 }
 
 fn marked_inode(ns_dir: &Path) -> Option<u64> {

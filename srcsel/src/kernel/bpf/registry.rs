@@ -1,19 +1,21 @@
 //! A namespace's pinned maps, opened under its lock: the slot registry
 //! (which uplink holds which slot, and what only userspace keeps about it).
 use std::{
+    collections::BTreeMap,
     fs, io,
     os::fd::AsRawFd,
     path::{Path, PathBuf},
 };
 
-use aya::maps::{Array, LpmTrie, Map, MapData, MapInfo};
-use srcsel_common::{MAX_UPLINKS, Resolvers, UplinkRecord, UplinkState, maps};
+use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapInfo};
+use srcsel_common::{LeaseReport, MAX_UPLINKS, Resolvers, UplinkRecord, UplinkState, maps};
 
 use super::{BpfError, OBJECT, io_err, pins, programs};
 use crate::policy::{
     dns,
     plan::{Registry, SlotRecord},
     routing::from_raw4,
+    snapshot::Reported,
 };
 
 /// srcsel's pinned state in one network namespace, locked for the caller.
@@ -25,6 +27,7 @@ pub struct Namespace {
     pub(super) exempt: LpmTrie<MapData, [u8; 4], [u32; 2]>,
     pub(super) exempt6: LpmTrie<MapData, [u8; 16], [u32; 5]>,
     pub(super) dns: Array<MapData, Resolvers>,
+    pub(super) leases: HashMap<MapData, [u8; 16], LeaseReport>,
     _lock: fs::File,
 }
 
@@ -55,6 +58,7 @@ impl Namespace {
             exempt: open_map(&maps_dir.join(maps::EXEMPT4), Map::LpmTrie)?,
             exempt6: open_map(&maps_dir.join(maps::EXEMPT6), Map::LpmTrie)?,
             dns: open_map(&maps_dir.join(maps::DNS), Map::Array)?,
+            leases: open_map(&maps_dir.join(maps::LEASES), Map::LruHashMap)?,
             dir,
             cookie,
             _lock: lock,
@@ -84,12 +88,24 @@ impl Namespace {
         }
     }
 
-    /// Every taken slot, as policy reads it.
+    /// The reports recorded in the namespace `cookie`, without creating
+    /// anything (none when srcsel has no state there).
+    pub fn peek_reported(cookie: u64) -> Result<BTreeMap<String, Reported>, BpfError> {
+        let Some(bpffs) = pins::find_bpffs()? else {
+            return Ok(BTreeMap::new());
+        };
+        match Self::open_existing(&bpffs, cookie)? {
+            Some(ns) => ns.reported(),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+
     /// The namespace's pin folder.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// Every taken slot, as policy reads it.
     pub fn registry(&self) -> Result<Registry, BpfError> {
         Ok(self
             .records()?
@@ -207,7 +223,12 @@ pub(super) fn name_key(name: &str) -> [u8; 16] {
 
 /// A record's interface name.
 pub fn name_of(r: &UplinkRecord) -> String {
-    String::from_utf8_lossy(&r.name)
+    name_of_key(&r.name)
+}
+
+/// The inverse of [`name_key`].
+pub(super) fn name_of_key(key: &[u8; 16]) -> String {
+    String::from_utf8_lossy(key)
         .trim_end_matches('\0')
         .to_owned()
 }
