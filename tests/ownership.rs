@@ -40,6 +40,13 @@ fn assert_site_reached_from_eth0(lab: &Lab, when: &str) {
     );
 }
 
+/// `srcsel down` leaves `ip rule` and every table as they were before.
+fn down_restores(lab: &Lab, rules: &str, routes: &str) {
+    ok(&mut lab.srcsel(["down"]));
+    assert_eq!(lab.rules(), rules, "down left rules");
+    assert_eq!(lab.routes(), routes, "down left routes");
+}
+
 #[test]
 fn a_report_of_an_unnamed_interface_is_recorded_and_changes_nothing() {
     let mut lab = lab();
@@ -78,9 +85,7 @@ fn a_report_of_an_unnamed_interface_is_recorded_and_changes_nothing() {
     assert_eq!(eth0["dns"][0], "10.1.0.1", "{status}");
     assert_eq!(eth0["dns_source"], "dhcp", "{status}");
 
-    ok(&mut lab.srcsel(["down"]));
-    assert_eq!(lab.rules(), rules, "down left rules");
-    assert_eq!(lab.routes(), routes, "down left routes");
+    down_restores(&lab, &rules, &routes);
 }
 
 #[test]
@@ -108,9 +113,7 @@ fn main_tables_specific_routes_win_for_managed_uplinks_and_assigned_programs() {
             "a program assigned to usb0 ({mode:?})"
         );
     }
-    ok(&mut lab.srcsel(["down"]));
-    assert_eq!(lab.rules(), rules, "down left rules");
-    assert_eq!(lab.routes(), routes, "down left routes");
+    down_restores(&lab, &rules, &routes);
 }
 
 #[test]
