@@ -274,6 +274,7 @@ fn runs_leave_nothing_behind_and_down_restores_the_dumps() {
         "DNS_QUERIES",
         "EXEMPT4",
         "EXEMPT6",
+        "LEASES",
         "REGISTRY",
         "UPLINKS",
     ];
