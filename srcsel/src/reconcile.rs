@@ -47,7 +47,7 @@ pub async fn pass(
         ns.record_lease(h, dump.snapshot.now)?;
     }
     dump.snapshot.reported = ns.reported()?;
-    let plan = plan::plan(config, &dump.snapshot, &ns.registry()?, scope, hook);
+    let plan = plan::plan(config, &dump.snapshot, &ns.registry()?, scope);
     Ok(Passed {
         failed: apply(handle, &dump, ns, &plan).await?,
         rdnss_expiry: plan.rdnss_expiry(),
@@ -74,7 +74,7 @@ pub async fn for_run(
     let registry = Namespace::peek_registry(cookie)?;
     dump.snapshot.reported = Namespace::peek_reported(cookie)?;
     let scope = Scope::One(via);
-    let plan = plan::plan(config, &dump.snapshot, &registry, scope, None);
+    let plan = plan::plan(config, &dump.snapshot, &registry, scope);
     plan.check()?;
     if let Some((_, e)) = plan.failed.first() {
         return Err(e.clone().into());

@@ -68,7 +68,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     // Every configured uplink must be plannable before anything changes.
     let dump = Dump::read(&handle).await?;
     let registry = Namespace::peek_registry(cookie)?;
-    let check = plan::plan(&config, &dump.snapshot, &registry, Scope::Managed, None);
+    let check = plan::plan(&config, &dump.snapshot, &registry, Scope::Managed);
     check.check()?;
     if let Some((name, e)) = check
         .failed

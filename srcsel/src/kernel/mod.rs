@@ -95,7 +95,7 @@ pub fn reap(cg_root: &std::path::Path, bpffs: &std::path::Path, cookie: u64) -> 
             ns_dir.display()
         ));
     }
-    match bpf::pins::reap_namespaces(bpffs) {
+    match bpf::pins::reap_namespaces(bpffs, cookie) {
         Ok(removed) => {
             for dir in removed {
                 tracing::info!("removed {}: its network namespace is gone", dir.display());

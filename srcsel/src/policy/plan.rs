@@ -177,15 +177,9 @@ impl Plan {
     }
 }
 
-/// The plan for `scope`; a hook's report is recorded for its uplink (which
-/// it brings under management) in place of the registry's.
-pub fn plan(
-    config: &Config,
-    snap: &Snapshot,
-    reg: &Registry,
-    scope: Scope<'_>,
-    hook: Option<&HookReport>,
-) -> Plan {
+/// The plan for `scope`. The hooks' reports are in the snapshot: they serve
+/// the uplinks planned, and bring none under management.
+pub fn plan(config: &Config, snap: &Snapshot, reg: &Registry, scope: Scope<'_>) -> Plan {
     let names: BTreeSet<String> = match scope {
         Scope::Managed => config
             .managed()
@@ -194,7 +188,6 @@ pub fn plan(
             .collect(),
         Scope::One(name) => BTreeSet::from([name.to_owned()]),
     };
-    let hook = hook.filter(|h| h.concerns(config, reg));
     let mut plan = Plan {
         exempt: routing::exempt_prefixes(snap),
         system_dns: dns::system_value(&snap.system_dns),
@@ -205,8 +198,7 @@ pub fn plan(
     }
     let mut taken: BTreeSet<u32> = reg.keys().copied().collect();
     for name in names {
-        let hook = hook.filter(|h| h.interface == name);
-        match plan_uplink(config.uplink(&name), snap, reg, &mut taken, &name, hook) {
+        match plan_uplink(config.uplink(&name), snap, reg, &mut taken, &name) {
             Ok(p) => plan.uplinks.push(p),
             Err(e) => plan.failed.push((name, e)),
         }
@@ -220,7 +212,6 @@ fn plan_uplink(
     reg: &Registry,
     taken: &mut BTreeSet<u32>,
     name: &str,
-    hook: Option<&HookReport>,
 ) -> Result<UplinkPlan, PlanError> {
     let (id, claim) = choose_slot(reg, taken, name, cfg.and_then(UplinkConfig::slot))?;
     let table = match cfg.and_then(|c| c.table.as_ref()) {
@@ -229,13 +220,10 @@ fn plan_uplink(
     };
     routing::check_table_free(snap, table, name)?;
     let slot = Slot { id, table };
-    // The newest report wins: this pass's, else the one recorded (of any
-    // interface, named or not), else what the slot kept (older srcsel).
-    let report = hook
-        .map(|h| h.reported(snap.now))
-        .or_else(|| snap.reported.get(name).cloned());
+    // The recorded report (of any interface, named or not), else what the
+    // slot kept (a srcsel older than the record).
     let mut learned = reg.get(&id).map(|r| r.dns.clone()).unwrap_or_default();
-    let hook_gateway = match &report {
+    let hook_gateway = match snap.reported.get(name) {
         Some(r) => {
             learned.hook4.clone_from(&r.dns);
             r.gateway

@@ -84,7 +84,7 @@ fn a_new_uplink_claims_a_free_slot_and_a_second_pass_changes_nothing() {
             dns: Default::default(),
         },
     );
-    let p = plan(&Config::default(), &snap, &reg, Scope::One("usb0"), None);
+    let p = plan(&Config::default(), &snap, &reg, Scope::One("usb0"));
     let u = p.uplink("usb0").unwrap();
     assert_eq!((u.slot.id, u.claim), (2, true));
     assert_eq!(u.gateway_source, GatewaySource::Route);
@@ -104,7 +104,7 @@ fn a_new_uplink_claims_a_free_slot_and_a_second_pass_changes_nothing() {
             dns: Default::default(),
         },
     );
-    let again = plan(&Config::default(), &snap, &reg, Scope::Managed, None);
+    let again = plan(&Config::default(), &snap, &reg, Scope::Managed);
     let u = again.uplink("usb0").unwrap();
     assert!(!u.claim && u.routes.is_empty() && u.rules.is_empty());
     // wwan0 has a slot but no interface: down, nothing to route.
@@ -119,7 +119,6 @@ fn uplinks_claimed_in_one_pass_get_different_slots() {
         &lab(),
         &Registry::new(),
         Scope::Managed,
-        None,
     );
     let ids: BTreeSet<u32> = p.uplinks.iter().map(|u| u.slot.id).collect();
     assert_eq!(ids.len(), 2);
@@ -128,7 +127,7 @@ fn uplinks_claimed_in_one_pass_get_different_slots() {
 #[test]
 fn configured_marks_and_tables_are_used_and_conflicts_refused() {
     let cfg = config("[[uplink]]\nname = \"usb0\"\nmark = 0x05000000\ntable = 300\n");
-    let p = plan(&cfg, &lab(), &Registry::new(), Scope::Managed, None);
+    let p = plan(&cfg, &lab(), &Registry::new(), Scope::Managed);
     assert_eq!(p.uplinks[0].slot, Slot { id: 5, table: 300 });
 
     let mut reg = Registry::new();
@@ -141,7 +140,7 @@ fn configured_marks_and_tables_are_used_and_conflicts_refused() {
             dns: Default::default(),
         },
     );
-    let p = plan(&cfg, &lab(), &reg, Scope::Managed, None);
+    let p = plan(&cfg, &lab(), &reg, Scope::Managed);
     assert!(matches!(p.failed[..], [(_, PlanError::SlotMoved { .. })]));
 }
 
@@ -165,7 +164,6 @@ fn a_foreign_table_is_refused_and_claims_nothing() {
         &snap,
         &Registry::new(),
         Scope::One("usb0"),
-        None,
     );
     assert!(p.uplinks.is_empty());
     assert!(matches!(p.failed[..], [(_, PlanError::ForeignTable(_))]));
@@ -183,12 +181,12 @@ fn a_report_is_data_until_something_names_its_interface() {
     };
     // Reported, not named: nothing is planned for it, nothing claimed.
     let none = Config::default();
-    let p = plan(&none, &snap, &Registry::new(), Scope::Managed, Some(&hook));
+    snap.reported.insert("usb0".into(), hook.reported(7));
+    let p = plan(&none, &snap, &Registry::new(), Scope::Managed);
     assert!(p.uplinks.is_empty() && p.failed.is_empty(), "{p:?}");
     assert!(!hook.concerns(&none, &Registry::new()));
     // Named later (a run, here), the recorded report serves it.
-    snap.reported.insert("usb0".into(), hook.reported(7));
-    let p = plan(&none, &snap, &Registry::new(), Scope::One("usb0"), None);
+    let p = plan(&none, &snap, &Registry::new(), Scope::One("usb0"));
     let u = p.uplink("usb0").unwrap();
     assert!(u.claim && u.uplink.usable());
     assert_eq!(u.gateway_source, GatewaySource::Hook);
@@ -199,7 +197,7 @@ fn a_report_is_data_until_something_names_its_interface() {
     );
     // Named by the config: the daemon's pass takes it up.
     let cfg = config("[[uplink]]\nname = \"usb0\"\n");
-    let p = plan(&cfg, &snap, &Registry::new(), Scope::Managed, None);
+    let p = plan(&cfg, &snap, &Registry::new(), Scope::Managed);
     assert_eq!(p.uplink("usb0").unwrap().hook_gateway, hook.gateway);
 }
 
@@ -211,13 +209,10 @@ fn an_ended_lease_of_an_unknown_interface_changes_nothing() {
         dns: vec![],
     };
     let cfg = config("[[uplink]]\nname = \"usb1\"\n");
-    let p = plan(
-        &cfg,
-        &lab(),
-        &Registry::new(),
-        Scope::Managed,
-        Some(&ended("eth0")),
-    );
+    let mut snap = lab();
+    snap.reported
+        .insert("eth0".into(), ended("eth0").reported(7));
+    let p = plan(&cfg, &snap, &Registry::new(), Scope::Managed);
     assert!(p.uplink("eth0").is_none(), "{p:?}");
     assert!(!ended("eth0").concerns(&cfg, &Registry::new()));
     // One srcsel is configured to keep: its lease ended.
@@ -240,7 +235,7 @@ fn the_hooks_resolvers_last_until_the_next_report_and_the_config_wins() {
             dns: learned.clone(),
         },
     );
-    let p = plan(&Config::default(), &lab(), &reg, Scope::One("usb0"), None);
+    let p = plan(&Config::default(), &lab(), &reg, Scope::One("usb0"));
     assert_eq!(
         p.uplink("usb0").unwrap().dns.v4,
         learned.hook4,
@@ -251,19 +246,15 @@ fn the_hooks_resolvers_last_until_the_next_report_and_the_config_wins() {
         gateway: None,
         dns: Vec::new(),
     };
-    let p = plan(
-        &Config::default(),
-        &lab(),
-        &reg,
-        Scope::One("usb0"),
-        Some(&ended),
-    );
+    let mut snap = lab();
+    snap.reported.insert("usb0".into(), ended.reported(7));
+    let p = plan(&Config::default(), &snap, &reg, Scope::One("usb0"));
     assert!(
         p.uplink("usb0").unwrap().dns.v4.is_empty(),
         "the lease ended"
     );
     let cfg = config("[[uplink]]\nname = \"usb0\"\ndns = [\"192.0.2.53\"]\n");
-    let u = plan(&cfg, &lab(), &reg, Scope::One("usb0"), None)
+    let u = plan(&cfg, &lab(), &reg, Scope::One("usb0"))
         .uplinks
         .remove(0);
     assert_eq!(
@@ -288,7 +279,7 @@ fn the_hook_gateway_serves_a_link_without_a_default_route() {
             dns: Default::default(),
         },
     );
-    let p = plan(&Config::default(), &snap, &reg, Scope::One("usb0"), None);
+    let p = plan(&Config::default(), &snap, &reg, Scope::One("usb0"));
     let u = p.uplink("usb0").unwrap();
     assert_eq!(u.gateway_source, GatewaySource::Hook);
     assert!(u.uplink.usable());
@@ -301,7 +292,7 @@ fn tables_cannot_collide_with_automatic_or_used_ones() {
         "[[uplink]]\nname = \"usb0\"\ntable = {}\n",
         table_for(2)
     ));
-    let p = plan(&cfg, &lab(), &Registry::new(), Scope::Managed, None);
+    let p = plan(&cfg, &lab(), &Registry::new(), Scope::Managed);
     assert!(matches!(
         p.failed[..],
         [(_, PlanError::AutomaticTable { slot: 2, .. })]
@@ -312,7 +303,7 @@ fn tables_cannot_collide_with_automatic_or_used_ones() {
         table_for(2)
     ));
     assert!(
-        plan(&cfg, &lab(), &Registry::new(), Scope::Managed, None)
+        plan(&cfg, &lab(), &Registry::new(), Scope::Managed)
             .failed
             .is_empty()
     );
@@ -328,7 +319,7 @@ fn tables_cannot_collide_with_automatic_or_used_ones() {
         },
     );
     let cfg = config("[[uplink]]\nname = \"usb0\"\ntable = 300\n");
-    let p = plan(&cfg, &lab(), &reg, Scope::One("usb0"), None);
+    let p = plan(&cfg, &lab(), &reg, Scope::One("usb0"));
     assert!(matches!(p.failed[..], [(_, PlanError::TableTaken { .. })]));
 }
 
@@ -339,7 +330,6 @@ fn too_many_lan_routes_refuse_the_whole_plan() {
         &lab(),
         &Registry::new(),
         Scope::One("usb0"),
-        None,
     );
     assert!(p.check().is_ok());
     p.exempt = (0..=MAX_EXEMPT4)
@@ -359,9 +349,9 @@ fn too_many_lan_routes_refuse_the_whole_plan() {
 fn isolation_is_planned_by_the_daemon_only_and_a_second_pass_changes_nothing() {
     let cfg = config("[[uplink]]\nname = \"usb0\"\nisolate = true\n");
     let snap = lab();
-    let one = plan(&cfg, &snap, &Registry::new(), Scope::One("usb0"), None);
+    let one = plan(&cfg, &snap, &Registry::new(), Scope::One("usb0"));
     assert!(one.isolation.rules.is_empty() && one.isolation.routes.is_empty());
-    let p = plan(&cfg, &snap, &Registry::new(), Scope::Managed, None);
+    let p = plan(&cfg, &snap, &Registry::new(), Scope::Managed);
     assert_eq!(p.isolation.rules.add.len(), 4);
     // eth0's default copied, usb0's not; an unreachable default per family.
     let copies: Vec<u32> = p.isolation.routes.add.iter().map(|r| r.oif).collect();
@@ -377,7 +367,7 @@ fn isolation_is_planned_by_the_daemon_only_and_a_second_pass_changes_nothing() {
             spec: r.clone(),
             proto: PROTO,
         }));
-    let again = plan(&cfg, &s, &Registry::new(), Scope::Managed, None);
+    let again = plan(&cfg, &s, &Registry::new(), Scope::Managed);
     assert!(again.isolation.rules.is_empty() && again.isolation.routes.is_empty());
     // Off again: everything of it goes.
     let off = plan(
@@ -385,7 +375,6 @@ fn isolation_is_planned_by_the_daemon_only_and_a_second_pass_changes_nothing() {
         &s,
         &Registry::new(),
         Scope::Managed,
-        None,
     );
     assert_eq!(
         (

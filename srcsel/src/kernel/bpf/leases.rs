@@ -16,18 +16,11 @@ use crate::policy::{
 };
 
 impl Namespace {
-    /// Records `r` at `at` (CLOCK_BOOTTIME s); a write only when it differs.
+    /// Records a hook's report `r` at `at` (CLOCK_BOOTTIME s); a write
+    /// only when it differs from the one recorded.
     pub fn record_lease(&mut self, r: &HookReport, at: u64) -> Result<(), BpfError> {
         let key = name_key(&r.interface);
-        let mut dns4 = [0; MAX_RESOLVERS];
-        for (slot, a) in dns4.iter_mut().zip(&r.dns) {
-            *slot = raw4(Some(*a));
-        }
-        let value = LeaseReport {
-            gateway4: raw4(r.gateway),
-            dns4,
-            at,
-        };
+        let value = to_value(&r.reported(at));
         let same = |old: &LeaseReport| old.gateway4 == value.gateway4 && old.dns4 == value.dns4;
         if self.leases.get(&key, 0).is_ok_and(|old| same(&old)) {
             return Ok(());
@@ -50,5 +43,17 @@ impl Namespace {
             all.insert(name_of_key(&key), reported);
         }
         Ok(all)
+    }
+}
+
+fn to_value(r: &Reported) -> LeaseReport {
+    let mut dns4 = [0; MAX_RESOLVERS];
+    for (slot, a) in dns4.iter_mut().zip(&r.dns) {
+        *slot = raw4(Some(*a));
+    }
+    LeaseReport {
+        gateway4: raw4(r.gateway),
+        dns4,
+        at: r.at,
     }
 }

@@ -89,7 +89,7 @@ pub fn mark_namespace(ns_dir: &Path) -> Result<(), BpfError> {
 /// Removes the pins of network namespaces that no longer exist (deleted
 /// without `srcsel down`: a lab, a container). A folder without a marker is
 /// left alone: whose it is cannot be told. Returns the folders removed.
-pub fn reap_namespaces(bpffs: &Path) -> io::Result<Vec<PathBuf>> {
+pub fn reap_namespaces(bpffs: &Path, cookie: u64) -> io::Result<Vec<PathBuf>> {
     let Ok(entries) = fs::read_dir(bpffs.join(TOP)) else {
         return Ok(Vec::new());
     };
@@ -99,12 +99,13 @@ pub fn reap_namespaces(bpffs: &Path) -> io::Result<Vec<PathBuf>> {
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.path())
         .collect();
-    // Our own namespace is live: only others need the scan of /proc.
-    let me = netns::current_inode().ok();
+    // Our own namespace is live: only others need the scan of /proc. (By
+    // cookie: a dead namespace's folder may carry our inode.)
+    let me = ns_dir(bpffs, cookie);
     let marked: Vec<(PathBuf, u64)> = dirs
         .iter()
+        .filter(|d| **d != me)
         .filter_map(|d| Some((d.clone(), marked_inode(d)?)))
-        .filter(|(_, inode)| Some(*inode) != me)
         .collect();
     if marked.is_empty() {
         return Ok(Vec::new());
