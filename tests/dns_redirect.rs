@@ -378,3 +378,29 @@ fn ipv6_resolvers_come_from_router_advertisements() {
     assert!(o.contains(HOME_ANSWER), "{o}");
     assert_eq!(asked(&lab, "r1", NAME), [lab.addr6_of("eth0").unwrap()]);
 }
+
+#[test]
+fn without_a_hook_the_resolvers_are_asked_of_dhcpcd() {
+    // dhcpcd runs no hook here: nothing reports usb0's lease to srcsel.
+    let mut lab = Lab::new(env!("CARGO_BIN_EXE_srcsel"));
+    lab.start_resolvers();
+    lab.set_resolv_conf(&format!("nameserver {HOME_DNS}\n"));
+    let config = lab.dir.join("srcsel.toml");
+    fs::write(&config, "[[uplink]]\nname = \"usb0\"\n").unwrap();
+    // Where dhcpcd's control socket is (the lab gives it a private /run/dhcpcd).
+    lab.start_daemon_in_mounts_of("dhcpcd-usb0", &["--config", &config.display().to_string()]);
+    wait_until("usb0's resolver asked of dhcpcd", CONVERGE, || {
+        ok(&mut lab.srcsel(["status"])).contains("DNS: 10.99.0.1 (dhcpcd)")
+    });
+    let o = out(&mut lab.run_via_usb0(&format!("getent ahostsv4 {NAME} | head -1")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("knows no DNS"), "{}", stderr(&o));
+    let answer = String::from_utf8_lossy(&o.stdout);
+    assert!(answer.contains(HOTSPOT_ANSWER), "{answer}");
+    assert_eq!(asked(&lab, "r2", NAME), [lab.usb0_addr()]);
+    assert_eq!(
+        asked(&lab, "r1", NAME),
+        Vec::<String>::new(),
+        "leaked to the home router"
+    );
+}

@@ -21,6 +21,8 @@ const DEB: &str = concat!(
 );
 const SLICE: &str = "hotspot.slice";
 const NM_CONF: &str = "/etc/NetworkManager/conf.d/90-srcsel-test.conf";
+const NM_HOOK: &str = "/usr/lib/NetworkManager/dispatcher.d/90-srcsel";
+const NETWORKD_CONF: &str = "/run/systemd/network/50-srcsel-test.network";
 /// NetworkManager takes usb0 alone, and makes no profiles of its own.
 const NM_CONF_TEXT: &str =
     "[main]\nno-auto-default=*\n[keyfile]\nunmanaged-devices=except:interface-name:usb0\n";
@@ -53,6 +55,12 @@ impl Drop for Cleanup {
         let _ = out(Command::new("nmcli").args(["connection", "delete", "hotspot"]));
         let _ = out(Command::new("systemctl").args(["stop", "NetworkManager.service"]));
         let _ = fs::remove_file(NM_CONF);
+        let _ = fs::remove_file(NETWORKD_CONF);
+        let _ = out(Command::new("systemctl").args([
+            "stop",
+            "systemd-networkd.service",
+            "systemd-networkd.socket",
+        ]));
     }
 }
 
@@ -75,6 +83,7 @@ fn installs_steers_a_slice_under_network_manager_and_dhcpcd_and_purges_to_the_st
     sh(&format!("srcsel assign --slice {SLICE} --via usb0"));
     assert_eq!(curl_in_slice(&lab), None, "strict, usb0 never leased");
     network_manager(&mut lab);
+    networkd(&mut lab);
     dhcpcd_nogateway(&mut lab);
 
     lab.stop("dhcpcd-usb0");
@@ -136,7 +145,7 @@ fn install() {
     ] {
         assert!(Path::new(f).is_file(), "{f}");
     }
-    let nm = fs::metadata("/usr/lib/NetworkManager/dispatcher.d/90-srcsel").unwrap();
+    let nm = fs::metadata(NM_HOOK).unwrap();
     assert_eq!(
         nm.permissions().mode() & 0o111,
         0o111,
@@ -217,10 +226,14 @@ fn network_manager(lab: &mut Lab) {
         "nmcli connection add save no type ethernet ifname usb0 con-name hotspot \
         ipv4.method auto ipv4.route-metric 3000 ipv6.method disabled",
     );
+    // First as on a host without srcsel's dispatcher script: the lease's
+    // resolver is asked of NetworkManager over D-Bus.
+    sh(&format!("chmod -x {NM_HOOK}"));
     sh("nmcli --wait 60 connection up hotspot");
     lab.wait_for_lease();
     wait_for_gateway("10.99.0.1");
-    wait_for_journal("lease hook: usb0 gateway 10.99.0.1");
+    wait_for_dns("10.99.0.1", "NetworkManager");
+    sh(&format!("chmod +x {NM_HOOK}"));
 
     assert_eq!(
         curl_in_slice(lab),
@@ -237,15 +250,7 @@ fn network_manager(lab: &mut Lab) {
     wait_for_gateway("10.98.0.1");
     wait_for_journal("lease hook: usb0 gateway 10.98.0.1");
     // The lease's resolver too, from the dispatcher's DHCP4_DOMAIN_NAME_SERVERS.
-    wait_until(
-        "usb0's resolver from NetworkManager",
-        Duration::from_secs(30),
-        || {
-            let v: serde_json::Value = serde_json::from_str(&sh("srcsel status --json")).unwrap();
-            v["uplinks"][0]["dns"] == serde_json::json!(["10.98.0.1"])
-                && v["uplinks"][0]["dns_source"] == "dhcp"
-        },
-    );
+    wait_for_dns("10.98.0.1", "dhcp");
     assert_eq!(
         curl_in_slice(lab),
         Some(lab.usb0_addr()),
@@ -260,6 +265,43 @@ fn network_manager(lab: &mut Lab) {
     // leaves it switched off), so the routing compared after purge is srcsel's alone.
     sh("ip link set usb0 addrgenmode none && sysctl -qw net.ipv6.conf.usb0.disable_ipv6=0");
     fs::remove_file(NM_CONF).unwrap();
+}
+
+/// Waits until srcsel's status gives usb0 the resolver `dns`, from `source`.
+fn wait_for_dns(dns: &str, source: &str) {
+    wait_until(
+        &format!("usb0's resolver {dns} ({source})"),
+        Duration::from_secs(30),
+        || {
+            let v: serde_json::Value = serde_json::from_str(&sh("srcsel status --json")).unwrap();
+            v["uplinks"][0]["dns"] == serde_json::json!([dns])
+                && v["uplinks"][0]["dns_source"] == source
+        },
+    );
+}
+
+/// usb0 under systemd-networkd, which runs no hooks: its resolver comes
+/// from networkd's state file.
+fn networkd(lab: &mut Lab) {
+    fs::create_dir_all("/run/systemd/network").unwrap();
+    fs::write(
+        NETWORKD_CONF,
+        "[Match]\nName=usb0\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n\
+         [DHCPv4]\nRouteMetric=3000\n",
+    )
+    .unwrap();
+    sh("systemctl start systemd-networkd.service");
+    lab.wait_for_lease();
+    wait_for_gateway("10.98.0.1");
+    wait_for_dns("10.98.0.1", "systemd-networkd");
+    assert_eq!(
+        curl_in_slice(lab),
+        Some(lab.usb0_addr()),
+        "the slice, networkd's lease"
+    );
+    sh("systemctl stop systemd-networkd.service systemd-networkd.socket");
+    fs::remove_file(NETWORKD_CONF).unwrap();
+    sh("ip addr flush dev usb0 && ip route flush dev usb0");
 }
 
 /// usb0 under dhcpcd with the packaged hook and `nogateway` (no default

@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod daemon;
 mod dhcp;
+mod dhcp_clients;
 mod kernel;
 mod placement;
 mod policy;

@@ -9,6 +9,7 @@ use tracing::{debug, info};
 
 use crate::{
     config::Config,
+    dhcp_clients::Asker,
     kernel::{
         bpf::Namespace,
         cgroup,
@@ -33,21 +34,32 @@ pub struct Passed {
 
 /// Records a hook's report, if any (of any interface: a report changes
 /// nothing until something names its interface), then reads (the kernel,
-/// the system's resolvers, the reports), plans and applies for `scope`.
+/// the system's resolvers, the reports, and what the host's DHCP client
+/// knows of uplinks no hook told of), plans and applies for `scope`.
 pub async fn pass(
     handle: &Handle,
     ns: &mut Namespace,
     config: &Config,
     scope: Scope<'_>,
     hook: Option<&HookReport>,
+    asker: &mut Asker,
 ) -> anyhow::Result<Passed> {
     let mut dump = Dump::read(handle).await?;
-    dump.snapshot.system_dns = resolv::system_resolvers();
+    let snap = &mut dump.snapshot;
+    snap.system_dns = resolv::system_resolvers();
     if let Some(h) = hook {
-        ns.record_lease(h, dump.snapshot.now)?;
+        ns.record_lease(h, snap.now)?;
     }
-    dump.snapshot.reported = ns.reported()?;
-    let plan = plan::plan(config, &dump.snapshot, &ns.registry()?, scope);
+    snap.reported = ns.reported()?;
+    let registry = ns.registry()?;
+    let to_ask = plan::to_ask(config, snap, &registry, scope);
+    asker.keep_only(&to_ask);
+    for name in to_ask {
+        if let Some(a) = asker.ask(&Uplink::observe_or_absent(snap, &name)).await {
+            snap.asked.insert(name, a);
+        }
+    }
+    let plan = plan::plan(config, &dump.snapshot, &registry, scope);
     Ok(Passed {
         failed: apply(handle, &dump, ns, &plan).await?,
         rdnss_expiry: plan.rdnss_expiry(),
@@ -83,7 +95,10 @@ pub async fn for_run(
     // The pass proper, under the namespace's lock, from a fresh snapshot:
     // concurrent runs may have set the uplink up since the checks.
     let mut ns = Namespace::open(bpffs, cookie)?;
-    let failed = pass(handle, &mut ns, config, scope, None).await?.failed;
+    let mut asker = Asker::default();
+    let failed = pass(handle, &mut ns, config, scope, None, &mut asker)
+        .await?
+        .failed;
     if let Some((name, e)) = failed.into_iter().next() {
         return Err(e.context(name));
     }

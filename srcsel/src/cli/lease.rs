@@ -57,7 +57,8 @@ pub fn lease(args: &[String], config_path: &Path) -> anyhow::Result<()> {
         }
         let handle = netlink::connect()?;
         let scope = Scope::One(&report.interface);
-        let failed = reconcile::pass(&handle, &mut ns, &config, scope, Some(&report))
+        let mut asker = crate::dhcp_clients::Asker::default();
+        let failed = reconcile::pass(&handle, &mut ns, &config, scope, Some(&report), &mut asker)
             .await?
             .failed;
         match failed.into_iter().next() {

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 use crate::{
     assign,
     config::Config,
+    dhcp_clients::Asker,
     kernel::{
         self,
         bpf::{Namespace, pins},
@@ -51,12 +52,16 @@ pub struct Daemon {
     cg_root: Result<PathBuf, CgroupError>,
     /// The daemon's own uid: its peers with it are as privileged as root.
     uid: u32,
-    /// One pass at a time: the event loop's, a lease's, a new run's.
-    passes: tokio::sync::Mutex<()>,
+    /// One pass at a time: the event loop's, a lease's, a new run's; with
+    /// what the host's DHCP clients said, kept across passes.
+    passes: tokio::sync::Mutex<Asker>,
     conns: Arc<server::Conns>,
     /// When the first resolver routers advertised expires (CLOCK_BOOTTIME
     /// s), as the last pass planned: a pass then drops it.
     rdnss_expiry: std::sync::Mutex<Option<u64>>,
+    /// When a pass should ask a DHCP client again about an uplink it knew
+    /// no resolvers of ([`Asker::next_try`]).
+    ask_again: std::sync::Mutex<Option<Instant>>,
 }
 
 /// How long a stopping daemon waits for runs being set up.
@@ -99,9 +104,10 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         cg_root: cgroup::cgroup2_mount(),
         // SAFETY: plain getter.
         uid: unsafe { libc::geteuid() },
-        passes: tokio::sync::Mutex::new(()),
+        passes: tokio::sync::Mutex::new(Asker::default()),
         conns: server.conns.clone(),
         rdnss_expiry: std::sync::Mutex::new(None),
+        ask_again: std::sync::Mutex::new(None),
     });
     d.reap();
     if crate::systemd::started_by_systemd() {
@@ -136,12 +142,16 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let mut rdnss = RdnssListener::new().context("listening for router advertisements' RDNSS")?;
     loop {
         let expiry = d.until_rdnss_expiry();
+        let ask_again = *d.ask_again.lock().unwrap_or_else(|e| e.into_inner());
         tokio::select! {
             found = rdnss.next() => {
                 d.learn_rdnss(found.context("reading RDNSS")?).await;
             }
             () = sleep_or_never(expiry) => {
                 d.reconcile("an advertised resolver expired", None).await;
+            }
+            () = sleep_or_never(ask_again.map(|t| t.saturating_duration_since(Instant::now()))) => {
+                d.reconcile("asking a DHCP client for resolvers again", None).await;
             }
             r = changed(&mut resolv) => {
                 if let Err(e) = r {
@@ -281,14 +291,22 @@ impl Daemon {
     /// One full pass over every managed uplink, then the assignments;
     /// failures are logged (per uplink, per assignment) and returned.
     async fn reconcile(&self, why: &str, hook: Option<&HookReport>) -> Vec<String> {
-        let _pass = self.passes.lock().await;
+        let mut asker = self.passes.lock().await;
         let t = Instant::now();
         let config = self.config();
         let result = async {
             let mut ns = Namespace::open(&self.bpffs, self.cookie)?;
-            let passed =
-                reconcile::pass(&self.handle, &mut ns, &config, Scope::Managed, hook).await?;
+            let passed = reconcile::pass(
+                &self.handle,
+                &mut ns,
+                &config,
+                Scope::Managed,
+                hook,
+                &mut asker,
+            )
+            .await?;
             *self.rdnss_expiry.lock().unwrap_or_else(|e| e.into_inner()) = passed.rdnss_expiry;
+            *self.ask_again.lock().unwrap_or_else(|e| e.into_inner()) = asker.next_try();
             let failed = passed.failed;
             let mut problems: Vec<String> = failed
                 .iter()

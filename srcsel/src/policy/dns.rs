@@ -19,14 +19,22 @@ pub enum DnsSource {
     Dhcp,
     /// RDNSS options of the uplink's router advertisements.
     RouterAdvertisement,
+    /// Asked of the host's DHCP client, without a hook: dhcpcd (its control
+    /// socket), NetworkManager (D-Bus), systemd-networkd (its state files).
+    Dhcpcd,
+    NetworkManager,
+    Networkd,
 }
 
 impl DnsSource {
-    const ALL: [Self; 4] = [
+    const ALL: [Self; 7] = [
         Self::Config,
         Self::System,
         Self::Dhcp,
         Self::RouterAdvertisement,
+        Self::Dhcpcd,
+        Self::NetworkManager,
+        Self::Networkd,
     ];
 
     /// Its code in the map value's flags (0: none).
@@ -44,6 +52,9 @@ impl DnsSource {
             Self::System => "system",
             Self::Dhcp => "dhcp",
             Self::RouterAdvertisement => "router advertisement",
+            Self::Dhcpcd => "dhcpcd",
+            Self::NetworkManager => "NetworkManager",
+            Self::Networkd => "systemd-networkd",
         }
     }
 }
@@ -62,16 +73,43 @@ pub struct Dns {
     pub ra6: Vec<(Ipv6Addr, u64)>,
 }
 
-/// The learned resolvers a slot keeps between passes (read back from the map).
+/// The learned resolvers a slot keeps between passes (read back from the
+/// map), and what the host's DHCP client said this pass.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Learned {
     pub hook4: Vec<Ipv4Addr>,
     pub ra6: Vec<(Ipv6Addr, u64)>,
+    /// Asked of the DHCP client: never kept, asked again when needed.
+    pub asked: Option<Asked>,
+}
+
+/// The resolvers a DHCP client on the host knows for an uplink, asked of it
+/// when no hook reported any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Asked {
+    pub source: DnsSource,
+    pub v4: Vec<Ipv4Addr>,
+    pub v6: Vec<Ipv6Addr>,
+}
+
+impl Asked {
+    /// From a client's list, in its order: only resolvers the programs can
+    /// send to; None when none is left.
+    pub fn new(source: DnsSource, all: impl IntoIterator<Item = IpAddr>) -> Option<Self> {
+        let all: Vec<IpAddr> = all.into_iter().filter(|a| can_resolve(*a)).collect();
+        let a = Self {
+            source,
+            v4: first(all.iter().filter_map(v4_of)),
+            v6: first(all.iter().filter_map(v6_of)),
+        };
+        (!a.v4.is_empty() || !a.v6.is_empty()).then_some(a)
+    }
 }
 
 /// The resolvers in use for an uplink with config `cfg`, learned `learned`,
 /// at `now`: the config's list wins over anything learned, for both
-/// families; `system_dns` keeps the system's. Expired RDNSS is dropped.
+/// families; `system_dns` keeps the system's. A hook's report and RDNSS
+/// come before what the DHCP client was asked. Expired RDNSS is dropped.
 pub fn choose(cfg: &DnsConfig, learned: &Learned, now: u64) -> Dns {
     let ra6: Vec<(Ipv6Addr, u64)> = learned
         .ra6
@@ -100,6 +138,14 @@ pub fn choose(cfg: &DnsConfig, learned: &Learned, now: u64) -> Dns {
             dns.v6 = dns.ra6.iter().map(|(a, _)| *a).collect();
             dns.source4 = (!dns.v4.is_empty()).then_some(DnsSource::Dhcp);
             dns.source6 = (!dns.v6.is_empty()).then_some(DnsSource::RouterAdvertisement);
+            if let Some(a) = &learned.asked {
+                if dns.v4.is_empty() && !a.v4.is_empty() {
+                    (dns.v4, dns.source4) = (a.v4.clone(), Some(a.source));
+                }
+                if dns.v6.is_empty() && !a.v6.is_empty() {
+                    (dns.v6, dns.source6) = (a.v6.clone(), Some(a.source));
+                }
+            }
         }
     }
     dns
@@ -224,6 +270,7 @@ pub fn merge_rdnss(
 /// What a slot's map value says was learned.
 pub fn learned_of(r: &Resolvers) -> Learned {
     Learned {
+        asked: None,
         hook4: r.hook4.iter().filter_map(|a| from_raw4(*a)).collect(),
         ra6: r
             .ra6

@@ -14,7 +14,51 @@ fn learned() -> Learned {
     Learned {
         hook4: vec![v4("10.99.0.1"), v4("9.9.9.9")],
         ra6: vec![(v6("2001:db8:99::1"), 1000), (v6("2001:db8:99::2"), 50)],
+        asked: None,
     }
+}
+
+#[test]
+fn a_dhcp_clients_resolvers_serve_only_where_no_hook_or_ra_gave_any() {
+    let asked = Asked::new(
+        DnsSource::NetworkManager,
+        ["127.0.0.53", "10.99.0.1", "fe80::1", "2001:db8:99::53"].map(|a| a.parse().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(
+        (asked.v4.clone(), asked.v6.clone()),
+        (vec![v4("10.99.0.1")], vec![v6("2001:db8:99::53")]),
+        "a local stub and a link-local resolver cannot be redirected to"
+    );
+    let only = Learned {
+        asked: Some(asked.clone()),
+        ..Learned::default()
+    };
+    let d = choose(&DnsConfig::Learned, &only, 100);
+    assert_eq!(
+        (d.v4.clone(), d.source4),
+        (asked.v4.clone(), Some(DnsSource::NetworkManager))
+    );
+    assert_eq!(
+        (d.v6, d.source6),
+        (asked.v6.clone(), Some(DnsSource::NetworkManager))
+    );
+    // A hook's report and RDNSS come first; and nothing is kept of it.
+    let both = Learned {
+        asked: Some(asked),
+        ..learned()
+    };
+    let d = choose(&DnsConfig::Learned, &both, 100);
+    assert_eq!(
+        (d.source4, d.source6),
+        (Some(DnsSource::Dhcp), Some(DnsSource::RouterAdvertisement))
+    );
+    assert_eq!(learned_of(&to_value(&d)).asked, None);
+    assert_eq!(
+        in_use(&to_value(&choose(&DnsConfig::Learned, &only, 1))).source4,
+        Some(DnsSource::NetworkManager)
+    );
+    assert!(Asked::new(DnsSource::Dhcpcd, ["127.0.0.1".parse().unwrap()]).is_none());
 }
 
 #[test]
@@ -69,7 +113,7 @@ fn the_map_value_round_trips_and_caps_each_family() {
     let many: Vec<Ipv4Addr> = (1..=5).map(|i| Ipv4Addr::new(192, 0, 2, i)).collect();
     let l = Learned {
         hook4: many,
-        ra6: learned().ra6,
+        ..learned()
     };
     let d = choose(&DnsConfig::Learned, &l, 10);
     assert_eq!(d.v4.len(), MAX_RESOLVERS);
@@ -79,7 +123,8 @@ fn the_map_value_round_trips_and_caps_each_family() {
         learned_of(&to_value(&d)),
         Learned {
             hook4: d.hook4.clone(),
-            ra6: d.ra6.clone()
+            ra6: d.ra6.clone(),
+            asked: None,
         }
     );
 }

@@ -17,7 +17,7 @@ use super::{
     slot::{Slot, in_range, table_for},
     snapshot::Reported,
 };
-use crate::config::{Config, UplinkConfig};
+use crate::config::{Config, DnsConfig, UplinkConfig};
 
 /// What the slot registry holds for one slot.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -180,14 +180,7 @@ impl Plan {
 /// The plan for `scope`. The hooks' reports are in the snapshot: they serve
 /// the uplinks planned, and bring none under management.
 pub fn plan(config: &Config, snap: &Snapshot, reg: &Registry, scope: Scope<'_>) -> Plan {
-    let names: BTreeSet<String> = match scope {
-        Scope::Managed => config
-            .managed()
-            .map(str::to_owned)
-            .chain(reg.values().map(|r| r.name.clone()))
-            .collect(),
-        Scope::One(name) => BTreeSet::from([name.to_owned()]),
-    };
+    let names = planned(config, reg, scope);
     let mut plan = Plan {
         exempt: routing::exempt_prefixes(snap),
         system_dns: dns::system_value(&snap.system_dns),
@@ -230,6 +223,7 @@ fn plan_uplink(
         }
         None => reg.get(&id).and_then(|r| r.hook_gateway),
     };
+    learned.asked = snap.asked.get(name).cloned();
     let dns_config = cfg.map(UplinkConfig::dns).unwrap_or_default();
     let dns = dns::choose(&dns_config, &learned, snap.now);
     let mut uplink = Uplink::observe_or_absent(snap, name);
@@ -262,6 +256,37 @@ fn plan_uplink(
         hook_gateway,
         dns,
     })
+}
+
+/// The uplinks a plan for `scope` covers.
+fn planned(config: &Config, reg: &Registry, scope: Scope<'_>) -> BTreeSet<String> {
+    match scope {
+        Scope::Managed => config
+            .managed()
+            .map(str::to_owned)
+            .chain(reg.values().map(|r| r.name.clone()))
+            .collect(),
+        Scope::One(name) => BTreeSet::from([name.to_owned()]),
+    }
+}
+
+/// The uplinks of `scope` whose resolvers are to be asked of the host's
+/// DHCP client: those that learn theirs (no `dns`, no `system_dns`) and
+/// of which no hook reported any.
+pub fn to_ask(config: &Config, snap: &Snapshot, reg: &Registry, scope: Scope<'_>) -> Vec<String> {
+    let hooked = |name: &str| match snap.reported.get(name) {
+        Some(r) => !r.dns.is_empty(),
+        None => slot_of(reg, name).is_some_and(|id| !reg[&id].dns.hook4.is_empty()),
+    };
+    planned(config, reg, scope)
+        .into_iter()
+        .filter(|name| {
+            let learns = config
+                .uplink(name)
+                .is_none_or(|c| c.dns() == DnsConfig::Learned);
+            learns && !hooked(name)
+        })
+        .collect()
 }
 
 /// The isolation plan: in force while any configured uplink has

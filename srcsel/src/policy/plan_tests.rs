@@ -224,7 +224,7 @@ fn the_hooks_resolvers_last_until_the_next_report_and_the_config_wins() {
     let mut reg = Registry::new();
     let learned = crate::policy::dns::Learned {
         hook4: vec!["10.99.0.1".parse().unwrap()],
-        ra6: Vec::new(),
+        ..Default::default()
     };
     reg.insert(
         1,

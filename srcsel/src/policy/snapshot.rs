@@ -69,6 +69,9 @@ pub struct Snapshot {
     pub system_dns: Vec<std::net::IpAddr>,
     /// The last lease DHCP client hooks reported, by interface name.
     pub reported: BTreeMap<String, Reported>,
+    /// Resolvers the host's DHCP client knows, for uplinks no hook told
+    /// srcsel any of ([`super::plan::to_ask`]), by interface name.
+    pub asked: BTreeMap<String, super::dns::Asked>,
 }
 
 /// A lease a DHCP client hook reported (`srcsel lease`), recorded whether

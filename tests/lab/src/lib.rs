@@ -176,8 +176,26 @@ impl Lab {
     /// watches netlink (counting starts, so a restart waits for its own line).
     pub fn start_daemon(&mut self, args: &[&str]) {
         let mut cmd = self.srcsel(["daemon"]);
-        cmd.args(args).env("SRCSEL_LOG", "debug");
-        self.spawn("daemon", &mut cmd);
+        self.launch_daemon(cmd.args(args));
+    }
+
+    /// The same in the mount namespace of the lab's process `role` (where
+    /// a DHCP client's private /run/dhcpcd is).
+    pub fn start_daemon_in_mounts_of(&mut self, role: &str, args: &[&str]) {
+        let pid = self
+            .pid(role)
+            .unwrap_or_else(|| panic!("{role} does not run"));
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.ns("client")))
+            .arg(format!("--mount=/proc/{pid}/ns/mnt"))
+            .arg(&self.srcsel)
+            .arg("daemon");
+        self.launch_daemon(cmd.args(args));
+    }
+
+    fn launch_daemon(&mut self, cmd: &mut Command) {
+        cmd.env("SRCSEL_LOG", "debug");
+        self.spawn("daemon", cmd);
         let log = self.log_path("daemon");
         wait_until(
             "the daemon to watch netlink",

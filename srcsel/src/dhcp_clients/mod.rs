@@ -1,0 +1,121 @@
+//! What the host's DHCP client knows that no lease hook told srcsel: an
+//! uplink's resolvers. systemd-networkd runs no hooks at all, and a daemon
+//! started after the lease (or `srcsel down`) heard none. Asked, in this
+//! order, of what is present: dhcpcd (its control socket), NetworkManager
+//! (D-Bus, only while it runs: never activated), systemd-networkd (its state
+//! files). Each answer is bounded in time; none changes anything.
+mod dhcpcd;
+mod networkd;
+mod networkmanager;
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use tracing::debug;
+
+use crate::policy::{Uplink, dns::Asked};
+
+/// How long one client may take to answer.
+const TIMEOUT: Duration = Duration::from_secs(1);
+/// How often an uplink is asked after its link or addresses changed, while
+/// nothing is known: at once, then 1, 2 and 4 s later (a client may publish
+/// a lease's resolvers a moment after its address). Then not until the
+/// next change: an uplink no client keeps costs no timer.
+const TRIES: u32 = 4;
+
+/// The DHCP clients' answers per uplink, asked again when its link or
+/// addresses change: the daemon keeps one across passes, so a netlink event
+/// that changes nothing of an uplink asks nothing.
+#[derive(Default)]
+pub struct Asker {
+    known: HashMap<String, Entry>,
+}
+
+type Key = (u32, bool, Option<Ipv4Net>, Option<Ipv6Net>);
+
+struct Entry {
+    key: Key,
+    at: Instant,
+    tries: u32,
+    answer: Option<Asked>,
+}
+
+impl Entry {
+    /// When to ask again, if ever.
+    fn due(&self) -> Option<Instant> {
+        (self.answer.is_none() && self.tries < TRIES)
+            .then(|| self.at + Duration::from_secs(1 << (self.tries - 1)))
+    }
+}
+
+impl Asker {
+    /// The resolvers the host's DHCP client knows for `up`, if any.
+    pub async fn ask(&mut self, up: &Uplink) -> Option<Asked> {
+        let key = (up.index, up.up, up.addr, up.addr6);
+        let tries = match self.known.get(&up.name) {
+            Some(e) if e.key == key => match e.due() {
+                Some(t) if Instant::now() >= t => e.tries + 1,
+                _ => return e.answer.clone(),
+            },
+            _ => 1,
+        };
+        let answer = if up.index == 0 {
+            None
+        } else {
+            ask(&up.name, up.index).await
+        };
+        debug!("{}: the DHCP client knows resolvers {answer:?}", up.name);
+        let entry = Entry {
+            key,
+            at: Instant::now(),
+            tries,
+            answer: answer.clone(),
+        };
+        self.known.insert(up.name.clone(), entry);
+        answer
+    }
+
+    /// Forgets the uplinks a pass did not ask about (a hook told of them).
+    pub fn keep_only(&mut self, asked: &[String]) {
+        self.known.retain(|name, _| asked.contains(name));
+    }
+
+    /// When a pass should ask again about an uplink nothing is known of.
+    pub fn next_try(&self) -> Option<Instant> {
+        self.known.values().filter_map(Entry::due).min()
+    }
+}
+
+/// The answer of the first client that keeps the interface.
+async fn ask(name: &str, index: u32) -> Option<Asked> {
+    if let Some(a) = dhcpcd::ask(name).await {
+        return a;
+    }
+    if let Some(a) = networkmanager::ask(name).await {
+        return a;
+    }
+    networkd::ask(index).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn nothing_known_is_asked_again_a_few_times_then_not_until_a_change() {
+        let mut asker = Asker::default();
+        let gone = Uplink::absent("usb9");
+        assert_eq!(asker.ask(&gone).await, None);
+        let first = asker.next_try().expect("asked again in a second");
+        // Not before it is due: the same answer, no new try.
+        assert_eq!(asker.ask(&gone).await, None);
+        assert_eq!(asker.next_try(), Some(first));
+        asker.known.get_mut("usb9").unwrap().tries = TRIES;
+        assert_eq!(asker.next_try(), None, "no timer once the tries are spent");
+        asker.keep_only(&[]);
+        assert!(asker.known.is_empty());
+    }
+}
