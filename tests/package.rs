@@ -187,8 +187,11 @@ fn wait_for_gateway(gateway: &str) {
         &format!("srcsel's route via {gateway}"),
         Duration::from_secs(30),
         || {
+            // The table exists only once it has a route: until then `ip` fails.
             sh("ip rule").contains("lookup srcsel-1 proto srcsel")
-                && sh("ip route show table srcsel-1").contains(&format!("default via {gateway} "))
+                && try_sh("ip route show table srcsel-1")
+                    .1
+                    .contains(&format!("default via {gateway} "))
         },
     );
 }
