@@ -82,19 +82,11 @@ async fn nameservers(iface: &str) -> zbus::Result<Option<Vec<IpAddr>>> {
         Err(zbus::Error::MethodError(..)) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let device = DeviceProxy::builder(&bus)
-        .path(device)?
-        .cache_properties(CacheProperties::No)
-        .build()
-        .await?;
+    let device: DeviceProxy = at(&bus, device).await?;
     let mut all = Vec::new();
     let ip4 = device.ip4_config().await?;
     if ip4.as_str() != "/" {
-        let config = Ip4ConfigProxy::builder(&bus)
-            .path(ip4)?
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await?;
+        let config: Ip4ConfigProxy = at(&bus, ip4).await?;
         for entry in config.nameserver_data().await? {
             let address = entry
                 .get("address")
@@ -104,11 +96,7 @@ async fn nameservers(iface: &str) -> zbus::Result<Option<Vec<IpAddr>>> {
     }
     let ip6 = device.ip6_config().await?;
     if ip6.as_str() != "/" {
-        let config = Ip6ConfigProxy::builder(&bus)
-            .path(ip6)?
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await?;
+        let config: Ip6ConfigProxy = at(&bus, ip6).await?;
         for bytes in config.nameservers().await? {
             if let Ok(b) = <[u8; 16]>::try_from(bytes) {
                 all.push(IpAddr::from(b));
@@ -116,4 +104,17 @@ async fn nameservers(iface: &str) -> zbus::Result<Option<Vec<IpAddr>>> {
         }
     }
     Ok(Some(all))
+}
+
+/// A proxy of NetworkManager's object at `path`, its properties read when
+/// asked (no cache, so no subscription to their changes).
+async fn at<'a, P>(bus: &Connection, path: OwnedObjectPath) -> zbus::Result<P>
+where
+    P: From<zbus::Proxy<'a>> + zbus::proxy::Defaults,
+{
+    zbus::proxy::Builder::<P>::new(bus)
+        .path(path)?
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await
 }
