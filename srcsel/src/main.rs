@@ -4,6 +4,7 @@
 //! `reconcile` joins them in one pass; `cli` and `daemon` drive it.
 mod api;
 mod assign;
+mod cleanup;
 mod cli;
 mod config;
 mod daemon;
@@ -13,6 +14,7 @@ mod kernel;
 mod placement;
 mod policy;
 mod reconcile;
+mod status;
 mod supervise;
 mod systemd;
 

@@ -9,7 +9,7 @@ use std::{net::Ipv4Addr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{cli::status::Report, policy::Mode};
+use crate::{policy::Mode, status::Report};
 
 /// Bumped when a message changes incompatibly; the daemon refuses other
 /// versions with a message that says which side to restart.

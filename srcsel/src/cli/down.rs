@@ -105,7 +105,7 @@ pub fn down(force: bool, config: &Path) -> anyhow::Result<()> {
         crate::api::remove_runtime_files(cookie);
     }
     if let (Some(root), Some(bpffs)) = (&cg_root, &bpffs) {
-        for problem in kernel::reap(root, bpffs, cookie) {
+        for problem in crate::cleanup::leftovers(root, bpffs, cookie) {
             tracing::warn!("{problem}");
         }
     }

@@ -156,7 +156,7 @@ fn alone(
     if let Some(w) = warning {
         warn!("{w}");
     }
-    for problem in kernel::reap(&cg_root, &bpffs, cookie) {
+    for problem in crate::cleanup::leftovers(&cg_root, &bpffs, cookie) {
         warn!("{problem}");
     }
     let owner = std::process::id();

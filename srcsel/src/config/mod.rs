@@ -38,7 +38,7 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::policy::{access::Allow, target::Assigned};
+use crate::policy::{access::Allow, dns::DnsConfig, target::Assigned};
 use srcsel_common::{MAX_RESOLVERS, MAX_UPLINKS, UPLINK_MASK};
 use toml::Spanned;
 
@@ -81,19 +81,17 @@ pub struct UplinkConfig {
     pub line: usize,
 }
 
-/// Which resolvers an uplink's programs use.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum DnsConfig {
-    /// Those its DHCP leases and router advertisements give.
-    #[default]
-    Learned,
-    /// Those the config names (`dns = [...]`).
-    Servers(Vec<IpAddr>),
-    /// The system's own (`system_dns = true`).
-    System,
-}
-
 impl UplinkConfig {
+    /// Its interface's name.
+    pub fn name(&self) -> &str {
+        self.name.get_ref()
+    }
+
+    /// The routing table it asks for.
+    pub fn table(&self) -> Option<u32> {
+        self.table.as_ref().map(|t| *t.get_ref())
+    }
+
     /// The uplink slot its mark asks for.
     pub fn slot(&self) -> Option<u32> {
         self.mark.as_ref().map(|m| m.get_ref() >> 24)

@@ -14,12 +14,12 @@ use crate::{
         ErrorKind, MAX_REQUEST, Message, Reply, Request, VERSION,
         frame::{self, FrameError},
     },
-    cli::status,
     kernel::{peer, users},
     policy::{
         access::{self, Caller},
         plan::HookReport,
     },
+    status,
 };
 
 /// Time a client has to send its request, and to take the reply.

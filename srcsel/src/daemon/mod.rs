@@ -23,7 +23,6 @@ use crate::{
     config::Config,
     dhcp_clients::Asker,
     kernel::{
-        self,
         bpf::{Namespace, pins},
         cgroup::{self, CgroupError},
         netlink::{
@@ -117,7 +116,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
             warn!(
                 "pointing {} at this namespace's pins: {e}; units with srcsel's drop-in will \
                  not start (their programs cannot be found) until it is",
-                crate::systemd::dropin::HOST_ALIAS
+                pins::HOST_ALIAS
             );
         }
     }
@@ -248,7 +247,7 @@ impl Daemon {
     /// without any event).
     pub(super) fn reap(&self) {
         if let Ok(root) = &self.cg_root {
-            for problem in kernel::reap(root, &self.bpffs, self.cookie) {
+            for problem in crate::cleanup::leftovers(root, &self.bpffs, self.cookie) {
                 warn!("{problem}");
             }
         }

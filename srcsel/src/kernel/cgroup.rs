@@ -119,11 +119,17 @@ pub fn cgroup2_mount() -> Result<PathBuf, CgroupError> {
         .ok_or(CgroupError::NoMount)
 }
 
+/// sd_booted(3): systemd is the init system, and makes the cgroups outside
+/// delegated subtrees.
+pub fn systemd_booted() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
 /// The folder of a namespace's run cgroups, so that no srcsel ever lists,
 /// reaps or kills another namespace's runs: a slice of srcsel's under
 /// systemd, srcsel's own subtree otherwise.
 pub fn runs_dir(root: &Path, cookie: u64) -> PathBuf {
-    if crate::systemd::booted() {
+    if systemd_booted() {
         root.join(SLICE).join(format!("srcsel-net{cookie}.slice"))
     } else {
         plain_runs_dir(root, cookie)

@@ -6,7 +6,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use srcsel_common::{MAX_RESOLVERS, Resolvers, dns_flags};
 
 use super::routing::{from_raw4, from_raw6, raw4, raw6};
-use crate::config::DnsConfig;
 
 /// Where an uplink's resolvers of one family come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +56,18 @@ impl DnsSource {
             Self::Networkd => "systemd-networkd",
         }
     }
+}
+
+/// Which resolvers an uplink's programs use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum DnsConfig {
+    /// Those its DHCP leases and router advertisements give.
+    #[default]
+    Learned,
+    /// Those the config names (`dns = [...]`).
+    Servers(Vec<IpAddr>),
+    /// The system's own (`system_dns = true`).
+    System,
 }
 
 /// One uplink's resolvers, as a pass decides them.

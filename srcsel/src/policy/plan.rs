@@ -9,6 +9,7 @@ use std::{
 use ipnet::IpNet;
 use srcsel_common::{MAX_EXEMPT4, MAX_EXEMPT6, MAX_UPLINKS, mark_for};
 
+use super::dns::DnsConfig;
 use super::{
     Route, Rule, Snapshot, Uplink, dns,
     gateway::{self, GatewaySource},
@@ -17,7 +18,7 @@ use super::{
     slot::{Slot, in_range, table_for},
     snapshot::Reported,
 };
-use crate::config::{Config, DnsConfig, UplinkConfig};
+use crate::config::{Config, UplinkConfig};
 
 /// What the slot registry holds for one slot.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -207,8 +208,8 @@ fn plan_uplink(
     name: &str,
 ) -> Result<UplinkPlan, PlanError> {
     let (id, claim) = choose_slot(reg, taken, name, cfg.and_then(UplinkConfig::slot))?;
-    let table = match cfg.and_then(|c| c.table.as_ref()) {
-        Some(t) => check_configured_table(reg, name, id, *t.get_ref())?,
+    let table = match cfg.and_then(UplinkConfig::table) {
+        Some(t) => check_configured_table(reg, name, id, t)?,
         None => table_for(id),
     };
     routing::check_table_free(snap, table, name)?;
@@ -296,7 +297,7 @@ fn isolation(config: &Config, snap: &Snapshot) -> Isolation {
         .uplinks
         .iter()
         .filter(|u| u.isolate)
-        .map(|u| u.name.get_ref().as_str())
+        .map(UplinkConfig::name)
         .collect();
     let active = !names.is_empty();
     let isolated = snap

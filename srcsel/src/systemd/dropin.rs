@@ -14,13 +14,14 @@ use std::{
 
 use srcsel_common::programs::{self, Hook};
 
-use crate::policy::{Assignment, target::Target};
+use crate::{
+    kernel::bpf::pins,
+    policy::{Assignment, target::Target},
+};
 
 /// `systemctl set-property --runtime`'s persistent sibling: API-managed drop-ins.
 const CONTROL_DIR: &str = "/etc/systemd/system.control";
 const FILE: &str = "50-srcsel.conf";
-/// The host namespace's pin folder, under the bpffs mount.
-pub const HOST_ALIAS: &str = "srcsel/host";
 
 /// systemd's name for each hook (`BPFProgram=TYPE:PATH`).
 fn hook_name(h: Hook) -> &'static str {
@@ -59,8 +60,8 @@ fn unit_of(t: &Target) -> Option<(&str, &'static str)> {
 /// The drop-in's text for `a` on a unit with settings section `section`.
 pub fn text(section: &str, bpffs: &Path, a: &Assignment) -> String {
     let set = bpffs
-        .join(HOST_ALIAS)
-        .join(crate::kernel::bpf::pins::pin_name(&a.via))
+        .join(pins::HOST_ALIAS)
+        .join(pins::pin_name(&a.via))
         .join(a.mode.as_str());
     let mut out = format!(
         "# Written by `srcsel assign` ({a}); `srcsel unassign` removes it.\n\
@@ -116,7 +117,7 @@ pub fn refresh(t: &Target, a: &Assignment) -> io::Result<bool> {
 }
 
 fn bpffs() -> PathBuf {
-    crate::kernel::bpf::pins::find_bpffs()
+    pins::find_bpffs()
         .ok()
         .flatten()
         .unwrap_or_else(|| PathBuf::from("/sys/fs/bpf"))

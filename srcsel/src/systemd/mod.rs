@@ -10,10 +10,7 @@ pub mod scope;
 
 use crate::policy::target::slice_path;
 
-/// sd_booted(3): systemd is the init system.
-pub fn booted() -> bool {
-    Path::new("/run/systemd/system").is_dir()
-}
+pub use crate::kernel::cgroup::systemd_booted as booted;
 
 /// Whether systemd started this process as a service's main process (not
 /// merely an ancestor did: INVOCATION_ID is inherited).

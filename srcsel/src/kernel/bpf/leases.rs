@@ -7,7 +7,7 @@ use srcsel_common::{LeaseReport, MAX_RESOLVERS, maps};
 
 use super::{
     BpfError, Namespace,
-    registry::{name_key, name_of_key},
+    namespace::{name_key, name_of_key},
 };
 use crate::policy::{
     plan::HookReport,

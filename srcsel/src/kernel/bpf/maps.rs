@@ -12,7 +12,7 @@ use srcsel_common::{Counters, Resolvers, UplinkRecord, UplinkState, flags, maps,
 
 use super::{
     BpfError,
-    registry::{Namespace, name_key, open_map},
+    namespace::{Namespace, name_key, open_map},
 };
 use crate::policy::{
     Assignment, UplinkPlan, dns,

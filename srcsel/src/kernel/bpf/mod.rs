@@ -10,17 +10,24 @@ pub mod attachments;
 mod leases;
 mod link;
 mod maps;
+pub mod namespace;
 pub mod pins;
 pub mod programs;
-pub mod registry;
 
 use std::{io, path::PathBuf};
 
 pub use maps::SetCounters;
-pub use registry::Namespace;
+pub use namespace::Namespace;
 
 /// The eBPF object, built by build.rs (empty when built without the toolchain).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/srcsel"));
+
+/// A loader of [`OBJECT`] that pins (and reuses) its maps under `maps_dir`.
+fn loader(maps_dir: &std::path::Path) -> aya::EbpfLoader<'_> {
+    let mut l = aya::EbpfLoader::new();
+    l.default_map_pin_directory(maps_dir);
+    l
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BpfError {

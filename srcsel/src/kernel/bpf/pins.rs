@@ -10,6 +10,8 @@ use crate::kernel::{mounts, netns};
 
 const DEFAULT_BPFFS: &str = "/sys/fs/bpf";
 const TOP: &str = "srcsel";
+/// The host namespace's pin folder, under the bpffs mount.
+pub const HOST_ALIAS: &str = "srcsel/host";
 
 /// The bpffs mount point. When there is none, one is mounted at
 /// /sys/fs/bpf only in the host's own mount namespace (PID 1's): elsewhere
@@ -200,7 +202,7 @@ pub fn remove_namespace(bpffs: &Path, cookie: u64) -> io::Result<bool> {
 /// drop-ins systemd reads (`BPFProgram=`): the cookie in the folder's name
 /// differs per boot, the alias does not.
 pub fn alias_host(bpffs: &Path, cookie: u64) -> io::Result<()> {
-    let alias = bpffs.join(crate::systemd::dropin::HOST_ALIAS);
+    let alias = bpffs.join(HOST_ALIAS);
     let target = PathBuf::from(format!("net-{cookie}"));
     if fs::read_link(&alias).is_ok_and(|t| t == target) {
         return Ok(());
@@ -214,7 +216,7 @@ pub fn alias_host(bpffs: &Path, cookie: u64) -> io::Result<()> {
 
 /// Removes the alias when it points at `cookie`'s folder (`srcsel down`).
 pub fn unalias_host(bpffs: &Path, cookie: u64) {
-    let alias = bpffs.join(crate::systemd::dropin::HOST_ALIAS);
+    let alias = bpffs.join(HOST_ALIAS);
     if fs::read_link(&alias).is_ok_and(|t| t == Path::new(&format!("net-{cookie}"))) {
         let _ = fs::remove_file(alias);
     }

@@ -8,7 +8,7 @@ use std::{
 };
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf,
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
         CgroupSockAddrAttachType, CgroupSockAttachType, CgroupSockopt, CgroupSockoptAttachType,
@@ -21,15 +21,8 @@ use srcsel_common::{
     programs::{self, Hook, Program},
 };
 
-use super::{BpfError, OBJECT, io_err, pins, registry::Namespace};
+use super::{BpfError, OBJECT, io_err, loader, namespace::Namespace, pins};
 use crate::policy::{Assignment, Mode};
-
-/// A loader that pins (and reuses) the object's maps under `maps_dir`.
-pub(super) fn loader(maps_dir: &Path) -> EbpfLoader<'_> {
-    let mut l = EbpfLoader::new();
-    l.default_map_pin_directory(maps_dir);
-    l
-}
 
 /// One uplink's pinned programs, in one mode.
 pub struct ProgramSet {

@@ -10,7 +10,7 @@ use std::{
 use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapInfo};
 use srcsel_common::{LeaseReport, MAX_UPLINKS, Resolvers, UplinkRecord, UplinkState, maps};
 
-use super::{BpfError, OBJECT, io_err, pins, programs};
+use super::{BpfError, OBJECT, io_err, loader, pins};
 use crate::policy::{
     dns,
     plan::{Registry, SlotRecord},
@@ -49,7 +49,7 @@ impl Namespace {
         check_layout(&maps_dir)?;
         if !maps_pinned(&maps_dir) {
             // Parsing the object creates and pins its by-name maps.
-            programs::loader(&maps_dir).load(OBJECT)?;
+            loader(&maps_dir).load(OBJECT)?;
             pins::mark_namespace(&dir)?;
         }
         Ok(Self {

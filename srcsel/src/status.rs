@@ -1,0 +1,293 @@
+//! What srcsel has in force in this network namespace, per uplink, as
+//! `srcsel status` shows it and the daemon answers it over its socket. The
+//! JSON layout is documented in README.md and only grows (new fields)
+//! within a `version`.
+use std::{net::Ipv6Addr, path::Path};
+
+use serde::{Deserialize, Serialize};
+use srcsel_common::{Counters, flags};
+
+use crate::{
+    assign,
+    config::Config,
+    kernel::{
+        bpf::{Namespace, SetCounters, attachments, namespace::name_of, pins, programs},
+        cgroup, mounts,
+        netlink::{self, Dump},
+    },
+    policy::{
+        self, dns,
+        routing::{from_raw4, from_raw6},
+        slot::in_range,
+    },
+};
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Report {
+    pub version: u32,
+    pub netns_cookie: u64,
+    /// Whether a `srcsel daemon` is listening in this namespace.
+    pub daemon: bool,
+    pub uplinks: Vec<UplinkReport>,
+    /// The config's `[[assign]]` entries and what is in force for each
+    /// (added within version 1).
+    #[serde(default)]
+    pub assigned: Vec<AssignedReport>,
+    /// Interfaces whose leases the DHCP hooks reported but that nothing
+    /// named: known, not managed (added within version 1).
+    #[serde(default)]
+    pub known: Vec<KnownReport>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct KnownReport {
+    pub interface: String,
+    /// The last report's gateway (null: the lease ended) and DNS servers.
+    pub gateway: Option<String>,
+    pub dns: Vec<String>,
+    /// How long ago it was reported, in seconds.
+    pub age: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AssignedReport {
+    /// "slice", "unit" or "cgroup", and its name as configured.
+    pub kind: String,
+    pub name: String,
+    pub via: String,
+    pub mode: String,
+    /// Its cgroup's folder, once known (a unit's comes from systemd).
+    pub cgroup: Option<String>,
+    /// Whether the assignment's programs are attached to that cgroup now
+    /// (by srcsel, or by systemd through the slice's drop-in).
+    pub live: bool,
+    /// The processes in it and in its descendants.
+    pub pids: Vec<u32>,
+    /// What the assignment's programs counted in this cgroup and below
+    /// (added within version 1); null until they are first attached to it.
+    #[serde(default)]
+    pub counters: Option<CountersReport>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct UplinkReport {
+    pub name: String,
+    pub slot: u32,
+    pub ifindex: u32,
+    /// Whether an interface of that name exists now (a typo in the config,
+    /// or a USB device unplugged, shows as false).
+    pub present: bool,
+    /// "up" (usable for IPv4: link up, address, gateway) or "down".
+    pub state: String,
+    pub address: Option<String>,
+    pub gateway: Option<String>,
+    /// The same for IPv6 (fields added within version 1).
+    #[serde(default)]
+    pub state6: String,
+    #[serde(default)]
+    pub address6: Option<String>,
+    #[serde(default)]
+    pub gateway6: Option<String>,
+    /// The gateway last reported by a DHCP client hook (`srcsel lease`).
+    pub hook_gateway: Option<String>,
+    /// The resolvers its assigned programs' DNS goes to, per family, and
+    /// where they come from: "config", "system" (the system's own, not
+    /// redirected), "dhcp", "router advertisement"; null for none
+    /// (fields added within version 1).
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_source: Option<String>,
+    #[serde(default)]
+    pub dns6: Vec<String>,
+    #[serde(default)]
+    pub dns_source6: Option<String>,
+    /// The DNS servers a DHCP client hook last reported.
+    #[serde(default)]
+    pub hook_dns: Vec<String>,
+    pub table: u32,
+    pub mark: String,
+    /// The rules in force, as `ip rule` would list them (srcsel's own only).
+    pub rules: Vec<String>,
+    pub assignments: Vec<Assignment>,
+    pub counters: CountersReport,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Assignment {
+    pub cgroup: String,
+    /// "strict" or "fallback".
+    pub mode: String,
+    pub pids: Vec<u32>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct CountersReport {
+    pub connections: u64,
+    pub datagrams: u64,
+    pub refused: u64,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+}
+
+impl From<Counters> for CountersReport {
+    fn from(c: Counters) -> Self {
+        Self {
+            connections: c.connections,
+            datagrams: c.datagrams,
+            refused: c.refused,
+            bytes_out: c.bytes_out,
+            bytes_in: c.bytes_in,
+        }
+    }
+}
+
+impl std::fmt::Display for CountersReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} connections, {} datagrams, {} refused, {} bytes out, {} bytes in",
+            self.connections, self.datagrams, self.refused, self.bytes_out, self.bytes_in
+        )
+    }
+}
+/// Reads what is in force; `daemon`: whether the daemon is the one asking.
+pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
+    let cookie = pins::netns_cookie()?;
+    let mut report = Report {
+        version: 1,
+        netns_cookie: cookie,
+        daemon,
+        uplinks: Vec::new(),
+        assigned: Vec::new(),
+        known: Vec::new(),
+    };
+    let bpffs = pins::find_bpffs()?;
+    if let Some(root) = mounts::find("cgroup2")? {
+        let ns_dir = bpffs.as_ref().map(|b| pins::ns_dir(b, cookie));
+        report.assigned = assigned(config, &root, ns_dir.as_deref());
+    }
+    let Some(bpffs) = bpffs else {
+        return Ok(report);
+    };
+    // The dump first: the namespace's lock is never held across an await.
+    let dump = Dump::read(&netlink::connect()?).await?;
+    let Some(ns) = Namespace::open_existing(&bpffs, cookie)? else {
+        return Ok(report);
+    };
+    let runs = mounts::find("cgroup2")?
+        .map(|root| {
+            let dirs = cgroup::all_runs_dirs(&root, cookie);
+            dirs.iter()
+                .flat_map(|d| cgroup::runs(d))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let records = ns.records()?;
+    let managed: Vec<String> = records.iter().map(|(_, r)| name_of(r)).collect();
+    for (interface, rep) in ns.reported()? {
+        if !managed.contains(&interface) {
+            report.known.push(KnownReport {
+                interface,
+                gateway: rep.gateway.map(|g| g.to_string()),
+                dns: rep.dns.iter().map(ToString::to_string).collect(),
+                age: dump.snapshot.now.saturating_sub(rep.at),
+            });
+        }
+    }
+    for (id, r) in records {
+        let name = name_of(&r);
+        let s = ns.state(id)?;
+        let c = ns.counters(id)?;
+        let d = dns::in_use(&ns.dns(id)?);
+        let assignments = runs
+            .iter()
+            .filter_map(|run| {
+                let a = run.assignment.as_ref()?;
+                (a.via == name).then(|| Assignment {
+                    cgroup: run.path.display().to_string(),
+                    mode: a.mode.to_string(),
+                    pids: run.pids.clone(),
+                })
+            })
+            .collect();
+        report.uplinks.push(UplinkReport {
+            slot: id,
+            ifindex: s.ifindex,
+            present: dump.snapshot.link(&name).is_some(),
+            state: up_or_down(s.usable4()),
+            address: from_raw4(s.addr4)
+                .filter(|_| s.is(flags::HAS_ADDR4))
+                .map(|a| a.to_string()),
+            gateway: from_raw4(r.gateway4).map(|a| a.to_string()),
+            state6: up_or_down(s.usable6()),
+            address6: from_raw6(s.addr6)
+                .filter(|_| s.is(flags::HAS_ADDR6))
+                .map(|a| a.to_string()),
+            gateway6: Some(Ipv6Addr::from(r.gateway6))
+                .filter(|a| !a.is_unspecified())
+                .map(|a| a.to_string()),
+            hook_gateway: from_raw4(r.hook_gateway4).map(|a| a.to_string()),
+            dns: d.v4.iter().map(ToString::to_string).collect(),
+            dns_source: d.source4.map(|s| s.as_str().to_owned()),
+            dns6: d.v6.iter().map(ToString::to_string).collect(),
+            dns_source6: d.source6.map(|s| s.as_str().to_owned()),
+            hook_dns: d.hook4.iter().map(ToString::to_string).collect(),
+            table: r.table,
+            mark: format!("{:#x}", srcsel_common::mark_for(id)),
+            rules: dump
+                .snapshot
+                .our_rules()
+                .filter(|r| in_range(id, r.priority))
+                .map(ToString::to_string)
+                .collect(),
+            assignments,
+            counters: c.into(),
+            name,
+        });
+    }
+    Ok(report)
+}
+
+/// Each configured assignment: its cgroup, whether its programs are on it
+/// (as the kernel says), its processes and counters.
+fn assigned(config: &Config, cg_root: &Path, ns_dir: Option<&Path>) -> Vec<AssignedReport> {
+    // One storage lookup per program set, however many cgroups share it.
+    let mut sets: Vec<(&policy::Assignment, Option<SetCounters>)> = Vec::new();
+    config
+        .assigned
+        .iter()
+        .map(|a| {
+            let cgroup = assign::cgroup_of(cg_root, a).ok();
+            let ino = cgroup
+                .as_deref()
+                .and_then(|p| attachments::cgroup_ino(p).ok());
+            let set = &a.assignment;
+            AssignedReport {
+                kind: a.target.kind().into(),
+                name: a.target.name().into(),
+                via: set.via.clone(),
+                mode: set.mode.to_string(),
+                live: ns_dir
+                    .zip(cgroup.as_deref())
+                    .is_some_and(|(d, cg)| programs::attached_to(d, set, cg)),
+                pids: cgroup
+                    .as_deref()
+                    .map(cgroup::pids_below)
+                    .unwrap_or_default(),
+                counters: ns_dir.zip(ino).and_then(|(d, ino)| {
+                    let i = sets.iter().position(|(s, _)| *s == set).unwrap_or_else(|| {
+                        sets.push((set, SetCounters::open(d, set)));
+                        sets.len() - 1
+                    });
+                    Some(sets[i].1.as_ref()?.of(ino)?.into())
+                }),
+                cgroup: cgroup.map(|p| p.display().to_string()),
+            }
+        })
+        .collect()
+}
+
+fn up_or_down(up: bool) -> String {
+    if up { "up" } else { "down" }.into()
+}
