@@ -5,7 +5,10 @@
 use std::{sync::Arc, time::Duration};
 
 use serde::Deserialize;
-use tokio::{net::UnixStream, time::timeout};
+use tokio::{
+    net::{UnixStream, unix::OwnedReadHalf},
+    time::timeout,
+};
 use tracing::{debug, info};
 
 use super::Daemon;
@@ -25,9 +28,11 @@ use crate::{
 /// Time a client has to send its request, and to take the reply.
 const REQUEST_TIME: Duration = Duration::from_secs(5);
 
-/// Serves one accepted connection to its end.
+/// Serves one accepted connection to its end: who is asking, one request
+/// read under its limits, then the answer (a run's connection stays open
+/// until its `End`).
 pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
-    let (Ok(cred), Ok(groups)) = (peer::credentials(&stream), peer::groups(&stream)) else {
+    let Some((cred, gids)) = identify(&stream) else {
         return;
     };
     let privileged = access::privileged(cred.uid, d.uid);
@@ -41,80 +46,19 @@ pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
             return;
         }
     };
-    let request = match timeout(REQUEST_TIME, frame::read_async(&mut r, MAX_REQUEST)).await {
+    let request = match read_request(&mut r).await {
+        Ok(Some(request)) => request,
         // A probe (`srcsel down` asking for the daemon's pid) sends nothing.
-        Ok(Err(FrameError::Closed)) => return,
-        Err(_) => Err(format!(
-            "no complete request within {} s",
-            REQUEST_TIME.as_secs()
-        )),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(bytes)) => decode(&bytes),
-    };
-    let request = match request {
-        Ok(r) => r,
+        Ok(None) => return,
         Err(why) => {
             d.conns.complain(&format!("{who}: {why}; closed"));
             let _ = send(&mut w, &Reply::error(ErrorKind::BadRequest, why)).await;
             return;
         }
     };
-    let mut gids = groups;
-    gids.push(cred.gid);
-    let caller = Caller {
-        uid: cred.uid,
-        gids,
-        // No user database lookup for root, on every run's path.
-        name: if cred.uid == 0 {
-            "root".into()
-        } else {
-            users::name_of(cred.uid)
-        },
-    };
     debug!("{who}: {request:?}");
-    let refused = |what: &str| {
-        Reply::error(
-            ErrorKind::Refused,
-            format!("only root may {what} (you are {})", caller.name),
-        )
-    };
+    let caller = caller(&cred, gids);
     let answer = match request {
-        Request::Status if privileged || d.may_read_status(&caller) => {
-            // Reading the maps takes the namespace's flock, which a pass
-            // holds across awaits: blocking on it here would stall this
-            // single-threaded runtime with the pass inside it.
-            let _pass = d.passes.lock().await;
-            match status::collect(true, &d.config()).await {
-                Ok(report) => Reply::Status(Box::new(report)),
-                Err(e) => Reply::error(ErrorKind::Failed, format!("{e:#}")),
-            }
-        }
-        Request::Status => Reply::error(ErrorKind::Refused, d.status_refusal(&caller)),
-        Request::Lease { .. } if !privileged => refused("report leases"),
-        Request::Lease {
-            interface,
-            gateway,
-            dns,
-        } => {
-            let gw = gateway.map_or("none".into(), |g| g.to_string());
-            info!("lease hook: {interface} gateway {gw} dns {dns:?}");
-            let report = HookReport {
-                interface,
-                gateway,
-                dns,
-            };
-            d.reconcile("lease hook", Some(&report)).await;
-            Reply::Ok
-        }
-        Request::End => Reply::error(ErrorKind::BadRequest, "End without a run"),
-        Request::Reload if !privileged => refused("reload the config"),
-        Request::Reload => match d.reload().await {
-            Ok(problems) => Reply::Reloaded {
-                config: d.config().path.clone(),
-                problems,
-            },
-            Err(e) => Reply::error(ErrorKind::Failed, e),
-        },
         Request::Run { via, mode, pid } => {
             match d
                 .start_run(&caller, privileged, cred.pid, &via, mode, pid)
@@ -135,6 +79,7 @@ pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
                 Err(e) => e,
             }
         }
+        request => answer(&d, &caller, privileged, request).await,
     };
     if let Reply::Error { message, .. } = &answer {
         d.conns.complain(&format!("{who}: {message}"));
@@ -142,9 +87,103 @@ pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
     let _ = send(&mut w, &answer).await;
 }
 
+/// The peer's credentials (taken at connect) and every group it is in;
+/// None when the kernel would not say.
+fn identify(stream: &UnixStream) -> Option<(peer::Credentials, Vec<u32>)> {
+    let (cred, mut gids) = (peer::credentials(stream).ok()?, peer::groups(stream).ok()?);
+    gids.push(cred.gid);
+    Some((cred, gids))
+}
+
+/// Who that is: named only once a request came (no user database lookup
+/// for a probe, nor for root, on every run's path).
+fn caller(cred: &peer::Credentials, gids: Vec<u32>) -> Caller {
+    Caller {
+        uid: cred.uid,
+        gids,
+        name: if cred.uid == 0 {
+            "root".into()
+        } else {
+            users::name_of(cred.uid)
+        },
+    }
+}
+
+/// One request, within the size and time limits: None when the client
+/// closed without sending one, Err with why it is refused.
+async fn read_request(r: &mut OwnedReadHalf) -> Result<Option<Request>, String> {
+    match timeout(REQUEST_TIME, frame::read_async(r, MAX_REQUEST)).await {
+        Ok(Err(FrameError::Closed)) => Ok(None),
+        Err(_) => Err(format!(
+            "no complete request within {} s",
+            REQUEST_TIME.as_secs()
+        )),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(bytes)) => decode(&bytes).map(Some),
+    }
+}
+
+/// What only root (or the daemon's own uid) may ask; runs and status are
+/// judged against `[[allow]]` instead.
+fn root_only(request: &Request) -> Option<&'static str> {
+    match request {
+        Request::Lease { .. } => Some("report leases"),
+        Request::Reload => Some("reload the config"),
+        Request::Status | Request::End | Request::Run { .. } => None,
+    }
+}
+
+/// The answer to every request but a run.
+async fn answer(d: &Daemon, caller: &Caller, privileged: bool, request: Request) -> Reply {
+    if let Some(what) = root_only(&request).filter(|_| !privileged) {
+        return Reply::error(
+            ErrorKind::Refused,
+            format!("only root may {what} (you are {})", caller.name),
+        );
+    }
+    match request {
+        Request::Status if privileged || d.may_read_status(caller) => {
+            // Reading the maps takes the namespace's flock, which a pass
+            // holds across awaits: blocking on it here would stall this
+            // single-threaded runtime with the pass inside it.
+            let _pass = d.passes.lock().await;
+            match status::collect(true, &d.config()).await {
+                Ok(report) => Reply::Status(Box::new(report)),
+                Err(e) => Reply::error(ErrorKind::Failed, format!("{e:#}")),
+            }
+        }
+        Request::Status => Reply::error(ErrorKind::Refused, d.status_refusal(caller)),
+        Request::Lease {
+            interface,
+            gateway,
+            dns,
+        } => {
+            let gw = gateway.map_or("none".into(), |g| g.to_string());
+            info!("lease hook: {interface} gateway {gw} dns {dns:?}");
+            let report = HookReport {
+                interface,
+                gateway,
+                dns,
+            };
+            d.reconcile("lease hook", Some(&report)).await;
+            Reply::Ok
+        }
+        Request::Reload => match d.reload().await {
+            Ok(problems) => Reply::Reloaded {
+                config: d.config().path.clone(),
+                problems,
+            },
+            Err(e) => Reply::error(ErrorKind::Failed, e),
+        },
+        Request::End | Request::Run { .. } => {
+            Reply::error(ErrorKind::BadRequest, "End without a run")
+        }
+    }
+}
+
 /// Whether the run's client says `End` (false: it closed, died or sent
 /// something else). No time limit: the command runs as long as it runs.
-async fn wait_for_end(r: &mut tokio::net::unix::OwnedReadHalf) -> bool {
+async fn wait_for_end(r: &mut OwnedReadHalf) -> bool {
     let Ok(bytes) = frame::read_async(r, MAX_REQUEST).await else {
         return false;
     };
@@ -199,5 +238,17 @@ mod tests {
         assert!(e.contains("version 2") && e.contains("restart"), "{e}");
         let e = decode(&[b'x'; 300]).unwrap_err();
         assert!(e.starts_with("malformed request") && e.len() < 120, "{e}");
+    }
+
+    #[test]
+    fn leases_and_reloads_are_roots_alone() {
+        let lease = Request::Lease {
+            interface: "usb0".into(),
+            gateway: None,
+            dns: Vec::new(),
+        };
+        assert_eq!(root_only(&lease), Some("report leases"));
+        assert_eq!(root_only(&Request::Reload), Some("reload the config"));
+        assert_eq!(root_only(&Request::Status), None, "judged by [[allow]]");
     }
 }

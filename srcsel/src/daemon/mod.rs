@@ -5,18 +5,18 @@
 mod conn;
 mod runs;
 mod server;
+mod wake;
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
-use futures::{FutureExt as _, StreamExt as _};
 use rtnetlink::Handle;
-use tokio::signal::unix::{SignalKind, signal};
 use tracing::{debug, info, warn};
+use wake::{Wake, Wakes};
 
 use crate::{
     assign,
@@ -25,11 +25,7 @@ use crate::{
     kernel::{
         bpf::{Namespace, pins},
         cgroup::{self, CgroupError},
-        netlink::{
-            Dump, dump, events,
-            rdnss::{Rdnss, RdnssListener},
-        },
-        resolv::{self, ResolvWatch},
+        netlink::{Dump, dump, events, rdnss::Rdnss},
     },
     policy::{
         Mode, Scope, Uplink,
@@ -67,30 +63,9 @@ pub struct Daemon {
 const DRAIN: Duration = Duration::from_secs(10);
 
 pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
-    let (handle, mut events) = events::subscribe()?;
+    let (handle, events) = events::subscribe()?;
     let cookie = pins::netns_cookie()?;
-    // Every configured uplink must be plannable before anything changes.
-    let dump = Dump::read(&handle).await?;
-    let registry = Namespace::peek_registry(cookie)?;
-    let check = plan::plan(&config, &dump.snapshot, &registry, Scope::Managed);
-    check.check()?;
-    if let Some((name, e)) = check
-        .failed
-        .iter()
-        .find(|(name, _)| config.uplink(name).is_some())
-    {
-        return Err(e.clone()).with_context(|| config.locate(name));
-    }
-    for u in &config.uplinks {
-        let name = u.name.get_ref();
-        if let Err(e @ (UplinkError::NotFound(_) | UplinkError::Loopback(_))) =
-            Uplink::observe(&dump.snapshot, name)
-        {
-            warn!(
-                "uplink {name} in the config: {e}; it stays down until such an interface appears"
-            );
-        }
-    }
+    check(&handle, cookie, &config).await?;
     let server = server::Server::listen(cookie)?;
     server::raise_fd_limit();
     let d = Arc::new(Daemon {
@@ -108,94 +83,108 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         rdnss_expiry: std::sync::Mutex::new(None),
         ask_again: std::sync::Mutex::new(None),
     });
-    d.reap();
-    if crate::systemd::started_by_systemd() {
-        // The drop-ins of assigned units name our pins through the alias.
-        let _ = Namespace::open(&d.bpffs, cookie)?;
-        if let Err(e) = pins::alias_host(&d.bpffs, cookie) {
-            warn!(
-                "pointing {} at this namespace's pins: {e}; units with srcsel's drop-in will \
-                 not start (their programs cannot be found) until it is",
-                pins::HOST_ALIAS
-            );
-        }
-    }
-    d.reconcile("start", None).await;
-    d.ensure_configured_programs()?;
-    for a in &d.config().assigned {
-        match crate::systemd::dropin::refresh(&a.target, &a.assignment) {
-            Ok(true) => info!("{}: its drop-in now names every program", a.target),
-            Ok(false) => {}
-            Err(e) => warn!("{}: refreshing its drop-in: {e}", a.target),
-        }
-    }
-    let (mut term, mut int, mut hup) = (
-        signal(SignalKind::terminate())?,
-        signal(SignalKind::interrupt())?,
-        signal(SignalKind::hangup())?,
-    );
+    d.start().await?;
+    let mut wakes = Wakes::new(events, server)?;
     // Assigned cgroups are attached: units ordered after srcsel may start.
     crate::systemd::notify("READY=1");
     info!("watching links, addresses, routes and rules");
-    let mut resolv = watch_resolv_conf();
-    let mut rdnss = RdnssListener::new().context("listening for router advertisements' RDNSS")?;
     loop {
-        let expiry = d.until_rdnss_expiry();
-        let ask_again = *d.ask_again.lock().unwrap_or_else(|e| e.into_inner());
-        tokio::select! {
-            found = rdnss.next() => {
-                d.learn_rdnss(found.context("reading RDNSS")?).await;
-            }
-            () = sleep_or_never(expiry) => {
-                d.reconcile("an advertised resolver expired", None).await;
-            }
-            () = sleep_or_never(ask_again.map(|t| t.saturating_duration_since(Instant::now()))) => {
-                d.reconcile("asking a DHCP client for resolvers again", None).await;
-            }
-            r = changed(&mut resolv) => {
-                if let Err(e) = r {
-                    warn!("watching {}: {e}", resolv::RESOLV_CONF);
-                }
-                // Watched anew: the file may have been replaced.
-                resolv = watch_resolv_conf();
-                d.reconcile("resolv.conf changed", None).await;
-            }
-            ev = events.next() => {
-                ev.context("the netlink event stream ended")?;
-                // Coalesce a burst (a lease change is several messages) into one pass.
-                while let Some(Some(_)) = events.next().now_or_never() {}
-                d.reconcile("netlink event", None).await;
-            }
-            conn = server.accept() => match conn {
-                Ok(stream) => {
-                    tokio::spawn(conn::serve(d.clone(), stream));
-                }
-                Err(e) => {
-                    // Out of file descriptors: give clients time to leave.
-                    warn!("control socket: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            _ = hup.recv() => {
-                if let Err(e) = d.reload().await {
-                    warn!("{e}");
-                }
-            }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+        match wakes.next(&d).await? {
+            Wake::Stop => break,
+            wake => d.on(wake).await,
         }
     }
     crate::systemd::notify("STOPPING=1");
-    // Runs being set up get their cgroup (running ones keep theirs); then
-    // the socket goes, still under the lock.
-    d.conns.drained(DRAIN).await;
-    drop(server);
+    wakes.close(&d, DRAIN).await;
     // Rules, routes and pins stay: traffic keeps flowing; `srcsel down` removes them.
     info!("stopping; uplink state stays in force");
     Ok(())
 }
 
+/// Every configured uplink must be plannable before anything changes; one
+/// whose interface is missing is only a warning (it may appear).
+async fn check(handle: &Handle, cookie: u64, config: &Config) -> anyhow::Result<()> {
+    let dump = Dump::read(handle).await?;
+    let registry = Namespace::peek_registry(cookie)?;
+    let check = plan::plan(config, &dump.snapshot, &registry, Scope::Managed);
+    check.check()?;
+    if let Some((name, e)) = check
+        .failed
+        .iter()
+        .find(|(name, _)| config.uplink(name).is_some())
+    {
+        return Err(e.clone()).with_context(|| config.locate(name));
+    }
+    for u in &config.uplinks {
+        let name = u.name();
+        if let Err(e @ (UplinkError::NotFound(_) | UplinkError::Loopback(_))) =
+            Uplink::observe(&dump.snapshot, name)
+        {
+            warn!(
+                "uplink {name} in the config: {e}; it stays down until such an interface appears"
+            );
+        }
+    }
+    Ok(())
+}
+
 impl Daemon {
+    /// What comes before the first wake-up: leftovers removed, the host
+    /// alias for drop-ins, a full pass, every configured program pinned and
+    /// every drop-in up to date.
+    async fn start(&self) -> anyhow::Result<()> {
+        self.reap();
+        if crate::systemd::started_by_systemd() {
+            // The drop-ins of assigned units name our pins through the alias.
+            let _ = Namespace::open(&self.bpffs, self.cookie)?;
+            if let Err(e) = pins::alias_host(&self.bpffs, self.cookie) {
+                warn!(
+                    "pointing {} at this namespace's pins: {e}; units with srcsel's drop-in will \
+                     not start (their programs cannot be found) until it is",
+                    pins::HOST_ALIAS
+                );
+            }
+        }
+        self.reconcile("start", None).await;
+        self.ensure_configured_programs()?;
+        for a in &self.config().assigned {
+            match crate::systemd::dropin::refresh(&a.target, &a.assignment) {
+                Ok(true) => info!("{}: its drop-in now names every program", a.target),
+                Ok(false) => {}
+                Err(e) => warn!("{}: refreshing its drop-in: {e}", a.target),
+            }
+        }
+        Ok(())
+    }
+
+    /// One wake-up of the loop, one step.
+    async fn on(self: &Arc<Self>, wake: Wake) {
+        let why = match wake {
+            Wake::Netlink => "netlink event",
+            Wake::ResolvConf => "resolv.conf changed",
+            Wake::RdnssExpired => "an advertised resolver expired",
+            Wake::AskAgain => "asking a DHCP client for resolvers again",
+            Wake::Rdnss(found) => return self.learn_rdnss(found).await,
+            Wake::Conn(stream) => {
+                tokio::spawn(conn::serve(self.clone(), stream));
+                return;
+            }
+            Wake::Reload => {
+                if let Err(e) = self.reload().await {
+                    warn!("{e}");
+                }
+                return;
+            }
+            Wake::Stop => return,
+        };
+        self.reconcile(why, None).await;
+    }
+
+    /// When a pass should ask a DHCP client again ([`Asker::next_try`]).
+    fn ask_again(&self) -> Option<Instant> {
+        *self.ask_again.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The config in force.
     pub fn config(&self) -> Arc<Config> {
         self.config
@@ -324,28 +313,5 @@ impl Daemon {
         }
         debug!("reconciled ({why}) in {:?}", t.elapsed());
         problems
-    }
-}
-
-/// Sleeps for `d`, or forever without one.
-async fn sleep_or_never(d: Option<Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// A watch on resolv.conf; without one (no inotify instance left) the
-/// system's resolvers are still read at every pass.
-fn watch_resolv_conf() -> Option<ResolvWatch> {
-    ResolvWatch::new(Path::new(resolv::RESOLV_CONF))
-        .inspect_err(|e| warn!("not watching {}: {e}", resolv::RESOLV_CONF))
-        .ok()
-}
-
-async fn changed(w: &mut Option<ResolvWatch>) -> std::io::Result<()> {
-    match w {
-        Some(w) => w.changed().await,
-        None => std::future::pending().await,
     }
 }

@@ -13,6 +13,8 @@ use tokio::{
     net::UnixStream,
 };
 
+use tracing::debug;
+
 use super::TIMEOUT;
 use crate::policy::dns::{Asked, DnsSource};
 
@@ -26,11 +28,28 @@ const MAX_BLOCK: usize = 64 * 1024;
 /// Some(answer) when a dhcpcd answers for `iface`, None when none does.
 pub async fn ask(iface: &str) -> Option<Option<Asked>> {
     for sock in sockets(Path::new(RUNDIR), Path::new(DBDIR), iface) {
-        let Ok(stream) = UnixStream::connect(&sock).await else {
-            continue;
+        let stream = match UnixStream::connect(&sock).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    debug!("{}: {e}", sock.display());
+                }
+                continue;
+            }
         };
-        let blocks = tokio::time::timeout(TIMEOUT, dump(stream, iface)).await;
-        return Some(parse(&blocks.ok()?.ok()?, iface));
+        let blocks = match tokio::time::timeout(TIMEOUT, dump(stream, iface)).await {
+            Ok(Ok(blocks)) => blocks,
+            Ok(Err(e)) => {
+                debug!("{}: {e}", sock.display());
+                return None;
+            }
+            Err(_) => {
+                debug!("{}: no answer within {TIMEOUT:?}", sock.display());
+                return None;
+            }
+        };
+        debug!("{}: {} blocks", sock.display(), blocks.len());
+        return Some(parse(&blocks, iface));
     }
     None
 }

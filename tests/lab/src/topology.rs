@@ -115,6 +115,13 @@ impl Lab {
             }
         }
         for role in ROLES {
+            // r3 only when a test added it.
+            if !std::path::Path::new("/run/netns")
+                .join(self.ns(role))
+                .exists()
+            {
+                continue;
+            }
             let here = role == "client" && self.client_here;
             let pids = Command::new("ip")
                 .args(["netns", "pids", &self.ns(role)])
@@ -164,8 +171,10 @@ impl Drop for Lab {
             .stderr(Stdio::null())
             .status();
         self.delete_namespaces();
-        // Made for dhcpcd's private mounts; busy while another lab uses it.
-        let _ = fs::remove_dir("/run/dhcpcd");
+        // /run/dhcpcd stays (empty, where Debian's dhcpcd makes it anyway):
+        // removing it would take other labs' private tmpfs mounted there
+        // with it (Linux lets rmdir detach another namespace's mount point),
+        // and their dhcpcd's control sockets would vanish.
         if !thread::panicking() {
             let _ = fs::remove_dir_all(&self.dir);
         } else {
