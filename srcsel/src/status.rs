@@ -5,7 +5,7 @@
 use std::{net::Ipv6Addr, path::Path};
 
 use serde::{Deserialize, Serialize};
-use srcsel_common::{Counters, flags};
+use srcsel_common::{Counters, UplinkRecord, flags};
 
 use crate::{
     assign,
@@ -16,7 +16,7 @@ use crate::{
         netlink::{self, Dump},
     },
     policy::{
-        self, dns,
+        self, Snapshot, dns,
         routing::{from_raw4, from_raw6},
         slot::in_range,
     },
@@ -151,6 +151,7 @@ impl std::fmt::Display for CountersReport {
         )
     }
 }
+
 /// Reads what is in force; `daemon`: whether the daemon is the one asking.
 pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
     let cookie = pins::netns_cookie()?;
@@ -196,57 +197,69 @@ pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
         }
     }
     for (id, r) in records {
-        let name = name_of(&r);
-        let s = ns.state(id)?;
-        let c = ns.counters(id)?;
-        let d = dns::in_use(&ns.dns(id)?);
-        let assignments = runs
-            .iter()
-            .filter_map(|run| {
-                let a = run.assignment.as_ref()?;
-                (a.via == name).then(|| Assignment {
-                    cgroup: run.path.display().to_string(),
-                    mode: a.mode.to_string(),
-                    pids: run.pids.clone(),
-                })
-            })
-            .collect();
-        report.uplinks.push(UplinkReport {
-            slot: id,
-            ifindex: s.ifindex,
-            present: dump.snapshot.link(&name).is_some(),
-            state: up_or_down(s.usable4()),
-            address: from_raw4(s.addr4)
-                .filter(|_| s.is(flags::HAS_ADDR4))
-                .map(|a| a.to_string()),
-            gateway: from_raw4(r.gateway4).map(|a| a.to_string()),
-            state6: up_or_down(s.usable6()),
-            address6: from_raw6(s.addr6)
-                .filter(|_| s.is(flags::HAS_ADDR6))
-                .map(|a| a.to_string()),
-            gateway6: Some(Ipv6Addr::from(r.gateway6))
-                .filter(|a| !a.is_unspecified())
-                .map(|a| a.to_string()),
-            hook_gateway: from_raw4(r.hook_gateway4).map(|a| a.to_string()),
-            dns: d.v4.iter().map(ToString::to_string).collect(),
-            dns_source: d.source4.map(|s| s.as_str().to_owned()),
-            dns6: d.v6.iter().map(ToString::to_string).collect(),
-            dns_source6: d.source6.map(|s| s.as_str().to_owned()),
-            hook_dns: d.hook4.iter().map(ToString::to_string).collect(),
-            table: r.table,
-            mark: format!("{:#x}", srcsel_common::mark_for(id)),
-            rules: dump
-                .snapshot
-                .our_rules()
-                .filter(|r| in_range(id, r.priority))
-                .map(ToString::to_string)
-                .collect(),
-            assignments,
-            counters: c.into(),
-            name,
-        });
+        report
+            .uplinks
+            .push(uplink(&ns, id, &r, &dump.snapshot, &runs)?);
     }
     Ok(report)
+}
+
+/// One uplink of the registry: its live state, what the maps say of it,
+/// its rules as the dump shows them, the runs of it.
+fn uplink(
+    ns: &Namespace,
+    id: u32,
+    r: &UplinkRecord,
+    snap: &Snapshot,
+    runs: &[cgroup::Run],
+) -> anyhow::Result<UplinkReport> {
+    let name = name_of(r);
+    let s = ns.state(id)?;
+    let d = dns::in_use(&ns.dns(id)?);
+    let assignments = runs
+        .iter()
+        .filter_map(|run| {
+            let a = run.assignment.as_ref()?;
+            (a.via == name).then(|| Assignment {
+                cgroup: run.path.display().to_string(),
+                mode: a.mode.to_string(),
+                pids: run.pids.clone(),
+            })
+        })
+        .collect();
+    Ok(UplinkReport {
+        slot: id,
+        ifindex: s.ifindex,
+        present: snap.link(&name).is_some(),
+        state: up_or_down(s.usable4()),
+        address: from_raw4(s.addr4)
+            .filter(|_| s.is(flags::HAS_ADDR4))
+            .map(|a| a.to_string()),
+        gateway: from_raw4(r.gateway4).map(|a| a.to_string()),
+        state6: up_or_down(s.usable6()),
+        address6: from_raw6(s.addr6)
+            .filter(|_| s.is(flags::HAS_ADDR6))
+            .map(|a| a.to_string()),
+        gateway6: Some(Ipv6Addr::from(r.gateway6))
+            .filter(|a| !a.is_unspecified())
+            .map(|a| a.to_string()),
+        hook_gateway: from_raw4(r.hook_gateway4).map(|a| a.to_string()),
+        dns: d.v4.iter().map(ToString::to_string).collect(),
+        dns_source: d.source4.map(|s| s.as_str().to_owned()),
+        dns6: d.v6.iter().map(ToString::to_string).collect(),
+        dns_source6: d.source6.map(|s| s.as_str().to_owned()),
+        hook_dns: d.hook4.iter().map(ToString::to_string).collect(),
+        table: r.table,
+        mark: format!("{:#x}", srcsel_common::mark_for(id)),
+        rules: snap
+            .our_rules()
+            .filter(|r| in_range(id, r.priority))
+            .map(ToString::to_string)
+            .collect(),
+        assignments,
+        counters: ns.counters(id)?.into(),
+        name,
+    })
 }
 
 /// Each configured assignment: its cgroup, whether its programs are on it

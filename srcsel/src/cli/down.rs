@@ -3,7 +3,7 @@
 //! Cgroups the config assigns keep their programs (and the maps and program
 //! sets those use), marked down: strict ones fail rather than leave another
 //! way until srcsel runs again; `srcsel unassign` releases them.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 
@@ -33,14 +33,7 @@ pub fn down(force: bool, config: &Path) -> anyhow::Result<()> {
         .map(|r| cgroup::all_runs_dirs(r, cookie))
         .unwrap_or_default();
     let runs: Vec<_> = runs_dirs.iter().flat_map(|d| cgroup::runs(d)).collect();
-    let active: Vec<String> = runs
-        .iter()
-        .filter(|r| !r.pids.is_empty())
-        .map(|r| {
-            let what = r.assignment.as_ref().map_or("?".into(), |a| a.to_string());
-            format!("{} ({what}, pids {:?})", r.path.display(), r.pids)
-        })
-        .collect();
+    let active = active(&runs);
     if !active.is_empty() && !force {
         bail!(
             "{} srcsel run(s) still active in this network namespace: {}; end them, or run \
@@ -49,61 +42,17 @@ pub fn down(force: bool, config: &Path) -> anyhow::Result<()> {
             active.join(", ")
         );
     }
-    // Runs end first, while still steered: nothing of theirs leaves another way.
-    for run in &runs {
-        cgroup::remove(&run.path)?;
-    }
-    for dir in &runs_dirs {
-        if cgroup::runs_are_scopes(dir) {
-            stop_slice(dir);
-        }
-        cgroup::remove_empty(dir);
-    }
+    end_runs(&runs, &runs_dirs)?;
     let removed = kernel::block_on(async {
         let handle = netlink::connect()?;
         anyhow::Ok(netlink::apply::remove_all(&handle).await?)
     })?;
     // Without a bpffs there are no pins to remove; do not mount one for that.
     let bpffs = pins::find_bpffs()?;
-    let ns_dir = bpffs.as_ref().map(|b| pins::ns_dir(b, cookie));
-    // Assigned cgroups keep their programs: srcsel's own links and what
-    // systemd attached through a drop-in (held by systemd, not pinned as
-    // links): replacing those under systemd would leave a set that reads
-    // maps nobody updates. Runs' groups lose theirs.
-    let keep = !config.assigned.is_empty() && ns_dir.as_deref().is_some_and(Path::exists);
-    let pins_said = match (&bpffs, keep) {
-        (Some(bpffs), false) => {
-            if pins::remove_namespace(bpffs, cookie)? {
-                "this namespace's pinned programs, links and maps".to_owned()
-            } else {
-                "no pins (none here)".to_owned()
-            }
-        }
-        (Some(bpffs), true) => {
-            for a in attachments::list(&pins::ns_dir(bpffs, cookie)) {
-                if runs_dirs.iter().any(|r| a.under(r)) {
-                    pins::remove_tree(&a.dir)?;
-                }
-            }
-            Namespace::open(bpffs, cookie)?.mark_down()?;
-            let list: Vec<String> = config
-                .assigned
-                .iter()
-                .map(|a| format!("{} ({})", a.target, a.assignment))
-                .collect();
-            format!(
-                "not the programs of {} assignment(s): {}; they are marked down (strict ones \
-                 refuse connections) until srcsel runs again; `srcsel unassign` them, then \
-                 `srcsel down`, to remove those too",
-                list.len(),
-                list.join(", ")
-            )
-        }
-        (None, _) => "no pins (no bpffs)".to_owned(),
+    let pins_said = match &bpffs {
+        Some(bpffs) => remove_pins(bpffs, cookie, &config, &runs_dirs)?,
+        None => "no pins (no bpffs)".to_owned(),
     };
-    if !keep {
-        crate::api::remove_runtime_files(cookie);
-    }
     if let (Some(root), Some(bpffs)) = (&cg_root, &bpffs) {
         for problem in crate::cleanup::leftovers(root, bpffs, cookie) {
             tracing::warn!("{problem}");
@@ -115,6 +64,73 @@ pub fn down(force: bool, config: &Path) -> anyhow::Result<()> {
         active.len()
     );
     Ok(())
+}
+
+/// The runs that still have processes, as a person reads them.
+fn active(runs: &[cgroup::Run]) -> Vec<String> {
+    runs.iter()
+        .filter(|r| !r.pids.is_empty())
+        .map(|r| {
+            let what = r.assignment.as_ref().map_or("?".into(), |a| a.to_string());
+            format!("{} ({what}, pids {:?})", r.path.display(), r.pids)
+        })
+        .collect()
+}
+
+/// Runs end first, while still steered: nothing of theirs leaves another
+/// way. Then their groups go.
+fn end_runs(runs: &[cgroup::Run], runs_dirs: &[PathBuf]) -> anyhow::Result<()> {
+    for run in runs {
+        cgroup::remove(&run.path)?;
+    }
+    for dir in runs_dirs {
+        if cgroup::runs_are_scopes(dir) {
+            stop_slice(dir);
+        }
+        cgroup::remove_empty(dir);
+    }
+    Ok(())
+}
+
+/// Removes the namespace's pins, and says what it removed. Assigned cgroups
+/// keep their programs: srcsel's own links and what systemd attached
+/// through a drop-in (held by systemd, not pinned as links): replacing
+/// those under systemd would leave a set that reads maps nobody updates.
+/// Runs' groups lose theirs.
+fn remove_pins(
+    bpffs: &Path,
+    cookie: u64,
+    config: &Config,
+    runs_dirs: &[PathBuf],
+) -> anyhow::Result<String> {
+    let ns_dir = pins::ns_dir(bpffs, cookie);
+    if config.assigned.is_empty() || !ns_dir.exists() {
+        let said = if pins::remove_namespace(bpffs, cookie)? {
+            "this namespace's pinned programs, links and maps"
+        } else {
+            "no pins (none here)"
+        };
+        crate::api::remove_runtime_files(cookie);
+        return Ok(said.to_owned());
+    }
+    for a in attachments::list(&ns_dir) {
+        if runs_dirs.iter().any(|r| a.under(r)) {
+            pins::remove_tree(&a.dir)?;
+        }
+    }
+    Namespace::open(bpffs, cookie)?.mark_down()?;
+    let list: Vec<String> = config
+        .assigned
+        .iter()
+        .map(|a| format!("{} ({})", a.target, a.assignment))
+        .collect();
+    Ok(format!(
+        "not the programs of {} assignment(s): {}; they are marked down (strict ones \
+         refuse connections) until srcsel runs again; `srcsel unassign` them, then \
+         `srcsel down`, to remove those too",
+        list.len(),
+        list.join(", ")
+    ))
 }
 
 /// Under systemd the runs' slices are its units: stopped through it, so
