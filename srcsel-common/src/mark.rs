@@ -13,8 +13,3 @@ const MARK_SHIFT: u32 = 24;
 pub const fn mark_for(id: u32) -> u32 {
     (id << MARK_SHIFT) & UPLINK_MASK
 }
-
-/// The uplink slot a mark names (0: none).
-pub const fn slot_of(mark: u32) -> u32 {
-    (mark & UPLINK_MASK) >> MARK_SHIFT
-}

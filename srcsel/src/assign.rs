@@ -117,7 +117,7 @@ fn attach(
     units: &UnitCgroups,
 ) -> anyhow::Result<Option<u64>> {
     let via = &a.assignment.via;
-    let id = plan::slot_of(registry, via).with_context(|| {
+    let id = plan::slot_held_by(registry, via).with_context(|| {
         format!(
             "uplink {via} has no slot yet (see the daemon's log for why it could not be set up)"
         )

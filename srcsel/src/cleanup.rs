@@ -13,7 +13,7 @@ use crate::{api, kernel};
 pub fn leftovers(cg_root: &Path, bpffs: &Path, cookie: u64) -> Vec<String> {
     let failed = kernel::cgroup::all_runs_dirs(cg_root, cookie)
         .iter()
-        .flat_map(|dir| kernel::cgroup::reap(dir).1)
+        .flat_map(|dir| kernel::cgroup::remove_dead_runs(dir).1)
         .collect::<Vec<_>>();
     let mut problems: Vec<String> = failed
         .into_iter()
@@ -23,13 +23,13 @@ pub fn leftovers(cg_root: &Path, bpffs: &Path, cookie: u64) -> Vec<String> {
     // Entries of the older naming were named after groups of the plain layout.
     let legacy = kernel::cgroup::plain_runs_dir(cg_root, cookie);
     let gone = |name: &str| !legacy.join(name).exists();
-    if let Err(e) = kernel::bpf::attachments::reap(&ns_dir, gone) {
+    if let Err(e) = kernel::bpf::attachments::remove_orphans(&ns_dir, gone) {
         problems.push(format!(
             "could not remove pinned links in {}: {e}",
             ns_dir.display()
         ));
     }
-    match kernel::bpf::pins::reap_namespaces(bpffs, cookie) {
+    match kernel::bpf::pins::remove_gone_namespaces(bpffs, cookie) {
         Ok(removed) => {
             for dir in removed {
                 tracing::info!("removed {}: its network namespace is gone", dir.display());

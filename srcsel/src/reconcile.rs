@@ -102,7 +102,7 @@ pub async fn for_run(
     if let Some((name, e)) = failed.into_iter().next() {
         return Err(e.context(name));
     }
-    let id = plan::slot_of(&ns.registry()?, via)
+    let id = plan::slot_held_by(&ns.registry()?, via)
         .with_context(|| format!("{via} has no slot after its pass"))?;
     let group = attach_group(&ns, id, a, runs_dir)?;
     Ok((group, warnings(&ns, id, a, &config.path)?))
@@ -170,7 +170,7 @@ pub fn attach_again(
     runs_dir: &Path,
 ) -> anyhow::Result<PathBuf> {
     let ns = Namespace::open(bpffs, cookie)?;
-    let id = plan::slot_of(&ns.registry()?, &a.via)
+    let id = plan::slot_held_by(&ns.registry()?, &a.via)
         .with_context(|| format!("{} has no slot (was srcsel down run meanwhile?)", a.via))?;
     attach_group(&ns, id, a, runs_dir)
 }

@@ -57,12 +57,12 @@ enum Task {
     ///
     /// qemu with TCG boots the image with this workspace shared (9p) at its own path, so
     /// test binaries built on the host run unchanged:
-    /// `cargo xtask vm -- target/debug/deps/lab-HASH --test-threads=1`. The smoke check
+    /// `cargo xtask vm -- target/debug/deps/run-HASH --test-threads=1`. The smoke check
     /// shows the kernel, systemd's state, cgroup2, bpffs and D-Bus. The first use installs
     /// qemu (bookworm-backports) and builds the image (cached in /var/cache/srcsel/vm).
     /// The job's output, the guest's /tmp and journal are left in target/vm/.
     Vm {
-        /// Instead of CMD: build these of the VM suites (systemd, lab, daemon, package) and
+        /// Instead of CMD: build these of the VM suites (systemd, run, daemon, package) and
         /// run them as `cargo xtask test` does. Repeatable; CMD then goes to each test binary.
         #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(vm::SUITES))]
         suite: Vec<String>,
@@ -251,7 +251,7 @@ fn test(no_vm: bool, args: &[String]) -> anyhow::Result<()> {
             "--features",
             "lab-tests",
             "--test",
-            "lab",
+            "run",
             "--test",
             "daemon",
             "--test",

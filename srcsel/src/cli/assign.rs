@@ -78,7 +78,7 @@ fn warn_without_resolvers(via: &str, config: &Path) {
     let known = (|| {
         let bpffs = pins::find_bpffs().ok()??;
         let ns = Namespace::open_existing(&bpffs, pins::netns_cookie().ok()?).ok()??;
-        let id = plan::slot_of(&ns.registry().ok()?, via)?;
+        let id = plan::slot_held_by(&ns.registry().ok()?, via)?;
         Some(dns::knows_resolvers(&ns.dns(id).ok()?))
     })();
     if known == Some(false) {

@@ -133,7 +133,7 @@ impl Daemon {
     /// alias for drop-ins, a full pass, every configured program pinned and
     /// every drop-in up to date.
     async fn start(&self) -> anyhow::Result<()> {
-        self.reap();
+        self.remove_leftovers();
         if crate::systemd::started_by_systemd() {
             // The drop-ins of assigned units name our pins through the alias.
             let _ = Namespace::open(&self.bpffs, self.cookie)?;
@@ -221,7 +221,7 @@ impl Daemon {
         let registry = ns.registry()?;
         for u in &self.config().uplinks {
             let name = u.name.get_ref();
-            let Some(id) = plan::slot_of(&registry, name) else {
+            let Some(id) = plan::slot_held_by(&registry, name) else {
                 continue;
             };
             for mode in Mode::ALL {
@@ -234,7 +234,7 @@ impl Daemon {
     /// Removes what dead runs and gone namespaces left: at start, and after
     /// each run the daemon ends (a command whose caller was killed ends
     /// without any event).
-    pub(super) fn reap(&self) {
+    pub(super) fn remove_leftovers(&self) {
         if let Ok(root) = &self.cg_root {
             for problem in crate::cleanup::leftovers(root, &self.bpffs, self.cookie) {
                 warn!("{problem}");

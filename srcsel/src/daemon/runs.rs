@@ -172,7 +172,7 @@ impl Daemon {
         let _pass = self.passes.lock().await;
         let ns = Namespace::open_existing(&self.bpffs, self.cookie)?;
         if let Some(ns) = ns
-            && let Some(id) = plan::slot_of(&ns.registry()?, &a.via)
+            && let Some(id) = plan::slot_held_by(&ns.registry()?, &a.via)
         {
             let group = reconcile::attach_group(&ns, id, a, runs_dir)?;
             let warnings = reconcile::warnings(&ns, id, a, &self.config().path)?;

@@ -323,7 +323,7 @@ fn alive(pid: u32) -> bool {
 /// ended too. A command still running stays, steered: its programs are
 /// attached through pinned links, which live as long as its cgroup does.
 /// Returns the owners of the removed cgroups and those that failed.
-pub fn reap(runs_dir: &Path) -> (Vec<u32>, Vec<(PathBuf, CgroupError)>) {
+pub fn remove_dead_runs(runs_dir: &Path) -> (Vec<u32>, Vec<(PathBuf, CgroupError)>) {
     let (mut removed, mut failed) = (Vec::new(), Vec::new());
     for run in runs(runs_dir) {
         if !run.orphaned() || populated(&run.path) {

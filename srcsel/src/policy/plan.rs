@@ -36,7 +36,7 @@ pub struct SlotRecord {
 pub type Registry = BTreeMap<u32, SlotRecord>;
 
 /// The slot `name` holds in `reg`, if any.
-pub fn slot_of(reg: &Registry, name: &str) -> Option<u32> {
+pub fn slot_held_by(reg: &Registry, name: &str) -> Option<u32> {
     reg.iter().find(|(_, r)| r.name == name).map(|(id, _)| *id)
 }
 
@@ -55,7 +55,8 @@ impl HookReport {
     /// which gave it a slot). The hooks report every interface's lease
     /// (eth0's, wlan0's): a report is recorded, never an order to manage.
     pub fn concerns(&self, config: &Config, reg: &Registry) -> bool {
-        slot_of(reg, &self.interface).is_some() || config.managed().any(|m| m == self.interface)
+        slot_held_by(reg, &self.interface).is_some()
+            || config.managed().any(|m| m == self.interface)
     }
 
     /// As recorded at `at`.
@@ -277,7 +278,7 @@ fn planned(config: &Config, reg: &Registry, scope: Scope<'_>) -> BTreeSet<String
 pub fn to_ask(config: &Config, snap: &Snapshot, reg: &Registry, scope: Scope<'_>) -> Vec<String> {
     let hooked = |name: &str| match snap.reported.get(name) {
         Some(r) => !r.dns.is_empty(),
-        None => slot_of(reg, name).is_some_and(|id| !reg[&id].dns.hook4.is_empty()),
+        None => slot_held_by(reg, name).is_some_and(|id| !reg[&id].dns.hook4.is_empty()),
     };
     planned(config, reg, scope)
         .into_iter()
@@ -361,7 +362,7 @@ fn choose_slot(
     name: &str,
     wanted: Option<u32>,
 ) -> Result<(u32, bool), PlanError> {
-    if let Some(id) = slot_of(reg, name) {
+    if let Some(id) = slot_held_by(reg, name) {
         return match wanted {
             Some(w) if w != id => Err(PlanError::SlotMoved {
                 name: name.to_owned(),

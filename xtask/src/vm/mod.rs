@@ -32,13 +32,13 @@ pub fn run_in_guest(script: &str, timeout: Duration) -> anyhow::Result<()> {
 }
 
 /// The suites `cargo xtask test` runs in the guest: systemd as PID 1 (the
-/// `systemd` and `package` suites), and the `lab` and `daemon` suites on kernel 6.1.
-pub const SUITES: [&str; 4] = ["systemd", "lab", "daemon", "package"];
+/// `systemd` and `package` suites), and the `run` and `daemon` suites on kernel 6.1.
+pub const SUITES: [&str; 4] = ["systemd", "run", "daemon", "package"];
 
 /// Tests the VM leaves to the host: what they prove does not depend on the
-/// kernel's version, and under TCG they cost minutes (132 s of the lab suite's 460).
+/// kernel's version, and under TCG they cost minutes (132 s of the run suite's 460).
 const HOST_ONLY: &[(&str, &str)] = &[(
-    "lab",
+    "run",
     "thousands_of_lan_routes_and_a_hundred_concurrent_runs_keep_working",
 )];
 

@@ -160,7 +160,7 @@ pub fn list(ns_dir: &Path) -> Vec<Attachment> {
 
 /// Removes the attachments whose cgroup is gone, and entries of an older
 /// naming that `legacy_gone` says are; the links folder once it is empty.
-pub fn reap(ns_dir: &Path, legacy_gone: impl Fn(&str) -> bool) -> io::Result<usize> {
+pub fn remove_orphans(ns_dir: &Path, legacy_gone: impl Fn(&str) -> bool) -> io::Result<usize> {
     let dir = pins::links_dir(ns_dir);
     let Ok(entries) = fs::read_dir(&dir) else {
         return Ok(0);

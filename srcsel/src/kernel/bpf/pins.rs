@@ -91,7 +91,7 @@ pub fn mark_namespace(ns_dir: &Path) -> Result<(), BpfError> {
 /// Removes the pins of network namespaces that no longer exist (deleted
 /// without `srcsel down`: a lab, a container). A folder without a marker is
 /// left alone: whose it is cannot be told. Returns the folders removed.
-pub fn reap_namespaces(bpffs: &Path, cookie: u64) -> io::Result<Vec<PathBuf>> {
+pub fn remove_gone_namespaces(bpffs: &Path, cookie: u64) -> io::Result<Vec<PathBuf>> {
     let Ok(entries) = fs::read_dir(bpffs.join(TOP)) else {
         return Ok(Vec::new());
     };
