@@ -2,6 +2,7 @@
 mod bench;
 mod demo;
 mod dist;
+mod imports;
 mod mechanism;
 mod setup;
 mod vm;
@@ -30,8 +31,9 @@ enum Task {
     /// Build srcsel with its eBPF object, as `cargo build -p srcsel` does (srcsel/build.rs runs
     /// aya-build: nightly, bpfel-unknown-none, bpf-linker), and show where the object is.
     BuildEbpf,
-    /// The fast tier, without root or the eBPF toolchain: `cargo fmt --check`, clippy
-    /// (`-D warnings`, every target) and the unit tests. `.ci/run` runs it first.
+    /// The fast tier, without root or the eBPF toolchain: `cargo fmt --check`, no import
+    /// circle between srcsel's files, clippy (`-D warnings`, every target) and the unit
+    /// tests. `.ci/run` runs it first.
     Check,
     /// Unit tests, then the root-only integration suite on the namespace lab, then the
     /// suites that need systemd as PID 1 (and kernel 6.1) in the qemu VM.
@@ -227,6 +229,7 @@ pub fn require_root(what: &str) -> anyhow::Result<()> {
 fn check() -> anyhow::Result<()> {
     run(cargo().args(["fmt", "--all", "--check"]))
         .context("formatting differs: `cargo fmt --all` fixes it")?;
+    imports::check(&root().join("srcsel/src"))?;
     run(cargo()
         .args(["clippy", "--all-targets", "--features"])
         .arg("srcsel/vm-tests")
