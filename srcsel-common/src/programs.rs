@@ -43,6 +43,22 @@ impl Hook {
             Hook::Setsockopt => 22,
         }
     }
+
+    /// systemd's name for it (`BPFProgram=TYPE:PATH` in a unit's drop-in).
+    pub const fn systemd_name(self) -> &'static str {
+        match self {
+            Hook::SockCreate => "sock_create",
+            Hook::Connect4 => "connect4",
+            Hook::Sendmsg4 => "sendmsg4",
+            Hook::Connect6 => "connect6",
+            Hook::Sendmsg6 => "sendmsg6",
+            Hook::Recvmsg4 => "recvmsg4",
+            Hook::Recvmsg6 => "recvmsg6",
+            Hook::Setsockopt => "setsockopt",
+            Hook::Egress => "egress",
+            Hook::Ingress => "ingress",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,11 +10,11 @@ use aya_ebpf::{
     maps::{Array, LruHashMap},
     programs::SockAddrContext,
 };
-use srcsel_common::{DnsKey, MAX_DNS_QUERIES, MAX_UPLINKS, Resolvers, UPLINK_MASK, dns_flags};
+use srcsel_common::{DnsKey, MAX_DNS_QUERIES, MAX_UPLINKS, Resolvers, dns_flags};
 
 use crate::{
     steer::{self, Addr, words, write6},
-    uplink::{self, AF_INET, AF_INET6},
+    uplink::{self, AF_INET, AF_INET6, Owned},
 };
 
 /// Per slot; slot 0 holds the system's resolvers.
@@ -50,18 +50,9 @@ pub fn redirect(ctx: &SockAddrContext, dst: Addr, src: Addr, six: bool) -> Query
     let Some(index) = system_resolver(dst) else {
         return Query::Keep;
     };
-    let Some(u) = uplink::here(ctx) else {
+    let Some(Owned { uplink: u, dev, .. }) = uplink::owned(ctx) else {
         return Query::Keep;
     };
-    let sk = unsafe { (*sa).__bindgen_anon_1.sk };
-    if sk.is_null() {
-        return Query::Keep;
-    }
-    let (mark, dev) = unsafe { ((*sk).mark, (*sk).bound_dev_if) };
-    // A nearer assignment's socket, or one the program took back (fallback).
-    if mark & UPLINK_MASK != u.mark {
-        return Query::Keep;
-    }
     // Bound to another device or address: the steering decides (strict
     // refuses it, fallback hands it back to normal routing as it asked).
     if steer::bound_elsewhere(u, dev, src) {
@@ -80,12 +71,12 @@ pub fn redirect(ctx: &SockAddrContext, dst: Addr, src: Addr, six: bool) -> Query
     // (sending it to the uplink's would take that one the other way).
     let server = match pick(r, dst, index) {
         Some(server) if dst.usable(u) => server,
-        _ => return refuse_or_leave(),
+        _ => return uplink::strict_or(Query::Refuse, Query::Keep),
     };
     // Without the record its answers would look forged.
     let (_, asked) = family_words(dst);
     if QUERIES.insert(&key(ctx, server), &asked, 0).is_err() {
-        return refuse_or_leave();
+        return uplink::strict_or(Query::Refuse, Query::Keep);
     }
     match server {
         _ if six => write6(unsafe { &raw mut (*sa).user_ip6 }, words(server)),
@@ -95,12 +86,21 @@ pub fn redirect(ctx: &SockAddrContext, dst: Addr, src: Addr, six: bool) -> Query
     Query::Rewritten
 }
 
+/// Where a call sends: the address `read` gives, or the uplink's resolver
+/// in place of a system one (written into the call, and read back); None:
+/// refused. `six`: the call is an AF_INET6 socket's.
 #[inline(always)]
-fn refuse_or_leave() -> Query {
-    if uplink::strict() {
-        Query::Refuse
-    } else {
-        Query::Keep
+pub fn destination(
+    ctx: &SockAddrContext,
+    src: Addr,
+    six: bool,
+    read: impl Fn() -> Addr,
+) -> Option<Addr> {
+    let asked = read();
+    match redirect(ctx, asked, src, six) {
+        Query::Keep => Some(asked),
+        Query::Rewritten => Some(read()),
+        Query::Refuse => None,
     }
 }
 

@@ -12,9 +12,12 @@ use aya_ebpf::{
     maps::{LpmTrie, lpm_trie::Key},
     programs::SockAddrContext,
 };
-use srcsel_common::{MARK_MASK, MAX_EXEMPT4, MAX_EXEMPT6, UPLINK_MASK, UplinkState};
+use srcsel_common::{MARK_MASK, MAX_EXEMPT4, MAX_EXEMPT6, UplinkState};
 
-use crate::{count, uplink};
+use crate::{
+    count,
+    uplink::{self, Owned},
+};
 
 /// Values: the key again (address, prefix length), so userspace can list entries.
 #[map(name = "SRCSEL_EXEMPT4")]
@@ -158,27 +161,24 @@ pub fn decide(ctx: &SockAddrContext, dst: Addr, src: Addr) -> Verdict {
     if dst.exempt() {
         return Verdict::Allow;
     }
-    let Some(u) = uplink::here(ctx) else {
+    let Some(Owned {
+        uplink: u,
+        mark,
+        dev,
+        port,
+    }) = uplink::owned(ctx)
+    else {
         return Verdict::Allow;
     };
-    let sk = unsafe { (*ctx.sock_addr).__bindgen_anon_1.sk };
-    if sk.is_null() {
-        return Verdict::Allow;
-    }
-    let (mark, dev, port) = unsafe { ((*sk).mark, (*sk).bound_dev_if, (*sk).src_port) };
-    // A nearer assignment's socket, or one the program re-marked (fallback only).
-    if mark & UPLINK_MASK != u.mark {
-        return Verdict::Allow;
-    }
     // Binding it would pair one uplink's address with another's device.
     if bound_elsewhere(u, dev, src) {
         if !uplink::strict() {
             release(ctx, mark);
         }
-        return refuse_or(Verdict::Allow);
+        return uplink::strict_or(Verdict::Deny, Verdict::Allow);
     }
     if !dst.usable(u) {
-        return refuse_or(Verdict::Allow);
+        return uplink::strict_or(Verdict::Deny, Verdict::Allow);
     }
     if src.is_set() || port != 0 {
         return Verdict::Steered;
@@ -213,16 +213,6 @@ fn release(ctx: &SockAddrContext, mark: u32) {
     };
 }
 
-/// Strict mode fails the call (EPERM) rather than let it leave another way.
-#[inline(always)]
-fn refuse_or(fallback: Verdict) -> Verdict {
-    if uplink::strict() {
-        Verdict::Deny
-    } else {
-        fallback
-    }
-}
-
 /// The hook's return value for a verdict that needs no binding, and the count.
 #[inline(always)]
 pub fn finish(v: &Verdict, datagram: bool) -> i32 {
@@ -249,5 +239,5 @@ pub fn finish(v: &Verdict, datagram: bool) -> i32 {
 /// between the address event and this call.
 #[inline(always)]
 pub fn refuse_after_bind() -> Verdict {
-    refuse_or(Verdict::Allow)
+    uplink::strict_or(Verdict::Deny, Verdict::Allow)
 }

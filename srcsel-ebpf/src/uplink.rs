@@ -6,10 +6,11 @@ use aya_ebpf::{
     helpers::bpf_get_netns_cookie,
     macros::map,
     maps::{Array, LruHashMap},
-    programs::SockContext,
+    programs::{SockAddrContext, SockContext},
 };
 use srcsel_common::{
-    LeaseReport, MARK_MASK, MAX_LEASES, MAX_UPLINKS, STRICT_BIT, UplinkRecord, UplinkState,
+    LeaseReport, MARK_MASK, MAX_LEASES, MAX_UPLINKS, STRICT_BIT, UPLINK_MASK, UplinkRecord,
+    UplinkState,
 };
 
 /// Which slot of UPLINKS this program set serves; set by the loader.
@@ -42,6 +43,42 @@ pub fn id() -> u32 {
 #[inline(always)]
 pub fn strict() -> bool {
     STRICT.load() != 0
+}
+
+/// `refused` in strict mode (the call fails rather than leave another
+/// way), else `otherwise`.
+#[inline(always)]
+pub fn strict_or<T>(refused: T, otherwise: T) -> T {
+    if strict() { refused } else { otherwise }
+}
+
+/// A socket this program set decides for, as the sock_addr hooks see it.
+pub struct Owned {
+    pub uplink: &'static UplinkState,
+    pub mark: u32,
+    /// `SO_BINDTODEVICE`'s device, 0 for none.
+    pub dev: u32,
+    /// Its bound source port (host order), 0 for none.
+    pub port: u32,
+}
+
+/// The socket of `ctx`, if it is this program set's: its uplink's slot is
+/// taken, it lives in the uplink's network namespace, and its mark names
+/// the uplink (not a nearer assignment's, nor one the program took back).
+#[inline(always)]
+pub fn owned(ctx: &SockAddrContext) -> Option<Owned> {
+    let u = here(ctx)?;
+    let sk = unsafe { (*ctx.sock_addr).__bindgen_anon_1.sk };
+    if sk.is_null() {
+        return None;
+    }
+    let (mark, dev, port) = unsafe { ((*sk).mark, (*sk).bound_dev_if, (*sk).src_port) };
+    (mark & UPLINK_MASK == u.mark).then_some(Owned {
+        uplink: u,
+        mark,
+        dev,
+        port,
+    })
 }
 
 /// The uplink, if its slot is taken and `ctx` belongs to its network namespace.

@@ -3,7 +3,7 @@
 use aya_ebpf::{bindings::bpf_sock_addr, helpers::bpf_bind, programs::SockAddrContext};
 
 use crate::{
-    dns::{self, Query},
+    dns,
     steer::{self, Addr, Verdict},
     uplink,
 };
@@ -63,17 +63,11 @@ pub fn sendmsg(ctx: &SockAddrContext) -> i32 {
     steer::finish(&v, true)
 }
 
-/// Where the call sends: the address asked, or the uplink's resolver in
-/// place of a system one (written into the call); None: refused.
+/// Where the call sends ([`dns::destination`]).
 #[inline(always)]
 fn destination(ctx: &SockAddrContext, src: Addr) -> Option<Addr> {
     let sa = ctx.sock_addr;
-    let asked = Addr::V4(unsafe { (*sa).user_ip4 });
-    match dns::redirect(ctx, asked, src, false) {
-        Query::Keep => Some(asked),
-        Query::Rewritten => Some(Addr::V4(unsafe { (*sa).user_ip4 })),
-        Query::Refuse => None,
-    }
+    dns::destination(ctx, src, false, || Addr::V4(unsafe { (*sa).user_ip4 }))
 }
 
 /// An answer to a redirected query comes from the address the socket asked.

@@ -4,7 +4,7 @@
 use aya_ebpf::programs::SockAddrContext;
 
 use crate::{
-    dns::{self, Query},
+    dns,
     steer::{self, Addr, Verdict, mapped, read6, write6},
     uplink, v4,
 };
@@ -82,17 +82,11 @@ pub fn sendmsg(ctx: &SockAddrContext) -> i32 {
     steer::finish(&v, true)
 }
 
-/// Where the call sends: the address asked, or the uplink's resolver in
-/// place of a system one (written into the call); None: refused.
+/// Where the call sends ([`dns::destination`]).
 #[inline(always)]
 fn destination(ctx: &SockAddrContext, src: Addr) -> Option<Addr> {
     let field = unsafe { &raw mut (*ctx.sock_addr).user_ip6 };
-    let asked = Addr::from6(read6(field));
-    match dns::redirect(ctx, asked, src, true) {
-        Query::Keep => Some(asked),
-        Query::Rewritten => Some(Addr::from6(read6(field))),
-        Query::Refuse => None,
-    }
+    dns::destination(ctx, src, true, || Addr::from6(read6(field)))
 }
 
 /// An answer to a redirected query comes from the address the socket asked.

@@ -12,7 +12,7 @@ use std::{
     process::Command,
 };
 
-use srcsel_common::programs::{self, Hook};
+use srcsel_common::programs;
 
 use crate::{
     kernel::bpf::pins,
@@ -22,22 +22,6 @@ use crate::{
 /// `systemctl set-property --runtime`'s persistent sibling: API-managed drop-ins.
 const CONTROL_DIR: &str = "/etc/systemd/system.control";
 const FILE: &str = "50-srcsel.conf";
-
-/// systemd's name for each hook (`BPFProgram=TYPE:PATH`).
-fn hook_name(h: Hook) -> &'static str {
-    match h {
-        Hook::SockCreate => "sock_create",
-        Hook::Connect4 => "connect4",
-        Hook::Sendmsg4 => "sendmsg4",
-        Hook::Connect6 => "connect6",
-        Hook::Sendmsg6 => "sendmsg6",
-        Hook::Recvmsg4 => "recvmsg4",
-        Hook::Recvmsg6 => "recvmsg6",
-        Hook::Setsockopt => "setsockopt",
-        Hook::Egress => "egress",
-        Hook::Ingress => "ingress",
-    }
-}
 
 /// The unit whose drop-in it is, and the section its settings go in.
 fn unit_of(t: &Target) -> Option<(&str, &'static str)> {
@@ -72,7 +56,7 @@ pub fn text(section: &str, bpffs: &Path, a: &Assignment) -> String {
     for p in programs::ALL {
         out.push_str(&format!(
             "BPFProgram={}:{}\n",
-            hook_name(p.hook),
+            p.hook.systemd_name(),
             set.join(p.name).display()
         ));
     }
