@@ -76,8 +76,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         bpffs: pins::bpffs()?,
         cookie,
         cg_root: cgroup::cgroup2_mount(),
-        // SAFETY: plain getter.
-        uid: unsafe { libc::geteuid() },
+        uid: rustix::process::geteuid().as_raw(),
         passes: tokio::sync::Mutex::new(Asker::default()),
         conns: server.conns.clone(),
         rdnss_expiry: std::sync::Mutex::new(None),

@@ -5,7 +5,7 @@
 use std::{
     collections::HashMap,
     fs, io,
-    os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
+    os::{fd::AsFd as _, unix::fs::MetadataExt as _},
     path::{Path, PathBuf},
 };
 
@@ -79,11 +79,11 @@ pub fn cookie_of(path: &Path) -> io::Result<u64> {
     let ns = fs::File::open(path)?;
     std::thread::scope(|s| {
         s.spawn(|| {
-            // SAFETY: setns(2) on a descriptor we own; only this thread
-            // moves, and it ends right after.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            // Only this thread moves, and it ends right after.
+            rustix::thread::move_into_link_name_space(
+                ns.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
             let (sock, _) = std::os::unix::net::UnixStream::pair()?;
             super::socket_option(sock, libc::SO_NETNS_COOKIE, 0u64)
         })

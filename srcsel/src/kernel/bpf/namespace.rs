@@ -2,8 +2,7 @@
 //! (which uplink holds which slot, and what only userspace keeps about it).
 use std::{
     collections::BTreeMap,
-    fs, io,
-    os::fd::AsRawFd,
+    fs,
     path::{Path, PathBuf},
 };
 
@@ -41,10 +40,8 @@ impl Namespace {
         let dir = pins::ns_dir(bpffs, cookie);
         fs::create_dir_all(dir.join("maps")).map_err(io_err(&dir))?;
         let lock = fs::File::open(&dir).map_err(io_err(&dir))?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io_err(&dir)(io::Error::last_os_error()));
-        }
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io_err(&dir)(e.into()))?;
         let maps_dir = dir.join("maps");
         check_layout(&maps_dir)?;
         if !maps_pinned(&maps_dir) {

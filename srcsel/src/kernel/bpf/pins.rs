@@ -31,20 +31,14 @@ pub fn bpffs() -> Result<PathBuf, BpfError> {
         source,
     };
     fs::create_dir_all(&path).map_err(err)?;
-    let target = std::ffi::CString::new(DEFAULT_BPFFS).expect("no NUL");
-    // SAFETY: plain mount(2) with valid C strings.
-    let rc = unsafe {
-        libc::mount(
-            c"bpf".as_ptr(),
-            target.as_ptr(),
-            c"bpf".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(err(io::Error::last_os_error()));
-    }
+    rustix::mount::mount(
+        "bpf",
+        &path,
+        "bpf",
+        rustix::mount::MountFlags::empty(),
+        None,
+    )
+    .map_err(|e| err(e.into()))?;
     Ok(path)
 }
 
