@@ -22,7 +22,7 @@ pub const MAX_EXEMPT4: u32 = 65536;
 pub const MAX_EXEMPT6: u32 = 65536;
 
 /// Capacity of the lease reports map: interfaces whose leases the hooks
-/// reported (the oldest report goes first when it is full).
+/// reported (userspace removes the oldest report when it is full).
 pub const MAX_LEASES: u32 = 256;
 
 /// Capacity of the redirected-query map: queries in flight at once, per

@@ -5,7 +5,7 @@ use aya_ebpf::{
     bindings::bpf_sock,
     helpers::bpf_get_netns_cookie,
     macros::map,
-    maps::{Array, LruHashMap},
+    maps::{Array, HashMap},
     programs::{SockAddrContext, SockContext},
 };
 use srcsel_common::{
@@ -28,9 +28,11 @@ static UPLINKS: Array<UplinkState> = Array::pinned(MAX_UPLINKS, 0);
 #[map(name = "SRCSEL_REGISTRY")]
 static REGISTRY: Array<UplinkRecord> = Array::pinned(MAX_UPLINKS, 0);
 
-/// The DHCP hooks' reports by interface name; like REGISTRY, userspace's alone.
+/// The DHCP hooks' reports by interface name; like REGISTRY, userspace's
+/// alone. A plain hash map: userspace evicts the oldest report itself (an
+/// LRU map's per-CPU free lists may evict long before it is full).
 #[map(name = "SRCSEL_LEASES")]
-static LEASES: LruHashMap<[u8; 16], LeaseReport> = LruHashMap::pinned(MAX_LEASES, 0);
+static LEASES: HashMap<[u8; 16], LeaseReport> = HashMap::pinned(MAX_LEASES, 0);
 
 pub const AF_INET: u32 = 2;
 pub const AF_INET6: u32 = 10;

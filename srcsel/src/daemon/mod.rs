@@ -57,6 +57,9 @@ pub struct Daemon {
     /// When a pass should ask a DHCP client again about an uplink it knew
     /// no resolvers of ([`Asker::next_try`]).
     ask_again: std::sync::Mutex<Option<Instant>>,
+    /// Told after every pass, so the loop's timers follow passes that ran
+    /// in a connection's task (a lease report, a reload).
+    timers_changed: tokio::sync::Notify,
 }
 
 /// How long a stopping daemon waits for runs being set up.
@@ -81,6 +84,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         conns: server.conns.clone(),
         rdnss_expiry: std::sync::Mutex::new(None),
         ask_again: std::sync::Mutex::new(None),
+        timers_changed: tokio::sync::Notify::new(),
     });
     d.start().await?;
     let mut wakes = Wakes::new(events, server)?;
@@ -293,7 +297,6 @@ impl Daemon {
             )
             .await?;
             *self.rdnss_expiry.lock().unwrap_or_else(|e| e.into_inner()) = passed.rdnss_expiry;
-            *self.ask_again.lock().unwrap_or_else(|e| e.into_inner()) = asker.next_try();
             let failed = passed.failed;
             let mut problems: Vec<String> = failed
                 .iter()
@@ -307,6 +310,10 @@ impl Daemon {
         let problems = result
             .await
             .unwrap_or_else(|e| vec![format!("reconcile ({why}): {e:#}")]);
+        // Whatever the pass's outcome, and from whichever task it ran: the
+        // loop's timers are set anew.
+        *self.ask_again.lock().unwrap_or_else(|e| e.into_inner()) = asker.next_try();
+        self.timers_changed.notify_one();
         for p in &problems {
             warn!("{p}");
         }

@@ -18,6 +18,9 @@ use crate::kernel::{
     resolv::{self, ResolvWatch},
 };
 
+/// The shortest wait for a timer of the loop.
+const MIN_WAIT: Duration = Duration::from_secs(1);
+
 pub enum Wake {
     /// Links, addresses, routes or rules changed (or the socket overran).
     Netlink,
@@ -64,9 +67,11 @@ impl<E: Stream + Unpin> Wakes<E> {
     pub async fn next(&mut self, d: &Daemon) -> anyhow::Result<Wake> {
         loop {
             let expiry = d.until_rdnss_expiry();
+            // At least a second: a pass that failed before it could ask
+            // leaves a deadline in the past, which must not spin.
             let ask_again = d
                 .ask_again()
-                .map(|t| t.saturating_duration_since(Instant::now()));
+                .map(|t| t.saturating_duration_since(Instant::now()).max(MIN_WAIT));
             return Ok(tokio::select! {
                 found = self.rdnss.next() => Wake::Rdnss(found.context("reading RDNSS")?),
                 () = sleep_or_never(expiry) => Wake::RdnssExpired,
@@ -94,6 +99,7 @@ impl<E: Stream + Unpin> Wakes<E> {
                         continue;
                     }
                 },
+                () = d.timers_changed.notified() => continue,
                 _ = self.hup.recv() => Wake::Reload,
                 _ = self.term.recv() => Wake::Stop,
                 _ = self.int.recv() => Wake::Stop,

@@ -4,7 +4,7 @@
 //! variables its hooks get). dhcpcd 9 listens per interface
 //! (`IFACE[-4|-6].unpriv.sock`) or, as a manager of all, on `unpriv.sock`.
 use std::{
-    net::IpAddr,
+    net::{IpAddr, Ipv4Addr},
     path::{Path, PathBuf},
 };
 
@@ -25,8 +25,9 @@ const DBDIR: &str = "/var/lib/dhcpcd";
 const MAX_BLOCKS: usize = 16;
 const MAX_BLOCK: usize = 64 * 1024;
 
-/// Some(answer) when a dhcpcd answers for `iface`, None when none does.
-pub async fn ask(iface: &str) -> Option<Option<Asked>> {
+/// Some(answer) when a dhcpcd answers for `iface` with a lease of `addr`
+/// (or with none of IPv4), None when none does.
+pub async fn ask(iface: &str, addr: Option<Ipv4Addr>) -> Option<Option<Asked>> {
     for sock in sockets(Path::new(RUNDIR), Path::new(DBDIR), iface) {
         let stream = match UnixStream::connect(&sock).await {
             Ok(stream) => stream,
@@ -49,7 +50,11 @@ pub async fn ask(iface: &str) -> Option<Option<Asked>> {
             }
         };
         debug!("{}: {} blocks", sock.display(), blocks.len());
-        return Some(parse(&blocks, iface));
+        if blocks.is_empty() {
+            // This one keeps nothing of the interface: maybe another does.
+            continue;
+        }
+        return parse(&blocks, iface, addr);
     }
     None
 }
@@ -94,8 +99,10 @@ async fn read_size(s: &mut UnixStream) -> std::io::Result<usize> {
 }
 
 /// The resolvers of `iface`'s blocks: DHCPv4's, DHCPv6's and the router
-/// advertisements' (RDNSS).
-fn parse(blocks: &[Vec<u8>], iface: &str) -> Option<Asked> {
+/// advertisements' (RDNSS). None when a lease is of another address than
+/// `addr`: that dhcpcd keeps a link of that name elsewhere (another
+/// network namespace).
+fn parse(blocks: &[Vec<u8>], iface: &str, addr: Option<Ipv4Addr>) -> Option<Option<Asked>> {
     let mut servers: Vec<IpAddr> = Vec::new();
     for block in blocks {
         let vars: Vec<(&str, &str)> = block
@@ -105,6 +112,12 @@ fn parse(blocks: &[Vec<u8>], iface: &str) -> Option<Asked> {
             .collect();
         if vars.iter().any(|(k, v)| *k == "interface" && *v != iface) {
             continue;
+        }
+        let leased = vars.iter().find(|(k, _)| *k == "ip_address");
+        if let Some((_, a)) = leased
+            && a.parse::<Ipv4Addr>().ok() != addr
+        {
+            return None;
         }
         for (k, v) in vars {
             let rdnss = k.starts_with("nd") && k.contains("_rdnss") && k.ends_with("_servers");
@@ -116,7 +129,7 @@ fn parse(blocks: &[Vec<u8>], iface: &str) -> Option<Asked> {
             }
         }
     }
-    Asked::new(DnsSource::Dhcpcd, servers)
+    Some(Asked::new(DnsSource::Dhcpcd, servers))
 }
 
 #[cfg(test)]
@@ -133,6 +146,7 @@ mod tests {
             block(&[
                 "reason=BOUND",
                 "interface=usb0",
+                "new_ip_address=10.99.0.57",
                 "new_domain_name_servers=10.99.0.1 10.99.0.2",
             ]),
             block(&[
@@ -146,12 +160,13 @@ mod tests {
                 "new_domain_name_servers=10.1.0.1",
             ]),
         ];
-        let a = parse(&blocks, "usb0").unwrap();
+        let ours = "10.99.0.57".parse().ok();
+        let a = parse(&blocks, "usb0", ours).unwrap().unwrap();
         assert_eq!(a.source, DnsSource::Dhcpcd);
         assert_eq!(
             a.v4,
             [
-                "10.99.0.1".parse::<std::net::Ipv4Addr>().unwrap(),
+                "10.99.0.1".parse::<Ipv4Addr>().unwrap(),
                 "10.99.0.2".parse().unwrap()
             ]
         );
@@ -159,10 +174,10 @@ mod tests {
             a.v6,
             ["2001:db8:99::53".parse::<std::net::Ipv6Addr>().unwrap()]
         );
-        assert_eq!(
-            parse(&[block(&["reason=CARRIER", "interface=usb0"])], "usb0"),
-            None
-        );
+        let carrier = [block(&["reason=CARRIER", "interface=usb0"])];
+        assert_eq!(parse(&carrier, "usb0", ours), Some(None));
+        // Another namespace's usb0, leased another address: not ours.
+        assert_eq!(parse(&blocks, "usb0", "10.99.0.58".parse().ok()), None);
     }
 
     #[test]

@@ -25,6 +25,9 @@ const TIMEOUT: Duration = Duration::from_secs(1);
 /// a lease's resolvers a moment after its address). Then not until the
 /// next change: an uplink no client keeps costs no timer.
 const TRIES: u32 = 4;
+/// How long an answer stands before a pass (an event, never a timer) asks
+/// again: a lease renewal may change the resolvers on the same address.
+const FRESH: Duration = Duration::from_secs(600);
 
 /// The DHCP clients' answers per uplink, asked again when its link or
 /// addresses change: the daemon keeps one across passes, so a netlink event
@@ -56,17 +59,18 @@ impl Asker {
     pub async fn ask(&mut self, up: &Uplink) -> Option<Asked> {
         let key = (up.index, up.up, up.addr, up.addr6);
         let tries = match self.known.get(&up.name) {
-            Some(e) if e.key == key => match e.due() {
+            // A renewal may bring other resolvers on the same address: an
+            // answer stands for a while, then the next pass asks again.
+            Some(e) if e.key == key && e.answer.is_some() && e.at.elapsed() < FRESH => {
+                return e.answer.clone();
+            }
+            Some(e) if e.key == key && e.answer.is_none() => match e.due() {
                 Some(t) if Instant::now() >= t => e.tries + 1,
-                _ => return e.answer.clone(),
+                _ => return None,
             },
             _ => 1,
         };
-        let answer = if up.index == 0 {
-            None
-        } else {
-            ask(&up.name, up.index).await
-        };
+        let answer = if up.index == 0 { None } else { ask(up).await };
         debug!("{}: the DHCP client knows resolvers {answer:?}", up.name);
         let entry = Entry {
             key,
@@ -89,15 +93,29 @@ impl Asker {
     }
 }
 
-/// The answer of the first client that keeps the interface.
-async fn ask(name: &str, index: u32) -> Option<Asked> {
-    if let Some(a) = dhcpcd::ask(name).await {
+/// The answer of the first client that keeps the interface. dhcpcd's
+/// answer is its lease's, checked against the uplink's address (a dhcpcd of
+/// another network namespace may keep a link of that name);
+/// NetworkManager and networkd keep the host's links, so they are asked
+/// only from PID 1's network namespace.
+async fn ask(up: &Uplink) -> Option<Asked> {
+    if let Some(a) = dhcpcd::ask(&up.name, up.addr.map(|a| a.addr())).await {
         return a;
     }
-    if let Some(a) = networkmanager::ask(name).await {
+    if !in_host_netns() {
+        return None;
+    }
+    if let Some(a) = networkmanager::ask(&up.name).await {
         return a;
     }
-    networkd::ask(index).flatten()
+    networkd::ask(up.index).flatten()
+}
+
+/// Whether this thread is in PID 1's network namespace (unknown: no).
+fn in_host_netns() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let ino = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    ino("/proc/thread-self/ns/net").is_some_and(|me| ino("/proc/1/ns/net") == Some(me))
 }
 
 #[cfg(test)]

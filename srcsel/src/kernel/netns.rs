@@ -75,8 +75,16 @@ pub fn live() -> HashMap<u64, PathBuf> {
 
 /// The cookie of the network namespace `path` opens (`/proc/PID/ns/net`,
 /// `/run/netns/NAME`), read on a thread of its own that enters it and ends.
-pub fn cookie_of(path: &Path) -> io::Result<u64> {
+/// The path is only a way to it: it is refused unless what it opens now is
+/// namespace `inode` (a thread may have moved, an fd or pid been reused).
+pub fn cookie_of(path: &Path, inode: u64) -> io::Result<u64> {
     let ns = fs::File::open(path)?;
+    if ns.metadata()?.ino() != inode {
+        return Err(io::Error::other(format!(
+            "{} no longer opens namespace {inode}",
+            path.display()
+        )));
+    }
     std::thread::scope(|s| {
         s.spawn(|| {
             // Only this thread moves, and it ends right after.

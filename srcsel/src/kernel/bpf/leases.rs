@@ -25,6 +25,19 @@ impl Namespace {
         if self.leases.get(&key, 0).is_ok_and(|old| same(&old)) {
             return Ok(());
         }
+        if self.leases.insert(key, value, 0).is_ok() {
+            return Ok(());
+        }
+        // Full: the oldest report makes room.
+        let oldest = self
+            .leases
+            .iter()
+            .filter_map(Result::ok)
+            .min_by_key(|(_, v)| v.at)
+            .map(|(k, _)| k);
+        if let Some(k) = oldest {
+            let _ = self.leases.remove(&k);
+        }
         self.leases
             .insert(key, value, 0)
             .map_err(|source| self.map_err(maps::LEASES, source))

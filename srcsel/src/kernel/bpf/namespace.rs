@@ -55,7 +55,7 @@ impl Namespace {
             exempt: open_map(&maps_dir.join(maps::EXEMPT4), Map::LpmTrie)?,
             exempt6: open_map(&maps_dir.join(maps::EXEMPT6), Map::LpmTrie)?,
             dns: open_map(&maps_dir.join(maps::DNS), Map::Array)?,
-            leases: open_map(&maps_dir.join(maps::LEASES), Map::LruHashMap)?,
+            leases: open_map(&maps_dir.join(maps::LEASES), Map::HashMap)?,
             dir,
             cookie,
             _lock: lock,

@@ -109,7 +109,7 @@ pub fn remove_gone_namespaces(bpffs: &Path, cookie: u64) -> io::Result<Vec<PathB
     let live = netns::live();
     let mut removed = Vec::new();
     for (dir, inode) in marked {
-        if !alive(&dir, live.get(&inode)) {
+        if !alive(&dir, inode, live.get(&inode)) {
             remove_tree(&dir)?;
             removed.push(dir);
         }
@@ -121,12 +121,12 @@ pub fn remove_gone_namespaces(bpffs: &Path, cookie: u64) -> io::Result<Vec<PathB
 /// live one with the marker's inode (`at` opens it): a namespace made since
 /// may have been given a dead one's inode, but never its cookie. When the
 /// cookie cannot be read (a sandbox forbids setns), it counts as alive.
-fn alive(dir: &Path, at: Option<&PathBuf>) -> bool {
+fn alive(dir: &Path, inode: u64, at: Option<&PathBuf>) -> bool {
     let Some(at) = at else { return false };
     let cookie = dir
         .file_name()
         .and_then(|n| n.to_str()?.strip_prefix("net-")?.parse::<u64>().ok());
-    match netns::cookie_of(at) {
+    match netns::cookie_of(at, inode) {
         Ok(live) => cookie.is_some_and(|c| c == live),
         Err(e) => {
             tracing::debug!(
