@@ -5,7 +5,7 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use srcsel_lab::{
@@ -366,33 +366,26 @@ fn pins_of_a_gone_namespace_go_when_a_new_one_has_its_inode() {
     let ns = unique("dead");
     let gone = pins_in_new_namespace(&lab, &ns);
     let inode = netns_inode(&ns);
+    // The kernel gives a new namespace the lowest free inode, often a dead
+    // one's; waiting for that races every other test's namespaces, so the
+    // marker is made to name a live namespace's inode, as reuse would
+    // (before the namespace goes: another test's srcsel may judge the pins
+    // any moment after).
+    let heir = unique("heir");
+    ip(&format!("netns add {heir}"));
+    let reused = netns_inode(&heir);
+    fs::remove_dir(gone.join(format!("netns-{inode}"))).unwrap();
+    fs::create_dir(gone.join(format!("netns-{reused}"))).unwrap();
     ip(&format!("netns del {ns}"));
-    // The kernel gives a new namespace the lowest free inode: hold each new
-    // one that did not get the dead one's until one does.
-    let (mut held, deadline) = (Vec::new(), Instant::now() + Duration::from_secs(30));
-    let heir = loop {
-        let n = unique("heir");
-        ip(&format!("netns add {n}"));
-        if netns_inode(&n) == inode {
-            break Some(n);
-        }
-        held.push(n);
-        if Instant::now() > deadline {
-            break None;
-        }
-    };
-    for n in held {
-        ip(&format!("netns del {n}"));
-    }
-    let heir = heir.unwrap_or_else(|| panic!("no new namespace got inode {inode} within 30 s"));
     ok(&mut lab.srcsel(["run", "--via", "usb0", "--", "true"]));
     let outlived = gone.exists();
     ip(&format!("netns del {heir}"));
     assert!(
         !outlived,
-        "{} outlived its namespace: a new one has its inode {inode}",
+        "{} outlived its namespace: a live one has its inode {reused}",
         gone.display()
     );
+    assert!(lab.pin_dir().exists(), "the live namespace's pins went too");
 }
 
 #[test]
