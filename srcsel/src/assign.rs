@@ -141,7 +141,16 @@ fn attach(
         })?;
         info!("created cgroup {} for {}", path.display(), a.target);
     }
-    if set.ensure_attached(&path)? {
+    if systemd_makes(&a.target) {
+        if set.ensure_attached_beside_systemd(&path)? {
+            info!(
+                "{}: {} on {}: srcsel's links only while systemd's are missing",
+                a.target,
+                a.assignment,
+                path.display()
+            );
+        }
+    } else if set.ensure_attached(&path)? {
         info!(
             "{}: {} attached to {}",
             a.target,

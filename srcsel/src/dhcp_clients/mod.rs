@@ -96,13 +96,13 @@ impl Asker {
 /// The answer of the first client that keeps the interface. dhcpcd's
 /// answer is its lease's, checked against the uplink's address (a dhcpcd of
 /// another network namespace may keep a link of that name);
-/// NetworkManager and networkd keep the host's links, so they are asked
-/// only from PID 1's network namespace.
+/// NetworkManager and networkd keep the host's links, so they are not asked
+/// from another network namespace.
 async fn ask(up: &Uplink) -> Option<Asked> {
     if let Some(a) = dhcpcd::ask(&up.name, up.addr.map(|a| a.addr())).await {
         return a;
     }
-    if !in_host_netns() {
+    if in_host_netns() == Some(false) {
         return None;
     }
     if let Some(a) = networkmanager::ask(&up.name).await {
@@ -111,11 +111,13 @@ async fn ask(up: &Uplink) -> Option<Asked> {
     networkd::ask(up.index).flatten()
 }
 
-/// Whether this thread is in PID 1's network namespace (unknown: no).
-fn in_host_netns() -> bool {
+/// Whether this thread is in PID 1's network namespace; None when PID 1's
+/// cannot be read (the shipped unit has no CAP_SYS_PTRACE, and PID 1 more
+/// capabilities than it): then the clients are asked, as on a host.
+fn in_host_netns() -> Option<bool> {
     use std::os::unix::fs::MetadataExt as _;
     let ino = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
-    ino("/proc/thread-self/ns/net").is_some_and(|me| ino("/proc/1/ns/net") == Some(me))
+    Some(ino("/proc/thread-self/ns/net")? == ino("/proc/1/ns/net")?)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use srcsel_common::programs;
 
 use super::{
     BpfError, io_err, pins,
-    programs::{ProgramSet, all_pinned, attach_one, attached_to},
+    programs::{ProgramSet, all_pinned, attach_one, attached_to, attachments},
 };
 use crate::policy::Assignment;
 
@@ -76,6 +76,26 @@ impl ProgramSet {
     /// attachment of an older set (fewer programs, or programs since
     /// reloaded, as after an upgrade) is replaced the same way: the new
     /// links are made beside it, and only then is it removed.
+    /// For a cgroup systemd attaches the set to itself (a drop-in's
+    /// `BPFProgram=`): srcsel's own links only until systemd's are there,
+    /// never both (the set would run twice, counting everything twice).
+    /// Returns whether srcsel's links were made or removed.
+    pub fn ensure_attached_beside_systemd(&self, cgroup: &Path) -> Result<bool, BpfError> {
+        let ino = cgroup_ino(cgroup).map_err(io_err(cgroup))?;
+        let own = pins::links_dir(&self.ns_dir).join(entry_name(ino, &self.assignment));
+        let ours = own.join(CGROUP_LINK).exists();
+        match attachments(&self.ns_dir, &self.assignment, cgroup) {
+            // systemd's and ours: ours go, systemd's stay in force.
+            n if n >= 2 && ours => {
+                pins::remove_tree(&own).map_err(io_err(&own))?;
+                Ok(true)
+            }
+            // systemd's alone.
+            n if n >= 1 && !ours => Ok(false),
+            _ => self.ensure_attached(cgroup),
+        }
+    }
+
     pub fn ensure_attached(&self, cgroup: &Path) -> Result<bool, BpfError> {
         let ino = cgroup_ino(cgroup).map_err(io_err(cgroup))?;
         let links = pins::links_dir(&self.ns_dir);

@@ -84,18 +84,24 @@ pub(super) fn set_dir(ns_dir: &Path, a: &Assignment) -> PathBuf {
 /// as the kernel says (srcsel's links, or systemd's `BPFProgram=`): its
 /// connect4 program is among the cgroup's.
 pub fn attached_to(ns_dir: &Path, a: &Assignment, cgroup: &Path) -> bool {
+    attachments(ns_dir, a, cgroup) > 0
+}
+
+/// How many times `a`'s set is attached to `cgroup` (srcsel's links and
+/// systemd's `BPFProgram=` each count), as the kernel lists its programs.
+pub fn attachments(ns_dir: &Path, a: &Assignment, cgroup: &Path) -> usize {
     let pin = set_dir(ns_dir, a).join(programs::CONNECT4);
     let info = match ProgramInfo::from_pin(&pin) {
         Ok(info) => info,
         Err(e) => {
             tracing::debug!("{}: {e}", pin.display());
-            return false;
+            return 0;
         }
     };
     fs::File::open(cgroup)
         .and_then(|cg| super::link::attached_ids(cg.as_fd(), Hook::Connect4.attach_type()))
         .inspect_err(|e| tracing::debug!("programs of {}: {e}", cgroup.display()))
-        .is_ok_and(|ids| ids.contains(&info.id()))
+        .map_or(0, |ids| ids.iter().filter(|id| **id == info.id()).count())
 }
 
 /// Whether `dir` holds a pin of each program's name (its programs, or the
