@@ -2,39 +2,9 @@
 //! systemd's (a slice, services in it), assigned before and after it
 //! exists; processes started in it are judged by what the server and the
 //! primary's router saw.
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{fs, path::PathBuf, time::Duration};
 
-use srcsel_lab::{ETH0_ADDR, Lab, cgroup2_root, out, stderr, unique, url, wait_until};
-
-/// A cgroup subtree the test made, killed and removed on drop.
-struct Tree(PathBuf);
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        remove_tree(&self.0);
-    }
-}
-
-fn remove_tree(dir: &Path) {
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_tree(&e.path());
-            }
-        }
-    }
-    let _ = fs::write(dir.join("cgroup.kill"), "1");
-    for _ in 0..500 {
-        if fs::remove_dir(dir).is_ok() || !dir.exists() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+use srcsel_lab::{CgroupTree, ETH0_ADDR, Lab, cgroup2_root, out, stderr, unique, url, wait_until};
 
 struct Setup {
     lab: Lab,
@@ -42,7 +12,7 @@ struct Setup {
     /// `<unique>.slice`, relative to the cgroup2 mount.
     slice: String,
     root: PathBuf,
-    _tree: Tree,
+    _tree: CgroupTree,
 }
 
 fn setup() -> Setup {
@@ -55,7 +25,7 @@ fn setup() -> Setup {
     .unwrap();
     let slice = format!("{}.slice", unique("as"));
     let root = cgroup2_root();
-    let tree = Tree(root.join(&slice));
+    let tree = CgroupTree(root.join(&slice));
     Setup {
         lab,
         config,

@@ -9,7 +9,7 @@ pub mod state;
 pub use mark::{MARK_MASK, STRICT_BIT, UPLINK_MASK, mark_for};
 pub use state::{
     Counters, DnsKey, LeaseReport, MAX_RESOLVERS, Resolvers, UplinkRecord, UplinkState, dns_flags,
-    flags,
+    flags, health_flags,
 };
 
 /// Slots in the uplink maps. Slot 0 is never used, so an uplink id is never 0.

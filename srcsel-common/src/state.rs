@@ -62,9 +62,22 @@ pub struct UplinkRecord {
     pub gateway4: u32,
     /// The gateway a DHCP client hook reported (`srcsel lease`); 0 if none.
     pub hook_gateway4: u32,
-    pub _pad: u32,
+    /// The daemon's health verdicts, kept here so that every srcsel
+    /// process's pass steers as the daemon last judged; for a list, also
+    /// which members are active ([`health_flags`]).
+    pub health: u32,
     /// The IPv6 gateway in use (all zero if none), for `srcsel status`.
     pub gateway6: [u8; 16],
+}
+
+/// `UplinkRecord::health` bits: families whose health checks failed, and
+/// a list's active members (slot ids, 0 for none).
+pub mod health_flags {
+    pub const DOWN4: u32 = 1 << 0;
+    pub const DOWN6: u32 = 1 << 1;
+    pub const ACTIVE4_SHIFT: u32 = 8;
+    pub const ACTIVE6_SHIFT: u32 = 16;
+    pub const ACTIVE_MASK: u32 = 0xff;
 }
 
 /// How many resolvers per family an uplink keeps (as resolv.conf's MAXNS).

@@ -8,7 +8,8 @@
 //!   other; `status` is the report both show.
 //! - Beside them: `config`, `dhcp` (hook variables), `dhcp_clients` (asking
 //!   DHCP clients for resolvers), `assign` (assignments applied),
-//!   `placement` and `supervise` (a run's command), `systemd` (scopes,
+//!   `health` (probe targets, probes through one uplink), `placement`
+//!   and `supervise` (a run's command), `systemd` (scopes,
 //!   drop-ins), `cleanup` (what dead runs and gone namespaces left).
 mod api;
 mod assign;
@@ -18,6 +19,7 @@ mod config;
 mod daemon;
 mod dhcp;
 mod dhcp_clients;
+mod health;
 mod kernel;
 mod placement;
 mod policy;

@@ -1,24 +1,32 @@
 //! One reconcile pass, the same for the daemon, `srcsel lease` and `srcsel
 //! run`: read one kernel snapshot and the slot registry, plan (pure), apply.
 //! Applying writes only what the plan says differs.
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context as _;
 use rtnetlink::Handle;
+use srcsel_common::UplinkRecord;
 use tracing::{debug, info};
 
 use crate::{
     config::Config,
     dhcp_clients::Asker,
     kernel::{
-        bpf::Namespace,
+        bpf::{Namespace, namespace::name_of},
         cgroup,
         netlink::{Dump, apply},
         resolv,
     },
     policy::{
-        Assignment, Mode, Plan, Scope, Uplink, UplinkPlan,
-        plan::{self, HookReport, Isolation},
+        Assignment, Mode, Plan, Scope, Uplink, UplinkPlan, failover,
+        health::Down,
+        isolate::Isolation,
+        plan::{self, HookReport},
+        uplink::lost_addresses,
     },
 };
 
@@ -30,6 +38,20 @@ pub struct Passed {
     pub failed: Failures,
     /// When the first advertised resolver it kept expires ([`Plan::rdnss_expiry`]).
     pub rdnss_expiry: Option<u64>,
+    /// Each uplink as planned (where the daemon's probes leave from).
+    pub planned: Vec<UplinkPlan>,
+    /// Addresses uplinks stopped carrying new connections from: assigned
+    /// connections bound to them cannot work any more.
+    pub lost: Vec<Lost>,
+}
+
+/// An uplink's address that its assigned sockets can no longer use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lost {
+    pub uplink: String,
+    /// The uplink's socket mark (without the strict bit).
+    pub mark: u32,
+    pub addr: std::net::IpAddr,
 }
 
 /// Records a hook's report, if any (of any interface: a report changes
@@ -43,10 +65,12 @@ pub async fn pass(
     scope: Scope<'_>,
     hook: Option<&HookReport>,
     asker: &mut Asker,
+    health: Option<BTreeMap<String, Down>>,
 ) -> anyhow::Result<Passed> {
     let mut dump = Dump::read(handle).await?;
     let snap = &mut dump.snapshot;
     snap.system_dns = resolv::system_resolvers();
+    snap.health = health;
     if let Some(h) = hook {
         ns.record_lease(h, snap.now)?;
     }
@@ -60,9 +84,12 @@ pub async fn pass(
         }
     }
     let plan = plan::plan(config, &dump.snapshot, &registry, scope);
+    let (failed, lost) = apply(handle, &dump, ns, &plan).await?;
     Ok(Passed {
-        failed: apply(handle, &dump, ns, &plan).await?,
+        failed,
+        lost,
         rdnss_expiry: plan.rdnss_expiry(),
+        planned: plan.uplinks,
     })
 }
 
@@ -80,8 +107,11 @@ pub async fn for_run(
     runs_dir: &Path,
 ) -> anyhow::Result<(PathBuf, Option<String>)> {
     let via = a.via.as_str();
+    crate::config::check_via(via).map_err(anyhow::Error::msg)?;
     let mut dump = Dump::read(handle).await?;
-    Uplink::observe(&dump.snapshot, via)?;
+    for member in failover::members(via) {
+        Uplink::observe(&dump.snapshot, member)?;
+    }
     // Planned from what is there now, without creating anything: the checks.
     let registry = Namespace::peek_registry(cookie)?;
     dump.snapshot.reported = Namespace::peek_reported(cookie)?;
@@ -91,12 +121,15 @@ pub async fn for_run(
     if let Some((_, e)) = plan.failed.first() {
         return Err(e.clone().into());
     }
-    plan.uplink(via).expect("planned").uplink.check_ready()?;
+    if !failover::is_list(via) {
+        // A list may be down as a whole: its run is told (strict fails).
+        plan.uplink(via).expect("planned").uplink.check_ready()?;
+    }
     // The pass proper, under the namespace's lock, from a fresh snapshot:
     // concurrent runs may have set the uplink up since the checks.
     let mut ns = Namespace::open(bpffs, cookie)?;
     let mut asker = Asker::default();
-    let failed = pass(handle, &mut ns, config, scope, None, &mut asker)
+    let failed = pass(handle, &mut ns, config, scope, None, &mut asker, None)
         .await?
         .failed;
     if let Some((name, e)) = failed.into_iter().next() {
@@ -186,28 +219,50 @@ pub fn down_warning(via: &str, mode: Mode) -> String {
 
 /// Applies `plan`, made from `dump`: each uplink on its own (one failing
 /// leaves the others in force), then the exempt prefixes and the system's
-/// resolvers.
+/// resolvers. Returns the failures and the addresses lost.
 pub async fn apply(
     handle: &Handle,
     dump: &Dump,
     ns: &mut Namespace,
     plan: &Plan,
-) -> anyhow::Result<Failures> {
+) -> anyhow::Result<(Failures, Vec<Lost>)> {
     plan.check()?;
     let mut failed: Failures = plan
         .failed
         .iter()
         .map(|(name, e)| (name.clone(), anyhow::Error::new(e.clone())))
         .collect();
+    let mut lost = Vec::new();
     for u in &plan.uplinks {
-        if let Err(e) = apply_uplink(handle, dump, ns, u).await {
-            failed.push((u.uplink.name.clone(), e));
+        match apply_uplink(handle, dump, ns, u).await {
+            Ok(addrs) => lost.extend(addrs.into_iter().map(|addr| Lost {
+                uplink: u.uplink.name.clone(),
+                mark: u.slot.mark(),
+                addr,
+            })),
+            Err(e) => failed.push((u.uplink.name.clone(), e)),
         }
     }
+    // What a member lost, the lists that name it lost too.
+    let of_lists: Vec<Lost> = lost
+        .iter()
+        .flat_map(|l| {
+            plan.uplinks
+                .iter()
+                .filter(|p| p.active.is_some())
+                .filter(|p| failover::members(&p.uplink.name).any(|m| m == l.uplink))
+                .map(|p| Lost {
+                    uplink: p.uplink.name.clone(),
+                    mark: p.slot.mark(),
+                    addr: l.addr,
+                })
+        })
+        .collect();
+    lost.extend(of_lists);
     ns.sync_exempt(&plan.exempt)?;
     ns.sync_system_dns(plan.system_dns)?;
     apply_isolation(handle, dump, &plan.isolation).await?;
-    Ok(failed)
+    Ok((failed, lost))
 }
 
 /// The isolation table's routes before its rules, and the rules' removal
@@ -235,14 +290,19 @@ async fn apply_uplink(
     dump: &Dump,
     ns: &mut Namespace,
     p: &UplinkPlan,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<IpAddr>> {
     // Make before break: the new routes and rules exist before the programs
     // are told the new address, and the old ones go only after that.
     apply::add_routes(handle, &p.uplink.name, &p.routes.add).await?;
     apply::add_rules(handle, &p.rules.add).await?;
     // Publishing records a new slot too; under the namespace's lock, so no
     // other srcsel can plan the same slot meanwhile.
-    if ns.publish(p)? {
+    let before = ns.record(p.slot.id)?;
+    let published = ns.publish(p)?;
+    if p.active.is_some() {
+        log_failover(ns, p, &before)?;
+    }
+    if published.is_some() {
         if p.claim {
             info!(
                 "{}: slot {}, table {}",
@@ -268,5 +328,40 @@ async fn apply_uplink(
     }
     apply::remove_rules(handle, dump, &p.rules.remove).await?;
     apply::remove_routes(handle, dump, &p.routes.remove).await?;
+    if p.active.is_some() {
+        // A list loses nothing of its own: its members do (and a failback
+        // must not end what works on the later member).
+        return Ok(Vec::new());
+    }
+    Ok(published.map_or_else(Vec::new, |(old, new)| lost_addresses(&old, &new)))
+}
+
+/// One line per family whose active member of list `p` changed.
+fn log_failover(ns: &Namespace, p: &UplinkPlan, before: &UplinkRecord) -> anyhow::Result<()> {
+    use srcsel_common::health_flags::{ACTIVE_MASK, ACTIVE4_SHIFT, ACTIVE6_SHIFT};
+    let (Some(chosen), false) = (&p.active, before.name[0] == 0) else {
+        return Ok(()); // not a list, or one just set up
+    };
+    for (family, shift, now) in [
+        ("IPv4", ACTIVE4_SHIFT, &chosen.v4),
+        ("IPv6", ACTIVE6_SHIFT, &chosen.v6),
+    ] {
+        let was = (before.health >> shift) & ACTIVE_MASK;
+        if was == now.as_ref().map_or(0, |(_, id)| *id) {
+            continue;
+        }
+        let was = match was {
+            0 => "none".to_owned(),
+            id => name_of(&ns.record(id)?),
+        };
+        match now {
+            Some((name, _)) => info!("{}: {family} now through {name} (was {was})", p.uplink.name),
+            None => info!(
+                "{}: {family} through none of its uplinks (was {was}): strict connections \
+                 fail, fallback ones use normal routing",
+                p.uplink.name
+            ),
+        }
+    }
     Ok(())
 }

@@ -5,7 +5,7 @@
 use std::{net::Ipv6Addr, path::Path};
 
 use serde::{Deserialize, Serialize};
-use srcsel_common::{Counters, UplinkRecord, flags};
+use srcsel_common::{Counters, UplinkRecord, UplinkState, flags};
 
 use crate::{
     assign,
@@ -17,6 +17,7 @@ use crate::{
     },
     policy::{
         self, Snapshot, dns,
+        health::{Health, ProbeResult},
         routing::{from_raw4, from_raw6},
         slot::in_range,
     },
@@ -37,6 +38,11 @@ pub struct Report {
     /// named: known, not managed (added within version 1).
     #[serde(default)]
     pub known: Vec<KnownReport>,
+    /// How the daemon resets connections that cannot work any more:
+    /// "SOCK_DESTROY", "pidfd_getfd" or "none"; null without a daemon
+    /// (added within version 1).
+    #[serde(default)]
+    pub reset: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -61,6 +67,13 @@ pub struct AssignedReport {
     /// Whether the assignment's programs are attached to that cgroup now
     /// (by srcsel, or by systemd through the slice's drop-in).
     pub live: bool,
+    /// The uplink its new connections of each family take now (for a
+    /// list `via = ["usb0", "eth0"]`, the active one), or null (fields
+    /// added within version 1).
+    #[serde(default)]
+    pub active: Option<String>,
+    #[serde(default)]
+    pub active6: Option<String>,
     /// The processes in it and in its descendants.
     pub pids: Vec<u32>,
     /// What the assignment's programs counted in this cgroup and below
@@ -107,6 +120,31 @@ pub struct UplinkReport {
     pub hook_dns: Vec<String>,
     pub table: u32,
     pub mark: String,
+    /// The uplink new connections of each family take now: itself while
+    /// usable, for a list its active member; null for none (fields added
+    /// within version 1).
+    #[serde(default)]
+    pub active: Option<String>,
+    #[serde(default)]
+    pub active6: Option<String>,
+    /// What its health checks found, per family (fields added within
+    /// version 1): "up", "down", "unknown" (no verdict yet: used) or "off"
+    /// (no target of the family, or no daemon); when it last changed
+    /// (unix seconds) and why; and the last round's probes.
+    #[serde(default)]
+    pub health: Health,
+    #[serde(default)]
+    pub health6: Health,
+    #[serde(default)]
+    pub health_since: Option<u64>,
+    #[serde(default)]
+    pub health_reason: Option<String>,
+    #[serde(default)]
+    pub health_since6: Option<u64>,
+    #[serde(default)]
+    pub health_reason6: Option<String>,
+    #[serde(default)]
+    pub probes: Vec<ProbeResult>,
     /// The rules in force, as `ip rule` would list them (srcsel's own only).
     pub rules: Vec<String>,
     pub assignments: Vec<Assignment>,
@@ -119,6 +157,12 @@ pub struct Assignment {
     /// "strict" or "fallback".
     pub mode: String,
     pub pids: Vec<u32>,
+    /// The uplink its new connections of each family take now (a list's
+    /// active member), or null (fields added within version 1).
+    #[serde(default)]
+    pub active: Option<String>,
+    #[serde(default)]
+    pub active6: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -162,6 +206,7 @@ pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
         uplinks: Vec::new(),
         assigned: Vec::new(),
         known: Vec::new(),
+        reset: None,
     };
     let bpffs = pins::find_bpffs()?;
     if let Some(root) = mounts::find("cgroup2")? {
@@ -201,7 +246,38 @@ pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
             .uplinks
             .push(uplink(&ns, id, &r, &dump.snapshot, &runs)?);
     }
+    for a in &mut report.assigned {
+        if let Some(u) = report.uplinks.iter().find(|u| u.name == a.via) {
+            (a.active, a.active6) = (u.active.clone(), u.active6.clone());
+        }
+    }
     Ok(report)
+}
+
+/// The uplink a slot's new connections of each family take now.
+fn active(
+    ns: &Namespace,
+    name: &str,
+    r: &UplinkRecord,
+    s: &UplinkState,
+) -> anyhow::Result<(Option<String>, Option<String>)> {
+    use srcsel_common::health_flags::{ACTIVE_MASK, ACTIVE4_SHIFT, ACTIVE6_SHIFT};
+    let member = |usable: bool, shift: u32| -> anyhow::Result<Option<String>> {
+        if !usable {
+            return Ok(None);
+        }
+        if !policy::failover::is_list(name) {
+            return Ok(Some(name.to_owned()));
+        }
+        Ok(match (r.health >> shift) & ACTIVE_MASK {
+            0 => None,
+            id => Some(name_of(&ns.record(id)?)),
+        })
+    };
+    Ok((
+        member(s.usable4(), ACTIVE4_SHIFT)?,
+        member(s.usable6(), ACTIVE6_SHIFT)?,
+    ))
 }
 
 /// One uplink of the registry: its live state, what the maps say of it,
@@ -216,6 +292,7 @@ fn uplink(
     let name = name_of(r);
     let s = ns.state(id)?;
     let d = dns::in_use(&ns.dns(id)?);
+    let (active, active6) = active(ns, &name, r, &s)?;
     let assignments = runs
         .iter()
         .filter_map(|run| {
@@ -224,6 +301,8 @@ fn uplink(
                 cgroup: run.path.display().to_string(),
                 mode: a.mode.to_string(),
                 pids: run.pids.clone(),
+                active: active.clone(),
+                active6: active6.clone(),
             })
         })
         .collect();
@@ -251,6 +330,16 @@ fn uplink(
         hook_dns: d.hook4.iter().map(ToString::to_string).collect(),
         table: r.table,
         mark: format!("{:#x}", srcsel_common::mark_for(id)),
+        active,
+        active6,
+        // The daemon adds its verdicts; without one nothing is probed.
+        health: Health::Off,
+        health6: Health::Off,
+        health_since: None,
+        health_reason: None,
+        health_since6: None,
+        health_reason6: None,
+        probes: Vec::new(),
         rules: snap
             .our_rules()
             .filter(|r| in_range(id, r.priority))
@@ -281,6 +370,9 @@ fn assigned(config: &Config, cg_root: &Path, ns_dir: Option<&Path>) -> Vec<Assig
                 name: a.target.name().into(),
                 via: set.via.clone(),
                 mode: set.mode.to_string(),
+                // From its uplink's report, once read.
+                active: None,
+                active6: None,
                 live: ns_dir
                     .zip(cgroup.as_deref())
                     .is_some_and(|(d, cg)| programs::attached_to(d, set, cg)),

@@ -1,5 +1,6 @@
 """The lab's "internet" server: answers TCP (HTTP or a plain line), UDP and
-ICMP echo, on IPv4 (argv[3]) and IPv6 (argv[4]), and logs every peer as
+ICMP echo, on IPv4 (argv[3]) and IPv6 (argv[4]), holds connections to port
+7000 open until the client closes them, and logs every peer as
 `<proto> <token> <peer address>`.
 
 The token is the HTTP path, the first word of a plain TCP line or UDP
@@ -32,12 +33,35 @@ def serve_tcp(conn, peer):
     http = len(words) >= 2 and words[0] == "GET"
     note("tcp", words[1].lstrip("/") if http else (words[0] if words else ""), peer[0])
     body = peer[0] + "\n"
-    if http:
+    if http and words[1] == "/generate_204":  # a connectivity check
+        body = "HTTP/1.0 204 No Content\r\nConnection: close\r\n\r\n"
+    elif http:
         body = f"HTTP/1.0 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
     try:
         conn.sendall(body.encode())
     finally:
         conn.close()
+
+
+def hold_one(conn, peer):
+    # A long-lived connection: held open until the client goes.
+    note("hold", "-", peer[0])
+    try:
+        while conn.recv(4096):
+            pass
+    except OSError:
+        pass
+    conn.close()
+
+
+def hold(addr, port):
+    s = socket.socket(family(addr), socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(128)
+    while True:
+        conn, peer = s.accept()
+        threading.Thread(target=hold_one, args=(conn, peer), daemon=True).start()
 
 
 def family(addr):
@@ -85,7 +109,8 @@ def icmp6():
 
 v4, v6 = sys.argv[3], sys.argv[4]
 for target, args in ((tcp, (v4, 8080)), (udp, (v4, 9999)), (icmp, ()),
-                     (tcp, (v6, 8080)), (udp, (v6, 9999)), (icmp6, ())):
+                     (tcp, (v6, 8080)), (udp, (v6, 9999)), (icmp6, ()),
+                     (hold, (v4, 7000)), (hold, (v6, 7000))):
     threading.Thread(target=target, args=args, daemon=True).start()
 open(sys.argv[2], "w").close()  # ready
 threading.Event().wait()

@@ -279,6 +279,10 @@ fn test(no_vm: bool, args: &[String]) -> anyhow::Result<()> {
             "dns",
             "--test",
             "dns_redirect",
+            "--test",
+            "health",
+            "--test",
+            "failover",
             "--",
         ])
         .args(args))?;

@@ -44,7 +44,7 @@ impl TargetArgs {
 
 pub fn assign(target: &TargetArgs, via: &str, fallback: bool, config: &Path) -> anyhow::Result<()> {
     privileges::require()?;
-    crate::config::check_ifname(via).map_err(anyhow::Error::msg)?;
+    crate::config::check_via(via).map_err(anyhow::Error::msg)?;
     let target = target.target()?;
     let mode = if fallback {
         Mode::Fallback

@@ -58,9 +58,17 @@ pub fn lease(args: &[String], config_path: &Path) -> anyhow::Result<()> {
         let handle = netlink::connect()?;
         let scope = Scope::One(&report.interface);
         let mut asker = crate::dhcp_clients::Asker::default();
-        let failed = reconcile::pass(&handle, &mut ns, &config, scope, Some(&report), &mut asker)
-            .await?
-            .failed;
+        let failed = reconcile::pass(
+            &handle,
+            &mut ns,
+            &config,
+            scope,
+            Some(&report),
+            &mut asker,
+            None,
+        )
+        .await?
+        .failed;
         match failed.into_iter().next() {
             Some((name, e)) => Err(e.context(name)),
             None => Ok(()),

@@ -41,11 +41,13 @@ enum Command {
     /// running in its cgroup is killed, and the cgroup is removed.
     #[command(arg_required_else_help = true)]
     Run {
-        /// Uplink interface to leave through (for example usb0)
-        #[arg(long, value_name = "IFACE")]
+        /// Uplink interface to leave through (for example usb0), or an ordered
+        /// list (usb0,eth0): per family, the first that can carry it now
+        #[arg(long, value_name = "IFACE[,IFACE…]")]
         via: String,
-        /// While the uplink is down, use normal routing instead of failing
-        /// connections (the default, strict mode, never leaks through another uplink)
+        /// While the uplink (every one of a list) is down, use normal routing
+        /// instead of failing connections (the default, strict mode, never
+        /// leaks through another uplink)
         #[arg(long)]
         fallback: bool,
         /// Run the command as this user (name or uid), with their groups and
@@ -74,10 +76,12 @@ enum Command {
     Assign {
         #[command(flatten)]
         target: assign::TargetArgs,
-        /// Uplink interface to leave through (for example usb0)
-        #[arg(long, value_name = "IFACE")]
+        /// Uplink interface to leave through (for example usb0), or an ordered
+        /// list (usb0,eth0): per family, the first that can carry it now
+        #[arg(long, value_name = "IFACE[,IFACE…]")]
         via: String,
-        /// While the uplink is down, use normal routing instead of failing connections
+        /// While the uplink (every one of a list) is down, use normal routing
+        /// instead of failing connections
         #[arg(long)]
         fallback: bool,
         /// Configuration file

@@ -64,11 +64,48 @@ fn dns_line(u: &UplinkReport) -> String {
     }
 }
 
+/// `IPv4 down since 12:00:03 UTC (3 rounds without an answer from 2
+/// targets), IPv6 off; last: icmp://… 12.5 ms`, or None when nothing is probed.
+fn health_line(u: &UplinkReport) -> Option<String> {
+    use crate::policy::health::Health;
+    if u.health == Health::Off && u.health6 == Health::Off {
+        return None;
+    }
+    let family = |name: &str, h: Health, reason: &Option<String>| match (h, reason) {
+        (Health::Off, _) | (_, None) => format!("{name} {h}"),
+        (_, Some(why)) => format!("{name} {h} ({why})"),
+    };
+    let probes: Vec<String> = u
+        .probes
+        .iter()
+        .map(|p| match (&p.rtt_ms, &p.error) {
+            (Some(ms), _) => format!("{} {ms:.1} ms", p.target),
+            (None, Some(e)) => format!("{} {e}", p.target),
+            (None, None) => format!("{} failed", p.target),
+        })
+        .collect();
+    let mut line = format!(
+        "{}, {}",
+        family("IPv4", u.health, &u.health_reason),
+        family("IPv6", u.health6, &u.health_reason6)
+    );
+    if !probes.is_empty() {
+        line += &format!("; last round: {}", probes.join(", "));
+    }
+    Some(line)
+}
+
 fn human(r: &Report) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let daemon = if r.daemon { "running" } else { "not running" };
     let _ = writeln!(out, "daemon: {daemon}");
+    if let Some(m) = &r.reset {
+        let _ = writeln!(
+            out,
+            "connections that cannot work any more are reset with: {m}"
+        );
+    }
     if r.uplinks.is_empty() {
         let _ = writeln!(
             out,
@@ -93,6 +130,9 @@ fn human(r: &Report) -> String {
             .map_or("no gateway".to_owned(), |g| format!("via {g}"));
         let _ = writeln!(out, "  IPv6: {} {addr6} {gw6}", u.state6);
         let _ = writeln!(out, "  DNS: {}", dns_line(u));
+        if let Some(line) = health_line(u) {
+            let _ = writeln!(out, "  health: {line}");
+        }
         if !u.present {
             let _ = writeln!(
                 out,

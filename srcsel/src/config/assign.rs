@@ -3,14 +3,15 @@
 //! ```toml
 //! [[assign]]
 //! slice = "hotspot.slice"   # or unit = "backup.service", or cgroup = "lab/app"
-//! via = "usb0"
+//! via = "usb0"             # or ["usb0", "eth0"]: the first that can carry
+//!                           # each family now (failover)
 //! mode = "strict"           # or "fallback"; default strict
 //! ```
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::check_ifname;
+use super::check_via;
 use crate::policy::{
     Assignment, Mode,
     target::{Assigned, Target},
@@ -22,9 +23,27 @@ pub(super) struct AssignConfig {
     slice: Option<String>,
     unit: Option<String>,
     cgroup: Option<String>,
-    via: String,
+    via: Via,
     #[serde(default = "strict")]
     mode: Mode,
+}
+
+/// One uplink, or an ordered list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Via {
+    One(String),
+    List(Vec<String>),
+}
+
+impl Via {
+    /// As `--via` writes it: names joined with commas.
+    fn label(&self) -> String {
+        match self {
+            Via::One(s) => s.clone(),
+            Via::List(l) => l.join(","),
+        }
+    }
 }
 
 fn strict() -> Mode {
@@ -51,7 +70,8 @@ pub(super) fn check(entries: &[AssignConfig]) -> Result<Vec<Assigned>, (usize, S
             ));
         };
         let target = Target::new(kind, name).map_err(|why| (i, why))?;
-        check_ifname(&e.via).map_err(|why| (i, format!("[[assign]] via: {why}")))?;
+        let via = e.via.label();
+        check_via(&via).map_err(|why| (i, format!("[[assign]] via: {why}")))?;
         if let Some(first) = seen.insert(target.clone(), i) {
             return Err((
                 i,
@@ -63,10 +83,7 @@ pub(super) fn check(entries: &[AssignConfig]) -> Result<Vec<Assigned>, (usize, S
         }
         out.push(Assigned {
             target,
-            assignment: Assignment {
-                via: e.via.clone(),
-                mode: e.mode,
-            },
+            assignment: Assignment { via, mode: e.mode },
         });
     }
     Ok(out)

@@ -115,7 +115,11 @@ fn edited(text: &str, target: &Target, assignment: Option<&Assignment>) -> Optio
     let entry = assignment.map(|a| {
         let mut t = Table::new();
         t[target.kind()] = value(target.name());
-        t["via"] = value(&a.via);
+        t["via"] = if crate::policy::failover::is_list(&a.via) {
+            value(crate::policy::failover::members(&a.via).collect::<toml_edit::Array>())
+        } else {
+            value(&a.via)
+        };
         t["mode"] = value(a.mode.as_str());
         t
     });

@@ -12,6 +12,10 @@
 //! #                        # takes its default routes, IPv4 or IPv6
 //! # dns = ["192.0.2.53"]   # its resolvers, instead of those its leases and RAs give
 //! # system_dns = true      # or: keep the system's resolvers for its programs
+//! # [uplink.health]        # probe it; a family found dead is not used
+//! # targets = ["icmp://198.51.100.10", "http://198.51.100.10/generate_204"]
+//! # interval = "5s"        # between rounds; timeout = "2s" per probe
+//! # down_after = 3         # failed rounds in a row; up_after = 2: answered ones
 //!
 //! [[allow]]                # who may `srcsel run` as themselves (and read status);
 //! group = "srcsel"         # without any entry: group srcsel, every uplink, both modes
@@ -27,6 +31,7 @@
 mod allow;
 mod assign;
 pub mod edit;
+pub mod health;
 
 use std::{
     collections::HashMap,
@@ -38,7 +43,7 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::policy::{access::Allow, dns::DnsConfig, target::Assigned};
+use crate::policy::{access::Allow, dns::DnsConfig, health::HealthConfig, target::Assigned};
 use srcsel_common::{MAX_RESOLVERS, MAX_UPLINKS, UPLINK_MASK};
 use toml::Spanned;
 
@@ -76,6 +81,10 @@ pub struct UplinkConfig {
     /// Keep the system's resolvers for programs assigned to it.
     #[serde(default)]
     pub system_dns: bool,
+    /// `[uplink.health]` as written; [`UplinkConfig::health`] is it checked.
+    health: Option<health::HealthToml>,
+    #[serde(skip)]
+    checked_health: Option<HealthConfig>,
     /// The line of its `name`, for messages.
     #[serde(skip)]
     pub line: usize,
@@ -95,6 +104,11 @@ impl UplinkConfig {
     /// The uplink slot its mark asks for.
     pub fn slot(&self) -> Option<u32> {
         self.mark.as_ref().map(|m| m.get_ref() >> 24)
+    }
+
+    /// Its health checks, if it has any.
+    pub fn health(&self) -> Option<&HealthConfig> {
+        self.checked_health.as_ref()
     }
 
     pub fn dns(&self) -> DnsConfig {
@@ -188,6 +202,10 @@ impl Config {
         let mut marks = HashMap::new();
         for u in &mut config.uplinks {
             u.line = line_of(text, u.name.span().start);
+            if let Some(h) = &u.health {
+                let checked = health::check(h).map_err(|(span, why)| invalid(Some(span), why))?;
+                u.checked_health = Some(checked);
+            }
         }
         for u in &config.uplinks {
             let name = u.name.get_ref();
@@ -269,26 +287,13 @@ impl Config {
     }
 }
 
-/// Whether `name` can name a Linux network interface (the kernel's
-/// `dev_valid_name`): 1 to 15 bytes, not `.` or `..`, no `/`, `:` or white
-/// space. The error says why not.
-pub fn check_ifname(name: &str) -> Result<(), String> {
-    let why = if name.is_empty() {
-        "is empty"
-    } else if name.len() > 15 {
-        "is longer than 15 characters"
-    } else if name == "." || name == ".." || name.contains(['/', ':']) {
-        "contains `/` or `:` or is `.` or `..`"
-    } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        "contains white space"
-    } else {
-        return Ok(());
-    };
-    let shown: String = name.chars().take(40).collect();
-    Err(format!(
-        "{shown:?} is not an interface name: it {why} (see `ip link` for this host's interfaces)"
-    ))
+/// Whether `via` names an uplink, or an ordered list of them
+/// (`usb0,eth0`); the error says why not.
+pub fn check_via(via: &str) -> Result<(), String> {
+    crate::policy::failover::check(via)
 }
+
+pub use crate::policy::uplink::check_ifname;
 
 /// The line of the `i`-th `header` (`toml` gives tables no spans).
 fn header_line(text: &str, header: &str, i: usize) -> usize {

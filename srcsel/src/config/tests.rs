@@ -176,3 +176,63 @@ fn dns_settings_are_parsed_and_checked_with_their_line() {
     );
     assert!(bad("dns = [\"resolver.example\"]\n").starts_with("srcsel.toml:3:"));
 }
+
+#[test]
+fn health_checks_have_defaults_and_each_mistake_its_line() {
+    let head = "[[uplink]]\nname = \"usb0\"\n[uplink.health]\n";
+    let c = Config::parse(
+        &format!("{head}targets = [\"icmp://198.51.100.10\"]\n"),
+        "x",
+    )
+    .unwrap();
+    let h = c.uplink("usb0").unwrap().health().unwrap();
+    assert_eq!((h.interval.as_secs(), h.timeout.as_secs()), (5, 2));
+    assert_eq!((h.down_after, h.up_after), (3, 2));
+    let plain = Config::parse("[[uplink]]\nname = \"usb0\"\n", "x").unwrap();
+    assert!(plain.uplink("usb0").unwrap().health().is_none());
+    for (bad, says) in [
+        ("targets = []", "probes nothing"),
+        ("targets = [\"gopher://1.2.3.4\"]", "gopher"),
+        ("targets = [\"tcp://example.com:443\"]", "example.com"),
+        (
+            "targets = [\"icmp://1.2.3.4\"]\ninterval = \"0s\"",
+            "interval must be longer than 0",
+        ),
+        (
+            "targets = [\"icmp://1.2.3.4\"]\ninterval = \"5\"",
+            "interval",
+        ),
+        (
+            "targets = [\"icmp://1.2.3.4\"]\ndown_after = 0",
+            "down_after = 0",
+        ),
+        (
+            "targets = [\"icmp://1.2.3.4\"]\ntimeout = \"9s\"",
+            "longer than interval",
+        ),
+        (
+            "targets = [\"icmp://1.2.3.4\"]\nevery = \"5s\"",
+            "unknown field",
+        ),
+    ] {
+        let e = err(&format!("{head}{bad}\n"));
+        assert!(
+            e.starts_with("srcsel.toml:4:") || e.starts_with("srcsel.toml:5:"),
+            "{bad}: {e}"
+        );
+        assert!(e.contains(says), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn an_assignment_may_name_an_ordered_list() {
+    let c = Config::parse(
+        "[[assign]]\nslice = \"a.slice\"\nvia = [\"usb0\", \"eth0\"]\n",
+        "x",
+    )
+    .unwrap();
+    assert_eq!(c.assigned[0].assignment.via, "usb0,eth0");
+    assert_eq!(c.managed().collect::<Vec<_>>(), ["usb0,eth0"]);
+    let e = err("[[assign]]\nslice = \"a.slice\"\nvia = [\"usb0\", \"usb0\"]\n");
+    assert!(e.contains("names usb0 twice"), "{e}");
+}

@@ -148,7 +148,11 @@ async fn answer(d: &Daemon, caller: &Caller, privileged: bool, request: Request)
             // single-threaded runtime with the pass inside it.
             let _pass = d.passes.lock().await;
             match status::collect(true, &d.config()).await {
-                Ok(report) => Reply::Status(Box::new(report)),
+                Ok(mut report) => {
+                    d.health.report(&mut report.uplinks);
+                    report.reset = Some(d.reset.to_string());
+                    Reply::Status(Box::new(report))
+                }
                 Err(e) => Reply::error(ErrorKind::Failed, format!("{e:#}")),
             }
         }

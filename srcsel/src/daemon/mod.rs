@@ -3,6 +3,7 @@
 //! runs on rtnetlink multicast messages (an overrun is a message too) and on
 //! requests on its control socket (lease reports, runs); it never polls.
 mod conn;
+mod health;
 mod runs;
 mod server;
 mod wake;
@@ -26,6 +27,7 @@ use crate::{
         bpf::{Namespace, pins},
         cgroup::{self, CgroupError},
         netlink::{Dump, dump, events, rdnss::Rdnss},
+        sock_reset,
     },
     policy::{
         Mode, Scope, Uplink,
@@ -60,6 +62,26 @@ pub struct Daemon {
     /// Told after every pass, so the loop's timers follow passes that ran
     /// in a connection's task (a lease report, a reload).
     timers_changed: tokio::sync::Notify,
+    /// The uplinks' health checks and verdicts.
+    health: health::Checks,
+    /// How connections that cannot work any more are reset.
+    reset: sock_reset::Method,
+}
+
+/// How this kernel lets the daemon reset connections, tried at start on
+/// a connection of its own; said once in the log, and in `srcsel status`.
+/// `SRCSEL_RESET=pidfd` skips SOCK_DESTROY (to test the other way).
+fn detect_reset() -> sock_reset::Method {
+    let without_destroy = std::env::var("SRCSEL_RESET").is_ok_and(|v| v == "pidfd");
+    let (method, why) = sock_reset::detect(without_destroy);
+    match method {
+        sock_reset::Method::Unavailable => warn!(
+            "connections that cannot work any more (an uplink renumbered, down or failing its              health checks) will not be reset: {}",
+            why.join("; ")
+        ),
+        m => info!("connections that cannot work any more are reset with {m}"),
+    }
+    method
 }
 
 /// How long a stopping daemon waits for runs being set up.
@@ -71,7 +93,10 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
     check(&handle, cookie, &config).await?;
     let server = server::Server::listen(cookie)?;
     server::raise_fd_limit();
+    let (checks, rounds) = health::Checks::new();
     let d = Arc::new(Daemon {
+        health: checks,
+        reset: detect_reset(),
         handle,
         config: RwLock::new(Arc::new(config)),
         config_path,
@@ -87,7 +112,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         timers_changed: tokio::sync::Notify::new(),
     });
     d.start().await?;
-    let mut wakes = Wakes::new(events, server)?;
+    let mut wakes = Wakes::new(events, server, rounds)?;
     // Assigned cgroups are attached: units ordered after srcsel may start.
     crate::systemd::notify("READY=1");
     info!("watching links, addresses, routes and rules");
@@ -149,6 +174,7 @@ impl Daemon {
             }
         }
         self.reconcile("start", None).await;
+        self.health.follow(&self.config());
         self.ensure_configured_programs()?;
         for a in &self.config().assigned {
             match crate::systemd::dropin::refresh(&a.target, &a.assignment) {
@@ -168,6 +194,12 @@ impl Daemon {
             Wake::RdnssExpired => "an advertised resolver expired",
             Wake::AskAgain => "asking a DHCP client for resolvers again",
             Wake::Rdnss(found) => return self.learn_rdnss(found).await,
+            Wake::Health(round) => {
+                if !self.health.take(round) {
+                    return;
+                }
+                "health verdict"
+            }
             Wake::Conn(stream) => {
                 tokio::spawn(conn::serve(self.clone(), stream));
                 return;
@@ -209,6 +241,7 @@ impl Daemon {
         );
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
         self.units.clear();
+        self.health.follow(&self.config());
         let problems = self.reconcile("config reload", None).await;
         // Under the passes' lock: a pass started meanwhile holds the flock.
         let _pass = self.passes.lock().await;
@@ -232,6 +265,27 @@ impl Daemon {
             }
         }
         Ok(())
+    }
+
+    /// Resets the assigned TCP connections bound to addresses their
+    /// uplinks lost: their programs see an error now, and reconnect through
+    /// what is in force, instead of hanging until their own timeouts.
+    fn reset_lost(&self, lost: &[reconcile::Lost]) {
+        for l in lost {
+            let sel = sock_reset::Selector {
+                value: l.mark,
+                mask: srcsel_common::UPLINK_MASK,
+                local: Some(l.addr),
+            };
+            match sock_reset::reset(self.reset, &sel) {
+                Ok(0) => {}
+                Ok(n) => info!(
+                    "{}: reset {n} assigned connections from {} ({})",
+                    l.uplink, l.addr, self.reset
+                ),
+                Err(e) => warn!("{}: resetting connections from {}: {e}", l.uplink, l.addr),
+            }
+        }
     }
 
     /// Removes what dead runs and gone namespaces left: at start, and after
@@ -294,9 +348,12 @@ impl Daemon {
                 Scope::Managed,
                 hook,
                 &mut asker,
+                Some(self.health.down()),
             )
             .await?;
             *self.rdnss_expiry.lock().unwrap_or_else(|e| e.into_inner()) = passed.rdnss_expiry;
+            self.health.planned(&passed.planned);
+            self.reset_lost(&passed.lost);
             let failed = passed.failed;
             let mut problems: Vec<String> = failed
                 .iter()

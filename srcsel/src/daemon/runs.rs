@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use super::Daemon;
 use crate::{
     api::{ErrorKind, Reply},
-    config::check_ifname,
+    config::check_via,
     kernel::{
         bpf::Namespace,
         cgroup,
@@ -71,7 +71,7 @@ impl Daemon {
         pid: u32,
     ) -> Result<(DaemonRun, Reply), Reply> {
         let failed = |e: anyhow::Error| Reply::error(ErrorKind::Failed, format!("{e:#}"));
-        check_ifname(via).map_err(|why| Reply::error(ErrorKind::BadRequest, why))?;
+        check_via(via).map_err(|why| Reply::error(ErrorKind::BadRequest, why))?;
         if !privileged {
             let config = self.config();
             access::check_run(&resolve(&config.allowed()), caller, via, mode, &config.path)

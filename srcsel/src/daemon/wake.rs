@@ -9,10 +9,11 @@ use futures::{FutureExt as _, Stream, StreamExt as _};
 use tokio::{
     net::UnixStream,
     signal::unix::{Signal, SignalKind, signal},
+    sync::mpsc,
 };
 use tracing::warn;
 
-use super::{Daemon, server::Server};
+use super::{Daemon, health::Round, server::Server};
 use crate::kernel::{
     netlink::rdnss::{Rdnss, RdnssListener},
     resolv::{self, ResolvWatch},
@@ -33,6 +34,8 @@ pub enum Wake {
     AskAgain,
     /// A client of the control socket.
     Conn(UnixStream),
+    /// An uplink's health-check round ended.
+    Health(Round),
     /// SIGHUP: read the config again.
     Reload,
     /// SIGTERM or SIGINT.
@@ -43,6 +46,7 @@ pub enum Wake {
 pub struct Wakes<E> {
     events: E,
     server: Server,
+    rounds: mpsc::UnboundedReceiver<Round>,
     resolv: Option<ResolvWatch>,
     rdnss: RdnssListener,
     term: Signal,
@@ -51,10 +55,15 @@ pub struct Wakes<E> {
 }
 
 impl<E: Stream + Unpin> Wakes<E> {
-    pub fn new(events: E, server: Server) -> anyhow::Result<Self> {
+    pub fn new(
+        events: E,
+        server: Server,
+        rounds: mpsc::UnboundedReceiver<Round>,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             events,
             server,
+            rounds,
             resolv: watch_resolv_conf(),
             rdnss: RdnssListener::new().context("listening for router advertisements' RDNSS")?,
             term: signal(SignalKind::terminate())?,
@@ -99,6 +108,7 @@ impl<E: Stream + Unpin> Wakes<E> {
                         continue;
                     }
                 },
+                Some(round) = self.rounds.recv() => Wake::Health(round),
                 () = d.timers_changed.notified() => continue,
                 _ = self.hup.recv() => Wake::Reload,
                 _ = self.term.recv() => Wake::Stop,

@@ -9,6 +9,7 @@ pub mod netns;
 pub mod peer;
 pub mod privileges;
 pub mod resolv;
+pub mod sock_reset;
 pub mod users;
 
 /// A `SOL_SOCKET` option of plain-data type `T` (`SO_NETNS_COOKIE`, `SO_PEERCRED`).

@@ -33,8 +33,11 @@ impl Allow {
         }]
     }
 
+    /// Whether it allows `via` (every uplink of a list) in `mode`.
     fn allows(&self, via: &str, mode: Mode) -> bool {
-        self.via.as_ref().is_none_or(|v| v.iter().any(|x| x == via))
+        self.via
+            .as_ref()
+            .is_none_or(|v| super::failover::members(via).all(|m| v.iter().any(|x| x == m)))
             && self.modes.as_ref().is_none_or(|m| m.contains(&mode))
     }
 }

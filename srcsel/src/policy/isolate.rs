@@ -21,9 +21,10 @@ use srcsel_common::UPLINK_MASK;
 
 use super::{
     Action, Family, Route, Rule, Snapshot,
-    routing::RouteKind,
+    routing::{self, Changes, RouteKind},
     slot::{MAIN_TABLE, TABLE_BASE},
 };
+use crate::config::{Config, UplinkConfig};
 
 /// The isolation table: slot 0's, which no uplink uses.
 pub const TABLE: u32 = TABLE_BASE;
@@ -95,6 +96,46 @@ pub fn desired_routes(snap: &Snapshot, isolated: &BTreeSet<u32>, active: bool) -
         });
     }
     routes
+}
+
+/// What must change for uplinks kept for assigned programs (this module).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Isolation {
+    pub routes: Changes<Route>,
+    pub rules: Changes<Rule>,
+}
+
+/// The isolation plan: in force while any configured uplink has
+/// `isolate = true`, and undone when none has.
+pub fn plan(config: &Config, snap: &Snapshot) -> Isolation {
+    let names: BTreeSet<&str> = config
+        .uplinks
+        .iter()
+        .filter(|u| u.isolate)
+        .map(UplinkConfig::name)
+        .collect();
+    let active = !names.is_empty();
+    let isolated = snap
+        .links
+        .iter()
+        .filter(|l| names.contains(l.name.as_str()))
+        .map(|l| l.index)
+        .collect();
+    let routes: Vec<Route> = snap
+        .routes
+        .iter()
+        .filter(|r| r.is_ours() && r.spec.table == TABLE)
+        .map(|r| r.spec.clone())
+        .collect();
+    let rules: Vec<Rule> = snap
+        .our_rules()
+        .filter(|r| is_isolation_rule(r))
+        .cloned()
+        .collect();
+    Isolation {
+        routes: routing::route_changes(&routes, &desired_routes(snap, &isolated, active)),
+        rules: routing::diff(&rules, &desired_rules(active)),
+    }
 }
 
 #[cfg(test)]

@@ -5,9 +5,12 @@
 pub mod access;
 pub mod assignment;
 pub mod dns;
+pub mod failover;
 pub mod gateway;
+pub mod health;
 pub mod isolate;
 pub mod plan;
+mod plan_error;
 pub mod routing;
 pub mod slot;
 pub mod snapshot;

@@ -7,14 +7,17 @@ use std::{
 };
 
 use ipnet::IpNet;
-use srcsel_common::{MAX_EXEMPT4, MAX_EXEMPT6, MAX_UPLINKS, mark_for};
+use srcsel_common::{MAX_EXEMPT4, MAX_EXEMPT6, MAX_UPLINKS};
 
 use super::dns::DnsConfig;
+pub use super::plan_error::PlanError;
 use super::{
     Route, Rule, Snapshot, Uplink, dns,
+    failover::{self, Chosen},
     gateway::{self, GatewaySource},
-    isolate,
-    routing::{self, Changes, ForeignTable},
+    health::Down,
+    isolate::{self, Isolation},
+    routing::{self, Changes},
     slot::{Slot, in_range, table_for},
     snapshot::Reported,
 };
@@ -30,6 +33,8 @@ pub struct SlotRecord {
     pub hook_gateway: Option<Ipv4Addr>,
     /// The resolvers it learned (hook, RDNSS).
     pub dns: dns::Learned,
+    /// The daemon's last health verdicts.
+    pub health_down: Down,
 }
 
 /// The slot registry as one pass reads it: taken slots by id.
@@ -78,41 +83,6 @@ pub enum Scope<'a> {
     One(&'a str),
 }
 
-#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
-pub enum PlanError {
-    #[error("all {max} uplink slots of this network namespace are taken; `srcsel down` frees them", max = MAX_UPLINKS - 1)]
-    NoSlot,
-    #[error("{name} uses mark {:#x} but the config asks for {:#x}; run `srcsel down` to renumber", mark_for(*id), mark_for(*wanted))]
-    SlotMoved { name: String, id: u32, wanted: u32 },
-    #[error("the config gives {name} mark {:#x}, which another uplink already holds; run `srcsel down` to renumber", mark_for(*wanted))]
-    SlotTaken { name: String, wanted: u32 },
-    #[error(
-        "the config gives {name} table {table}, which srcsel uses for slot {slot}; \
-         choose a table outside {}–{} (or leave `table` out)",
-        table_for(0), table_for(MAX_UPLINKS - 1)
-    )]
-    AutomaticTable { name: String, table: u32, slot: u32 },
-    #[error(
-        "the config gives {name} table {table}, which uplink {other} already uses; `srcsel down` frees it"
-    )]
-    TableTaken {
-        name: String,
-        table: u32,
-        other: String,
-    },
-    #[error(transparent)]
-    ForeignTable(#[from] ForeignTable),
-    #[error(
-        "the main table holds {count} non-default {family} routes; srcsel keeps at most {max} of them \
-         on the LAN for assigned programs — aggregate them into fewer prefixes"
-    )]
-    TooManyLanRoutes {
-        family: &'static str,
-        count: usize,
-        max: u32,
-    },
-}
-
 /// One uplink's part of a plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UplinkPlan {
@@ -126,6 +96,11 @@ pub struct UplinkPlan {
     pub dns: dns::Dns,
     pub routes: Changes<Route>,
     pub rules: Changes<Rule>,
+    /// The device its programs know it by, when not its name (a list's
+    /// active member).
+    pub device: Option<String>,
+    /// For a list: its active members ([`failover`]).
+    pub active: Option<Chosen>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -139,13 +114,6 @@ pub struct Plan {
     pub isolation: Isolation,
     /// The system's resolvers, as the programs read them (slot 0 of SRCSEL_DNS).
     pub system_dns: srcsel_common::Resolvers,
-}
-
-/// What must change for uplinks kept for assigned programs ([`isolate`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Isolation {
-    pub routes: Changes<Route>,
-    pub rules: Changes<Rule>,
 }
 
 impl Plan {
@@ -189,16 +157,74 @@ pub fn plan(config: &Config, snap: &Snapshot, reg: &Registry, scope: Scope<'_>) 
         ..Plan::default()
     };
     if let Scope::Managed = scope {
-        plan.isolation = isolation(config, snap);
+        plan.isolation = isolate::plan(config, snap);
     }
     let mut taken: BTreeSet<u32> = reg.keys().copied().collect();
-    for name in names {
+    // Lists after the uplinks they name: their state is their members'.
+    let (lists, uplinks): (Vec<String>, Vec<String>) =
+        names.into_iter().partition(|n| failover::is_list(n));
+    for name in uplinks {
         match plan_uplink(config.uplink(&name), snap, reg, &mut taken, &name) {
             Ok(p) => plan.uplinks.push(p),
             Err(e) => plan.failed.push((name, e)),
         }
     }
+    for label in lists {
+        match plan_list(snap, reg, &mut taken, &label, &plan.uplinks) {
+            Ok(p) => plan.uplinks.push(p),
+            Err(e) => plan.failed.push((label, e)),
+        }
+    }
     plan
+}
+
+/// A list's plan ([`failover`]): a slot of its own, the state of its
+/// active members, and rules into their tables. Members that could not be
+/// planned count as absent.
+fn plan_list(
+    snap: &Snapshot,
+    reg: &Registry,
+    taken: &mut BTreeSet<u32>,
+    label: &str,
+    planned: &[UplinkPlan],
+) -> Result<UplinkPlan, PlanError> {
+    failover::check(label).map_err(PlanError::BadList)?;
+    let members: Vec<&UplinkPlan> = failover::members(label)
+        .filter_map(|m| planned.iter().find(|p| p.uplink.name == m))
+        .collect();
+    let (id, claim) = choose_slot(reg, taken, label, None)?;
+    if claim {
+        taken.insert(id);
+    }
+    let slot = Slot {
+        id,
+        table: table_for(id),
+    };
+    let active = failover::active(label, &members);
+    let by_slot: Vec<(Slot, &Uplink)> = members.iter().map(|m| (m.slot, &m.uplink)).collect();
+    let rules: Vec<Rule> = snap
+        .our_rules()
+        .filter(|r| in_range(id, r.priority))
+        .cloned()
+        .collect();
+    let routes: Vec<Route> = snap
+        .routes
+        .iter()
+        .filter(|r| r.spec.table == slot.table && r.is_ours())
+        .map(|r| r.spec.clone())
+        .collect();
+    Ok(UplinkPlan {
+        uplink: active.uplink,
+        gateway_source: GatewaySource::None,
+        slot,
+        claim,
+        hook_gateway: None,
+        dns: active.dns,
+        routes: routing::route_changes(&routes, &[]),
+        rules: routing::diff(&rules, &failover::desired_rules(slot, &by_slot)),
+        device: active.device,
+        active: Some(active.chosen),
+    })
 }
 
 fn plan_uplink(
@@ -229,6 +255,10 @@ fn plan_uplink(
     let dns_config = cfg.map(UplinkConfig::dns).unwrap_or_default();
     let dns = dns::choose(&dns_config, &learned, snap.now);
     let mut uplink = Uplink::observe_or_absent(snap, name);
+    uplink.health_down = match &snap.health {
+        Some(h) => h.get(name).copied().unwrap_or_default(),
+        None => reg.get(&id).map(|r| r.health_down).unwrap_or_default(),
+    };
     let gateway_source = gateway::choose(&mut uplink, hook_gateway, cfg.and_then(|c| c.gateway));
     gateway::choose6(&mut uplink, cfg.and_then(|c| c.gateway6));
     let routes: Vec<Route> = snap
@@ -246,6 +276,8 @@ fn plan_uplink(
         taken.insert(id);
     }
     Ok(UplinkPlan {
+        device: None,
+        active: None,
         routes: routing::route_changes(&routes, &routing::desired_routes(table, &uplink)),
         rules: routing::diff(
             &rules,
@@ -260,16 +292,21 @@ fn plan_uplink(
     })
 }
 
-/// The uplinks a plan for `scope` covers.
+/// The uplinks and lists a plan for `scope` covers: a list brings its
+/// members.
 fn planned(config: &Config, reg: &Registry, scope: Scope<'_>) -> BTreeSet<String> {
-    match scope {
+    let named: Vec<&str> = match scope {
         Scope::Managed => config
             .managed()
-            .map(str::to_owned)
-            .chain(reg.values().map(|r| r.name.clone()))
+            .chain(reg.values().map(|r| r.name.as_str()))
             .collect(),
-        Scope::One(name) => BTreeSet::from([name.to_owned()]),
-    }
+        Scope::One(name) => vec![name],
+    };
+    named
+        .into_iter()
+        .flat_map(|n| failover::members(n).chain(failover::is_list(n).then_some(n)))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The uplinks of `scope` whose resolvers are to be asked of the host's
@@ -282,6 +319,7 @@ pub fn to_ask(config: &Config, snap: &Snapshot, reg: &Registry, scope: Scope<'_>
     };
     planned(config, reg, scope)
         .into_iter()
+        .filter(|name| !failover::is_list(name))
         .filter(|name| {
             let learns = config
                 .uplink(name)
@@ -289,39 +327,6 @@ pub fn to_ask(config: &Config, snap: &Snapshot, reg: &Registry, scope: Scope<'_>
             learns && !hooked(name)
         })
         .collect()
-}
-
-/// The isolation plan: in force while any configured uplink has
-/// `isolate = true`, and undone when none has.
-fn isolation(config: &Config, snap: &Snapshot) -> Isolation {
-    let names: BTreeSet<&str> = config
-        .uplinks
-        .iter()
-        .filter(|u| u.isolate)
-        .map(UplinkConfig::name)
-        .collect();
-    let active = !names.is_empty();
-    let isolated = snap
-        .links
-        .iter()
-        .filter(|l| names.contains(l.name.as_str()))
-        .map(|l| l.index)
-        .collect();
-    let routes: Vec<Route> = snap
-        .routes
-        .iter()
-        .filter(|r| r.is_ours() && r.spec.table == isolate::TABLE)
-        .map(|r| r.spec.clone())
-        .collect();
-    let rules: Vec<Rule> = snap
-        .our_rules()
-        .filter(|r| isolate::is_isolation_rule(r))
-        .cloned()
-        .collect();
-    Isolation {
-        routes: routing::route_changes(&routes, &isolate::desired_routes(snap, &isolated, active)),
-        rules: routing::diff(&rules, &isolate::desired_rules(active)),
-    }
 }
 
 /// A configured table must not be another slot's automatic table, nor one

@@ -82,6 +82,7 @@ fn a_new_uplink_claims_a_free_slot_and_a_second_pass_changes_nothing() {
             table: table_for(1),
             hook_gateway: None,
             dns: Default::default(),
+            health_down: Default::default(),
         },
     );
     let p = plan(&Config::default(), &snap, &reg, Scope::One("usb0"));
@@ -102,6 +103,7 @@ fn a_new_uplink_claims_a_free_slot_and_a_second_pass_changes_nothing() {
             table: table_for(2),
             hook_gateway: None,
             dns: Default::default(),
+            health_down: Default::default(),
         },
     );
     let again = plan(&Config::default(), &snap, &reg, Scope::Managed);
@@ -138,6 +140,7 @@ fn configured_marks_and_tables_are_used_and_conflicts_refused() {
             table: table_for(2),
             hook_gateway: None,
             dns: Default::default(),
+            health_down: Default::default(),
         },
     );
     let p = plan(&cfg, &lab(), &reg, Scope::Managed);
@@ -188,7 +191,7 @@ fn a_report_is_data_until_something_names_its_interface() {
     // Named later (a run, here), the recorded report serves it.
     let p = plan(&none, &snap, &Registry::new(), Scope::One("usb0"));
     let u = p.uplink("usb0").unwrap();
-    assert!(u.claim && u.uplink.usable());
+    assert!(u.claim && u.uplink.usable4());
     assert_eq!(u.gateway_source, GatewaySource::Hook);
     assert_eq!(u.hook_gateway, hook.gateway);
     assert_eq!(
@@ -233,6 +236,7 @@ fn the_hooks_resolvers_last_until_the_next_report_and_the_config_wins() {
             table: table_for(1),
             hook_gateway: None,
             dns: learned.clone(),
+            health_down: Default::default(),
         },
     );
     let p = plan(&Config::default(), &lab(), &reg, Scope::One("usb0"));
@@ -277,12 +281,13 @@ fn the_hook_gateway_serves_a_link_without_a_default_route() {
             table: table_for(1),
             hook_gateway: Some("10.99.0.1".parse().unwrap()),
             dns: Default::default(),
+            health_down: Default::default(),
         },
     );
     let p = plan(&Config::default(), &snap, &reg, Scope::One("usb0"));
     let u = p.uplink("usb0").unwrap();
     assert_eq!(u.gateway_source, GatewaySource::Hook);
-    assert!(u.uplink.usable());
+    assert!(u.uplink.usable4());
 }
 
 #[test]
@@ -316,6 +321,7 @@ fn tables_cannot_collide_with_automatic_or_used_ones() {
             table: 300,
             hook_gateway: None,
             dns: Default::default(),
+            health_down: Default::default(),
         },
     );
     let cfg = config("[[uplink]]\nname = \"usb0\"\ntable = 300\n");

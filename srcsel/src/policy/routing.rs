@@ -86,7 +86,10 @@ impl Route {
 /// ascending):
 /// - its marked sockets keep LAN and link routes of the main table (only the
 ///   default route is suppressed there);
-/// - then they use the uplink's table;
+/// - then they use the uplink's table, unless its health checks found the
+///   family dead: then fallback sockets take normal routing, as when the
+///   table has no default route (the table stays, for the probes, which
+///   bind the uplink's address);
 /// - on an isolated uplink ([`super::isolate`]), unassigned IPv6 sockets
 ///   with its address are refused: when no route fits, IPv6 source
 ///   selection hands them the only global address, the uplink's, and looks
@@ -131,7 +134,9 @@ pub fn desired_rules(slot: Slot, up: &Uplink, isolated: bool) -> Vec<Rule> {
             suppress_prefixlen: Some(0),
             ..rule(family, p, Some(mark), Action::Lookup(MAIN_TABLE))
         });
-        rules.push(rule(family, p + 1, Some(mark), Action::Lookup(slot.table)));
+        if !up.health_down.of(family) {
+            rules.push(rule(family, p + 1, Some(mark), Action::Lookup(slot.table)));
+        }
         if from.is_some() && isolated && family == Family::V6 {
             rules.push(Rule {
                 from,

@@ -9,8 +9,7 @@ fn usb0(addr: Option<&str>, gw: Option<&str>, up: bool) -> Uplink {
         up,
         addr: addr.map(|a| a.parse().unwrap()),
         gateway: gw.map(|g| g.parse().unwrap()),
-        addr6: None,
-        gateway6: None,
+        ..Uplink::absent("usb0")
     }
 }
 
@@ -173,4 +172,33 @@ fn an_isolated_uplink_refuses_its_address_to_unassigned_local_sockets() {
             "the guard comes before the from rule"
         );
     }
+}
+
+#[test]
+fn a_family_found_dead_loses_only_its_mark_rule() {
+    let mut up = usb0(Some("10.99.0.5/24"), Some("10.99.0.1"), true);
+    let healthy = rules_of(slot(1), &up);
+    up.health_down.v4 = true;
+    let sick = rules_of(slot(1), &up);
+    let table = |rules: &[Rule]| {
+        rules
+            .iter()
+            .filter(|r| r.family == Family::V4 && r.action == Action::Lookup(table_for(1)))
+            .map(|r| r.from.is_some())
+            .collect::<Vec<_>>()
+    };
+    // The marked sockets' lookup goes; the `from` rule (the probes') stays,
+    // as does the strict rule: strict sockets still stop in the slot.
+    assert_eq!(table(&healthy), [false, true]);
+    assert_eq!(table(&sick), [true]);
+    assert!(sick.iter().any(|r| r.action == Action::Unreachable));
+    // The table keeps its routes.
+    assert_eq!(
+        desired_routes(table_for(1), &up).len(),
+        desired_routes(
+            table_for(1),
+            &usb0(Some("10.99.0.5/24"), Some("10.99.0.1"), true)
+        )
+        .len()
+    );
 }

@@ -72,6 +72,9 @@ pub struct Snapshot {
     /// Resolvers the host's DHCP client knows, for uplinks no hook told
     /// srcsel any of ([`super::plan::to_ask`]), by interface name.
     pub asked: BTreeMap<String, super::dns::Asked>,
+    /// The daemon's health verdicts by uplink name, when the daemon plans;
+    /// other passes keep those the slot registry holds.
+    pub health: Option<BTreeMap<String, super::health::Down>>,
 }
 
 /// A lease a DHCP client hook reported (`srcsel lease`), recorded whether

@@ -1,11 +1,15 @@
 //! An uplink as one snapshot shows it: its link, its address and gateway of
 //! each family, and whether a command can be steered through it now.
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use srcsel_common::UplinkState;
+
 use super::{
     Snapshot, gateway,
+    health::Down,
+    routing::{from_raw4, from_raw6},
     snapshot::{Address, addr_flags},
 };
 
@@ -22,6 +26,8 @@ pub struct Uplink {
     pub addr6: Option<Ipv6Net>,
     /// The IPv6 gateway, usually the router's link-local address.
     pub gateway6: Option<Ipv6Addr>,
+    /// Families its health checks found dead (link and lease may be fine).
+    pub health_down: Down,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -54,13 +60,14 @@ impl Uplink {
             gateway: None,
             addr6: None,
             gateway6: None,
+            health_down: Down::default(),
         }
     }
 
     /// The link `name` in `snap`: its first IPv4 address and the gateway of a
     /// default route via it (from the DHCP client, in any table).
     pub fn observe(snap: &Snapshot, name: &str) -> Result<Self, UplinkError> {
-        crate::config::check_ifname(name).map_err(UplinkError::BadName)?;
+        check_ifname(name).map_err(UplinkError::BadName)?;
         let link = snap
             .link(name)
             .ok_or_else(|| UplinkError::NotFound(name.to_owned()))?;
@@ -84,6 +91,7 @@ impl Uplink {
             gateway: gateway::from_routes(snap, link.index),
             addr6: source6(&own),
             gateway6: gateway::from_routes6(snap, link.index),
+            health_down: Down::default(),
         })
     }
 
@@ -92,19 +100,25 @@ impl Uplink {
         Self::observe(snap, name).unwrap_or_else(|_| Self::absent(name))
     }
 
-    /// Whether new IPv4 connections can use it now.
-    pub fn usable4(&self) -> bool {
+    /// Whether its link could carry IPv4 now: up, with address and gateway.
+    pub fn carries4(&self) -> bool {
         self.up && self.addr.is_some() && self.gateway.is_some()
     }
 
-    /// Whether new IPv6 connections can use it now.
-    pub fn usable6(&self) -> bool {
+    /// The same for IPv6.
+    pub fn carries6(&self) -> bool {
         self.up && self.addr6.is_some() && self.gateway6.is_some()
     }
 
-    /// Whether it can carry new connections of at least one family.
-    pub fn usable(&self) -> bool {
-        self.usable4() || self.usable6()
+    /// Whether new IPv4 connections can use it now: it carries IPv4 and
+    /// its health checks did not find IPv4 dead.
+    pub fn usable4(&self) -> bool {
+        self.carries4() && !self.health_down.v4
+    }
+
+    /// The same for IPv6.
+    pub fn usable6(&self) -> bool {
+        self.carries6() && !self.health_down.v6
     }
 
     /// Whether `gw` is on the uplink's subnet (a gateway must be on-link).
@@ -120,7 +134,7 @@ impl Uplink {
     /// Checks that a command can be steered through it now, or says why not.
     /// A link that is down is fine: strict sockets fail until it returns.
     pub fn check_ready(&self) -> Result<(), UplinkError> {
-        if !self.up || self.usable() {
+        if !self.up || self.carries4() || self.carries6() {
             return Ok(());
         }
         if self.addr.is_none() && self.addr6.is_none() {
@@ -128,6 +142,42 @@ impl Uplink {
         }
         Err(UplinkError::NoGateway(self.name.clone()))
     }
+}
+
+/// Whether `name` can name a Linux network interface (the kernel's
+/// `dev_valid_name`): 1 to 15 bytes, not `.` or `..`, no `/`, `:` or white
+/// space. The error says why not.
+pub fn check_ifname(name: &str) -> Result<(), String> {
+    let why = if name.is_empty() {
+        "is empty"
+    } else if name.len() > 15 {
+        "is longer than 15 characters"
+    } else if name == "." || name == ".." || name.contains(['/', ':']) {
+        "contains `/` or `:` or is `.` or `..`"
+    } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "contains white space"
+    } else {
+        return Ok(());
+    };
+    let shown: String = name.chars().take(40).collect();
+    Err(format!(
+        "{shown:?} is not an interface name: it {why} (see `ip link` for this host's interfaces)"
+    ))
+}
+
+/// The addresses whose connections cannot work any more after the live
+/// state went from `old` to `new`: those of each family the uplink carried
+/// and no longer carries from that address (renumbered, lease or link
+/// gone, health down).
+pub fn lost_addresses(old: &UplinkState, new: &UplinkState) -> Vec<IpAddr> {
+    let mut lost = Vec::new();
+    if old.usable4() && !(new.usable4() && new.addr4 == old.addr4) {
+        lost.extend(from_raw4(old.addr4).map(IpAddr::V4));
+    }
+    if old.usable6() && !(new.usable6() && new.addr6 == old.addr6) {
+        lost.extend(from_raw6(old.addr6).map(IpAddr::V6));
+    }
+    lost
 }
 
 /// The IPv6 source new connections get: a global address that can be bound
@@ -190,6 +240,33 @@ mod tests {
             Uplink::observe_or_absent(&snap(), "usb1"),
             Uplink::absent("usb1")
         );
+    }
+
+    #[test]
+    fn connections_are_lost_with_the_address_or_the_familys_use() {
+        use srcsel_common::flags::*;
+        let state = |addr4: [u8; 4], flags: u32| UplinkState {
+            addr4: u32::from_ne_bytes(addr4),
+            flags,
+            ..UplinkState::default()
+        };
+        let up = state([10, 99, 0, 5], UP4 | HAS_ADDR4);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(lost_addresses(&up, &up), Vec::<IpAddr>::new());
+        // Renumbered, down (link, lease or health), address gone.
+        let renumbered = state([10, 99, 0, 6], UP4 | HAS_ADDR4);
+        assert_eq!(lost_addresses(&up, &renumbered), [ip("10.99.0.5")]);
+        assert_eq!(
+            lost_addresses(&up, &state([10, 99, 0, 5], HAS_ADDR4)),
+            [ip("10.99.0.5")]
+        );
+        assert_eq!(
+            lost_addresses(&up, &UplinkState::default()),
+            [ip("10.99.0.5")]
+        );
+        // Coming up loses nothing; nor does a family that was not in use.
+        assert!(lost_addresses(&UplinkState::default(), &up).is_empty());
+        assert!(lost_addresses(&state([10, 99, 0, 5], HAS_ADDR4), &renumbered).is_empty());
     }
 
     #[test]

@@ -40,6 +40,18 @@ impl Lab {
         ]));
     }
 
+    /// `srcsel status --json`'s entry for uplink (or list) `name`; null
+    /// when it has none.
+    pub fn uplink_status(&self, name: &str) -> serde_json::Value {
+        let text = crate::ok(&mut self.srcsel(["status", "--json"]));
+        let json: serde_json::Value = serde_json::from_str(&text).expect("status JSON");
+        json["uplinks"]
+            .as_array()
+            .and_then(|a| a.iter().find(|u| u["name"] == name))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     pub fn rules(&self) -> String {
         self.client_out("ip rule; ip -6 rule")
     }

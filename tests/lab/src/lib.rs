@@ -20,6 +20,7 @@
 //!
 //! A crate of its own so that both integration suites and xtask's demo and
 //! bench share one copy; it needs root only when a lab is raised, not to build.
+mod cgroups;
 mod cmd;
 mod dhcp;
 mod inspect;
@@ -30,6 +31,7 @@ mod resolvers;
 mod runner;
 mod server;
 mod topology;
+mod upstream;
 
 use std::{
     ffi::OsStr,
@@ -40,6 +42,7 @@ use std::{
     time::Duration,
 };
 
+pub use cgroups::CgroupTree;
 pub use cmd::{ip, ok, out, quoted, sh, stderr};
 pub use inspect::{cgroup2_root, mount_point, netstat_value, wait_until};
 pub use ipv6::{ETH0_NET6, USB0_NET6, V6};
@@ -54,6 +57,8 @@ pub const SERVER: &str = "198.51.100.10";
 pub const SERVER6: &str = "2001:db8:ffff::10";
 pub const TCP_PORT: u16 = 8080;
 pub const UDP_PORT: u16 = 9999;
+/// The server holds connections to this port open until the client closes.
+pub const HOLD_PORT: u16 = 7000;
 pub const ETH0_ADDR: &str = "10.1.0.2";
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -175,7 +180,20 @@ impl Lab {
     /// Starts `srcsel daemon ARGS` in the client namespace and waits until it
     /// watches netlink (counting starts, so a restart waits for its own line).
     pub fn start_daemon(&mut self, args: &[&str]) {
+        self.start_daemon_with_env(&[], args);
+    }
+
+    /// The daemon with `config` as its config file (in the lab's folder).
+    pub fn start_daemon_with_config(&mut self, config: &str, env: &[(&str, &str)]) {
+        let path = self.dir.join("srcsel.toml");
+        fs::write(&path, config).expect("the lab's config");
+        self.start_daemon_with_env(env, &["--config", &path.display().to_string()]);
+    }
+
+    /// The same with environment variables set.
+    pub fn start_daemon_with_env(&mut self, env: &[(&str, &str)], args: &[&str]) {
         let mut cmd = self.srcsel(["daemon"]);
+        cmd.envs(env.iter().copied());
         self.launch_daemon(cmd.args(args));
     }
 

@@ -3,7 +3,7 @@
 //! connection left through.
 use std::{collections::BTreeSet, fs, path::PathBuf, process::Command, thread, time::Duration};
 
-use crate::{Lab, SERVER, SERVER6, TCP_PORT, inspect::wait_until};
+use crate::{HOLD_PORT, Lab, SERVER, SERVER6, TCP_PORT, inspect::wait_until};
 
 /// The server's HTTP URL for `token`.
 pub fn url(token: &str) -> String {
@@ -39,6 +39,45 @@ impl Lab {
             fs::write(&path, include_str!("../probe.py")).expect("probe.py");
         }
         path
+    }
+
+    /// hold.py: a client holding one TCP connection to the server's hold
+    /// port open, which prints how it ended ("error ERRNO" or "eof");
+    /// bound to its first argument, if any.
+    pub fn hold_script(&self) -> PathBuf {
+        let path = self.dir.join("hold.py");
+        let text = format!(
+            r#"import socket, sys
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[-1] else socket.AF_INET)
+if len(sys.argv) > 2:
+    s.bind((sys.argv[2], 0))
+s.connect((sys.argv[1], {HOLD_PORT}))
+print("connected", s.getsockname()[0], flush=True)
+try:
+    while s.recv(1):
+        pass
+    print("eof", flush=True)
+except OSError as e:
+    print("error", e.errno, flush=True)
+"#
+        );
+        fs::write(&path, text).expect("hold.py");
+        path
+    }
+
+    /// Waits until the holder started as `role` is connected.
+    pub fn wait_held(&self, role: &str) {
+        wait_until(
+            &format!("{role} to connect"),
+            Duration::from_secs(10),
+            || self.log(role).contains("connected"),
+        );
+    }
+
+    /// Whether the holder started as `role` saw its connection end.
+    pub fn hold_ended(&self, role: &str) -> bool {
+        let log = self.log(role);
+        log.contains("error") || log.contains("eof")
     }
 
     pub fn server_log(&self) -> PathBuf {

@@ -8,7 +8,9 @@ use aya::{
     programs::ProgramInfo,
 };
 use ipnet::IpNet;
-use srcsel_common::{Counters, Resolvers, UplinkRecord, UplinkState, flags, maps, programs};
+use srcsel_common::{
+    Counters, Resolvers, UplinkRecord, UplinkState, flags, health_flags, maps, programs,
+};
 
 use super::{
     BpfError,
@@ -19,20 +21,28 @@ use crate::policy::{
     routing::{diff, octets6, raw4, raw6},
 };
 
+/// The bits whose condition holds.
+fn bits(pairs: &[(bool, u32)]) -> u32 {
+    pairs
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |f, (_, bit)| f | bit)
+}
+
 impl Namespace {
     /// Publishes an uplink's live state to the programs, and its record to
-    /// userspace; whether the live state changed.
-    pub fn publish(&mut self, p: &UplinkPlan) -> Result<bool, BpfError> {
+    /// userspace; the old and new live state if it changed.
+    pub fn publish(
+        &mut self,
+        p: &UplinkPlan,
+    ) -> Result<Option<(UplinkState, UplinkState)>, BpfError> {
         let up = &p.uplink;
-        let f = [
+        let f = bits(&[
             (up.usable4(), flags::UP4),
             (up.addr.is_some(), flags::HAS_ADDR4),
             (up.usable6(), flags::UP6),
             (up.addr6.is_some(), flags::HAS_ADDR6),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .fold(0, |f, (_, bit)| f | bit);
+        ]);
         let state = UplinkState {
             netns_cookie: self.cookie,
             mark: p.slot.mark(),
@@ -40,14 +50,21 @@ impl Namespace {
             addr4: raw4(up.addr.map(|a| a.addr())),
             flags: f,
             addr6: raw6(up.addr6.map(|a| a.addr())),
-            ifname: name_key(&up.name),
+            ifname: name_key(p.device.as_deref().unwrap_or(&up.name)),
         };
+        let chosen = p.active.clone().unwrap_or_default();
+        let slot_of =
+            |m: Option<(String, u32)>| m.map_or(0, |(_, id)| id & health_flags::ACTIVE_MASK);
         let record = UplinkRecord {
             name: name_key(&up.name),
             table: p.slot.table,
             gateway4: raw4(up.gateway),
             hook_gateway4: raw4(p.hook_gateway),
-            _pad: 0,
+            health: bits(&[
+                (up.health_down.v4, health_flags::DOWN4),
+                (up.health_down.v6, health_flags::DOWN6),
+            ]) | slot_of(chosen.v4) << health_flags::ACTIVE4_SHIFT
+                | slot_of(chosen.v6) << health_flags::ACTIVE6_SHIFT,
             gateway6: up.gateway6.map_or([0; 16], |g| g.octets()),
         };
         if self.record(p.slot.id)? != record {
@@ -59,13 +76,14 @@ impl Namespace {
                 .set(p.slot.id, resolvers, 0)
                 .map_err(|source| self.map_err(maps::DNS, source))?;
         }
-        if self.state(p.slot.id)? == state {
-            return Ok(false);
+        let old = self.state(p.slot.id)?;
+        if old == state {
+            return Ok(None);
         }
         self.uplinks
             .set(p.slot.id, state, 0)
             .map_err(|source| self.map_err(maps::UPLINKS, source))?;
-        Ok(true)
+        Ok(Some((old, state)))
     }
 
     /// Marks every uplink unusable, its slot and mark kept: strict sockets

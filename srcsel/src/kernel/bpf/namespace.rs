@@ -7,11 +7,14 @@ use std::{
 };
 
 use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapInfo};
-use srcsel_common::{LeaseReport, MAX_UPLINKS, Resolvers, UplinkRecord, UplinkState, maps};
+use srcsel_common::{
+    LeaseReport, MAX_UPLINKS, Resolvers, UplinkRecord, UplinkState, health_flags, maps,
+};
 
 use super::{BpfError, OBJECT, io_err, loader, pins};
 use crate::policy::{
     dns,
+    health::Down,
     plan::{Registry, SlotRecord},
     routing::from_raw4,
     snapshot::Reported,
@@ -117,6 +120,10 @@ impl Namespace {
                     table: r.table,
                     hook_gateway: from_raw4(r.hook_gateway4),
                     dns,
+                    health_down: Down {
+                        v4: r.health & health_flags::DOWN4 != 0,
+                        v6: r.health & health_flags::DOWN6 != 0,
+                    },
                 };
                 (id, rec)
             })
