@@ -5,8 +5,8 @@
 use std::{fs, time::Duration};
 
 use srcsel_lab::{
-    CgroupTree, ETH0_ADDR, ETH0_NET6, Lab, SERVER, USB0_NET6, V6, cgroup2_root, ok, out, unique,
-    url, url6, wait_until,
+    CgroupTree, ETH0_ADDR, ETH0_NET6, HOME_ANSWER, HOME_DNS, HOTSPOT_ANSWER, Lab, NAME, SERVER,
+    USB0_NET6, V6, cgroup2_root, ok, out, unique, url, url6, wait_until,
 };
 
 fn lab() -> Lab {
@@ -223,4 +223,48 @@ fn with_no_member_left_a_strict_list_refuses_and_a_fallback_one_routes_normally(
         &script,
     ]));
     assert_eq!(lab.source_of(&t), ETH0_ADDR);
+}
+
+/// A UDP datagram from a socket the program never bound (the kernel gives
+/// it a port first): the server echoes the address it came from.
+const DATAGRAM: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.sendto(b"dgram", (sys.argv[1], 9999))
+print(s.recvfrom(100)[0].decode().strip())
+"#;
+
+#[test]
+fn a_lists_datagrams_and_name_lookups_follow_its_active_uplink() {
+    let mut lab = lab();
+    lab.start_resolvers();
+    lab.set_resolv_conf(&format!("nameserver {HOME_DNS}\n"));
+    let usb0_health = HEALTH.replace("[uplink.health]", "dns = [\"10.99.0.1\"]\n[uplink.health]");
+    let config = format!("{usb0_health}\n[[uplink]]\nname = \"eth0\"\ndns = [\"{HOME_DNS}\"]\n");
+    lab.start_daemon_with_config(&config, &[]);
+    wait_health(&lab, "health", "up");
+    let via_list = |program: &str, args: &[&str]| {
+        let mut c = lab.srcsel(["run", "--via", "usb0,eth0", "--", program]);
+        ok(c.args(args))
+    };
+    let lookup = || via_list("busybox", &["nslookup", "-type=a", NAME]);
+    let datagram = || {
+        via_list("python3", &["-c", DATAGRAM, SERVER])
+            .trim()
+            .to_owned()
+    };
+    assert!(lookup().contains(HOTSPOT_ANSWER), "{}", lookup());
+    assert_eq!(datagram(), lab.usb0_addr());
+
+    lab.cut_hotspot_upstream();
+    wait_health(&lab, "health", "down");
+    let answer = lookup();
+    assert!(
+        answer.contains(HOME_ANSWER),
+        "the home resolver's answer: {answer}"
+    );
+    assert_eq!(datagram(), ETH0_ADDR);
+    assert_eq!(lab.foreign_sources("r1"), (0, 0));
+    assert_eq!(lab.foreign_sources("r2"), (0, 0));
 }

@@ -93,6 +93,20 @@ fn a_silent_upstream_cut_is_found_and_steering_follows_it() {
     ]));
     assert_eq!(lab.source_of(&t), ETH0_ADDR);
 
+    // A daemon killed and started again keeps the verdict: no traffic goes
+    // back to the dead uplink until it answers.
+    lab.signal("daemon", libc::SIGKILL);
+    lab.start_daemon_with_config(CONFIG, &[]);
+    let s = lab.uplink_status("usb0");
+    assert_eq!(
+        (&s["health"], &s["state"]),
+        (&"down".into(), &"down".into()),
+        "{s}"
+    );
+    let t = unique("restarted");
+    let o = out(&mut lab.run_via_usb0(&format!("curl -sS --max-time 5 {}", url(&t))));
+    assert!(!o.status.success(), "{o:?}");
+
     lab.restore_hotspot_upstream();
     let took = wait_for_health(&lab, "up", Duration::from_secs(5));
     eprintln!("up {took:?} after the upstream returned");
@@ -125,7 +139,10 @@ fn reset_on_renumbering(env: &[(&str, &str)], method: &str, ends_with: &str) {
     let hold = lab.hold_script();
     let mut assigned = lab.srcsel(["run", "--via", "usb0", "--", "python3"]);
     lab.spawn("assigned", assigned.arg(&hold).arg(SERVER));
+    let mut udp = lab.srcsel(["run", "--via", "usb0", "--", "python3"]);
+    lab.spawn("udp", udp.arg(&hold).arg(format!("udp:{SERVER}")));
     lab.wait_held("assigned");
+    lab.wait_held("udp");
     lab.renumber_hotspot("10.98.0");
     let new = lab.usb0_addr();
     let followed = Instant::now();
@@ -148,6 +165,13 @@ fn reset_on_renumbering(env: &[(&str, &str)], method: &str, ends_with: &str) {
         "{}",
         lab.log("assigned")
     );
+    // A connected UDP socket of the old address: its waiting read fails too.
+    wait_until(
+        "the connected UDP socket to be reset",
+        Duration::from_secs(1),
+        || lab.hold_ended("udp"),
+    );
+    assert!(lab.log("udp").contains(ends_with), "{}", lab.log("udp"));
 }
 
 #[test]

@@ -41,6 +41,19 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         out(lab.srcsel(["run", "--via", "nope0"]).args(touch)),
         &["no interface named nope0"],
     );
+    // Lists: each name checked, none twice, none missing.
+    refused(
+        out(lab.srcsel(["run", "--via", "usb0,nope0"]).args(touch)),
+        &["no interface named nope0"],
+    );
+    refused(
+        out(lab.srcsel(["run", "--via", "usb0,usb0"]).args(touch)),
+        &["names usb0 twice"],
+    );
+    refused(
+        out(lab.srcsel(["run", "--via", "usb0,"]).args(touch)),
+        &["is empty"],
+    );
     refused(
         out(lab.srcsel(["run", "--via", "wwan0"]).args(touch)),
         &["wwan0 has no IPv4 or IPv6 address — is its DHCP client running?"],
@@ -136,7 +149,7 @@ fn bad_names_options_and_hook_values_are_refused_by_name() {
         ),
         (
             vec!["run", "--via"],
-            "a value is required for '--via <IFACE>'",
+            "a value is required for '--via <IFACE[,IFACE...]>'",
         ),
         (vec!["bogus"], "unrecognized subcommand 'bogus'"),
     ] {

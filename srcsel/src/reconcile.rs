@@ -43,6 +43,8 @@ pub struct Passed {
     /// Addresses uplinks stopped carrying new connections from: assigned
     /// connections bound to them cannot work any more.
     pub lost: Vec<Lost>,
+    /// The destinations normal routing keeps on a LAN ([`Plan::exempt`]).
+    pub exempt: std::collections::BTreeSet<ipnet::IpNet>,
 }
 
 /// An uplink's address that its assigned sockets can no longer use.
@@ -52,6 +54,9 @@ pub struct Lost {
     /// The uplink's socket mark (without the strict bit).
     pub mark: u32,
     pub addr: std::net::IpAddr,
+    /// The address is still the uplink's (its gateway or health went): its
+    /// connections to the LAN still work.
+    pub kept: bool,
 }
 
 /// Records a hook's report, if any (of any interface: a report changes
@@ -90,6 +95,7 @@ pub async fn pass(
         lost,
         rdnss_expiry: plan.rdnss_expiry(),
         planned: plan.uplinks,
+        exempt: plan.exempt,
     })
 }
 
@@ -97,7 +103,7 @@ pub async fn pass(
 /// its programs and attaches them to the assignment's group under
 /// `runs_dir`. Nothing is changed unless every check passes. Returns the
 /// group and, while the uplink can't carry traffic, a warning that says
-/// what that means in `mode`.
+/// what that means in `mode` ([`SetUp`]).
 pub async fn for_run(
     handle: &Handle,
     config: &Config,
@@ -105,7 +111,7 @@ pub async fn for_run(
     bpffs: &Path,
     cookie: u64,
     runs_dir: &Path,
-) -> anyhow::Result<(PathBuf, Option<String>)> {
+) -> anyhow::Result<SetUp> {
     let via = a.via.as_str();
     crate::config::check_via(via).map_err(anyhow::Error::msg)?;
     let mut dump = Dump::read(handle).await?;
@@ -129,16 +135,30 @@ pub async fn for_run(
     // concurrent runs may have set the uplink up since the checks.
     let mut ns = Namespace::open(bpffs, cookie)?;
     let mut asker = Asker::default();
-    let failed = pass(handle, &mut ns, config, scope, None, &mut asker, None)
-        .await?
-        .failed;
-    if let Some((name, e)) = failed.into_iter().next() {
+    let passed = pass(handle, &mut ns, config, scope, None, &mut asker, None).await?;
+    if let Some((name, e)) = passed.failed.into_iter().next() {
         return Err(e.context(name));
     }
     let id = plan::slot_held_by(&ns.registry()?, via)
         .with_context(|| format!("{via} has no slot after its pass"))?;
-    let group = attach_group(&ns, id, a, runs_dir)?;
-    Ok((group, warnings(&ns, id, a, &config.path)?))
+    Ok(SetUp {
+        group: attach_group(&ns, id, a, runs_dir)?,
+        warning: warnings(&ns, id, a, &config.path)?,
+        lost: passed.lost,
+        exempt: passed.exempt,
+    })
+}
+
+/// A run's uplink set up ([`for_run`]).
+pub struct SetUp {
+    /// The assignment's group cgroup, attached.
+    pub group: PathBuf,
+    /// What the run is told ([`warnings`]).
+    pub warning: Option<String>,
+    /// What its pass found lost (a member of a new list renumbered before
+    /// the daemon's own pass saw it): the daemon resets those connections.
+    pub lost: Vec<Lost>,
+    pub exempt: std::collections::BTreeSet<ipnet::IpNet>,
 }
 
 /// What a run or assignment of `a` is told at its start, as its uplink is
@@ -234,14 +254,16 @@ pub async fn apply(
         .collect();
     let mut lost = Vec::new();
     for u in &plan.uplinks {
-        match apply_uplink(handle, dump, ns, u).await {
-            Ok(addrs) => lost.extend(addrs.into_iter().map(|addr| Lost {
-                uplink: u.uplink.name.clone(),
-                mark: u.slot.mark(),
-                addr,
-            })),
-            Err(e) => failed.push((u.uplink.name.clone(), e)),
+        let mut addrs = Vec::new();
+        if let Err(e) = apply_uplink(handle, dump, ns, u, &mut addrs).await {
+            failed.push((u.uplink.name.clone(), e));
         }
+        lost.extend(addrs.into_iter().map(|(addr, kept)| Lost {
+            uplink: u.uplink.name.clone(),
+            mark: u.slot.mark(),
+            addr,
+            kept,
+        }));
     }
     // What a member lost, the lists that name it lost too.
     let of_lists: Vec<Lost> = lost
@@ -254,7 +276,7 @@ pub async fn apply(
                 .map(|p| Lost {
                     uplink: p.uplink.name.clone(),
                     mark: p.slot.mark(),
-                    addr: l.addr,
+                    ..l.clone()
                 })
         })
         .collect();
@@ -285,12 +307,15 @@ async fn apply_isolation(handle: &Handle, dump: &Dump, i: &Isolation) -> anyhow:
     Ok(())
 }
 
+/// Applies one uplink's plan. What its connections lost is recorded in
+/// `lost` as soon as the programs are told, even if a later step fails.
 async fn apply_uplink(
     handle: &Handle,
     dump: &Dump,
     ns: &mut Namespace,
     p: &UplinkPlan,
-) -> anyhow::Result<Vec<IpAddr>> {
+    lost: &mut Vec<(IpAddr, bool)>,
+) -> anyhow::Result<()> {
     // Make before break: the new routes and rules exist before the programs
     // are told the new address, and the old ones go only after that.
     apply::add_routes(handle, &p.uplink.name, &p.routes.add).await?;
@@ -299,41 +324,48 @@ async fn apply_uplink(
     // other srcsel can plan the same slot meanwhile.
     let before = ns.record(p.slot.id)?;
     let published = ns.publish(p)?;
+    match &published {
+        // A list loses nothing of its own: its members do (and a failback
+        // must not end what works on the later member).
+        Some((old, new)) if p.active.is_none() => lost.extend(lost_addresses(old, new)),
+        Some(_) => {}
+        None if p.routes.is_empty() && p.rules.is_empty() => {
+            debug!("{}: nothing to change", p.uplink.name);
+        }
+        None => {}
+    }
+    if published.is_some() {
+        log_published(p);
+    }
     if p.active.is_some() {
         log_failover(ns, p, &before)?;
     }
-    if published.is_some() {
-        if p.claim {
-            info!(
-                "{}: slot {}, table {}",
-                p.uplink.name, p.slot.id, p.slot.table
-            );
-        }
-        let u = &p.uplink;
-        let show = |a: Option<String>| a.unwrap_or_else(|| "none".into());
-        let gw = u.gateway.map(|g| format!("{g} ({:?})", p.gateway_source));
-        info!(
-            "{}: IPv4 {} (address {}, gateway {}), IPv6 {} (address {}, gateway {}), ifindex {}",
-            u.name,
-            if u.usable4() { "up" } else { "down" },
-            show(u.addr.map(|a| a.to_string())),
-            show(gw),
-            if u.usable6() { "up" } else { "down" },
-            show(u.addr6.map(|a| a.to_string())),
-            show(u.gateway6.map(|g| g.to_string())),
-            u.index
-        );
-    } else if p.routes.is_empty() && p.rules.is_empty() {
-        debug!("{}: nothing to change", p.uplink.name);
-    }
     apply::remove_rules(handle, dump, &p.rules.remove).await?;
     apply::remove_routes(handle, dump, &p.routes.remove).await?;
-    if p.active.is_some() {
-        // A list loses nothing of its own: its members do (and a failback
-        // must not end what works on the later member).
-        return Ok(Vec::new());
+    Ok(())
+}
+
+fn log_published(p: &UplinkPlan) {
+    if p.claim {
+        info!(
+            "{}: slot {}, table {}",
+            p.uplink.name, p.slot.id, p.slot.table
+        );
     }
-    Ok(published.map_or_else(Vec::new, |(old, new)| lost_addresses(&old, &new)))
+    let u = &p.uplink;
+    let show = |a: Option<String>| a.unwrap_or_else(|| "none".into());
+    let gw = u.gateway.map(|g| format!("{g} ({:?})", p.gateway_source));
+    info!(
+        "{}: IPv4 {} (address {}, gateway {}), IPv6 {} (address {}, gateway {}), ifindex {}",
+        u.name,
+        if u.usable4() { "up" } else { "down" },
+        show(u.addr.map(|a| a.to_string())),
+        show(gw),
+        if u.usable6() { "up" } else { "down" },
+        show(u.addr6.map(|a| a.to_string())),
+        show(u.gateway6.map(|g| g.to_string())),
+        u.index
+    );
 }
 
 /// One line per family whose active member of list `p` changed.

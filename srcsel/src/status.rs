@@ -5,7 +5,7 @@
 use std::{net::Ipv6Addr, path::Path};
 
 use serde::{Deserialize, Serialize};
-use srcsel_common::{Counters, UplinkRecord, UplinkState, flags};
+use srcsel_common::{Counters, UplinkRecord, UplinkState, flags, health_flags};
 
 use crate::{
     assign,
@@ -254,6 +254,17 @@ pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+const RECORDED: &str = "the daemon's last verdict (no daemon probes it now)";
+
+/// A family's verdict as the slot registry keeps it: down, or not probed.
+fn recorded(r: &UplinkRecord, bit: u32) -> Health {
+    if r.health & bit != 0 {
+        Health::Down
+    } else {
+        Health::Off
+    }
+}
+
 /// The uplink a slot's new connections of each family take now.
 fn active(
     ns: &Namespace,
@@ -332,13 +343,14 @@ fn uplink(
         mark: format!("{:#x}", srcsel_common::mark_for(id)),
         active,
         active6,
-        // The daemon adds its verdicts; without one nothing is probed.
-        health: Health::Off,
-        health6: Health::Off,
+        // The daemon puts its own in; without one, what it last found
+        // (which steering still follows).
+        health: recorded(r, health_flags::DOWN4),
+        health6: recorded(r, health_flags::DOWN6),
         health_since: None,
-        health_reason: None,
+        health_reason: (recorded(r, health_flags::DOWN4) == Health::Down).then(|| RECORDED.into()),
         health_since6: None,
-        health_reason6: None,
+        health_reason6: (recorded(r, health_flags::DOWN6) == Health::Down).then(|| RECORDED.into()),
         probes: Vec::new(),
         rules: snap
             .our_rules()

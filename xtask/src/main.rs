@@ -83,6 +83,12 @@ enum Task {
         #[arg(long)]
         v6: bool,
     },
+    /// (used by bench) connect N times to a closed port, print the seconds taken.
+    #[command(hide = true)]
+    RefusedLoop {
+        count: u32,
+        target: std::net::SocketAddr,
+    },
     /// (used by bench) ask a resolver for the lab's name N times, print the seconds taken.
     #[command(hide = true)]
     DnsLoop {
@@ -116,6 +122,7 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Vm { timeout, cmd, .. } => vm::command(&cmd, Duration::from_secs(timeout)),
         Task::ConnectLoop { count, v6 } => bench::connect_loop(count, v6),
+        Task::RefusedLoop { count, target } => bench::refused_loop(count, target),
         Task::ConvergeProbe { count } => bench::converge_probe(count),
         Task::DnsLoop { count, server } => bench::dns_loop(count, server),
         Task::MechanismRun { pin, parent } => mechanism::run(&pin, &parent),

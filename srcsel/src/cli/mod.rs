@@ -43,7 +43,7 @@ enum Command {
     Run {
         /// Uplink interface to leave through (for example usb0), or an ordered
         /// list (usb0,eth0): per family, the first that can carry it now
-        #[arg(long, value_name = "IFACE[,IFACE…]")]
+        #[arg(long, value_name = "IFACE[,IFACE...]")]
         via: String,
         /// While the uplink (every one of a list) is down, use normal routing
         /// instead of failing connections (the default, strict mode, never
@@ -78,7 +78,7 @@ enum Command {
         target: assign::TargetArgs,
         /// Uplink interface to leave through (for example usb0), or an ordered
         /// list (usb0,eth0): per family, the first that can carry it now
-        #[arg(long, value_name = "IFACE[,IFACE…]")]
+        #[arg(long, value_name = "IFACE[,IFACE...]")]
         via: String,
         /// While the uplink (every one of a list) is down, use normal routing
         /// instead of failing connections

@@ -149,7 +149,8 @@ fn alone(
         mode,
     };
     let runs_dir = cgroup::runs_dir(&cg_root, cookie);
-    let (group, warning) = kernel::block_on(async {
+    // Without a daemon nothing resets connections: that is the daemon's.
+    let reconcile::SetUp { group, warning, .. } = kernel::block_on(async {
         let handle = netlink::connect()?;
         reconcile::for_run(&handle, &config, &assignment, &bpffs, cookie, &runs_dir).await
     })?;

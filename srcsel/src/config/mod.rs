@@ -212,6 +212,15 @@ impl Config {
             if let Err(why) = check_ifname(name) {
                 return Err(invalid(Some(u.name.span()), why));
             }
+            if name.contains(',') {
+                return Err(invalid(
+                    Some(u.name.span()),
+                    format!(
+                        "{name:?}: an [[uplink]] is one interface; an ordered list \
+                         belongs in [[assign]] (via = [\"usb0\", \"eth0\"]) or `--via usb0,eth0`"
+                    ),
+                ));
+            }
             if let Some(first) = names.insert(name.clone(), line_of(text, u.name.span().start)) {
                 return Err(invalid(
                     Some(u.name.span()),

@@ -9,6 +9,7 @@ mod server;
 mod wake;
 
 use std::{
+    collections::BTreeSet,
     path::PathBuf,
     sync::{Arc, RwLock},
     time::{Duration, Instant},
@@ -173,8 +174,8 @@ impl Daemon {
                 );
             }
         }
+        self.follow_health().await;
         self.reconcile("start", None).await;
-        self.health.follow(&self.config());
         self.ensure_configured_programs()?;
         for a in &self.config().assigned {
             match crate::systemd::dropin::refresh(&a.target, &a.assignment) {
@@ -215,6 +216,20 @@ impl Daemon {
         self.reconcile(why, None).await;
     }
 
+    /// Health checks as the config says, new ones from the verdicts the
+    /// slot registry keeps (of this daemon, or of one before it).
+    async fn follow_health(&self) {
+        let _pass = self.passes.lock().await;
+        let recorded = Namespace::open(&self.bpffs, self.cookie)
+            .and_then(|ns| ns.registry())
+            .map(|reg| reg.into_values().map(|r| (r.name, r.health_down)).collect())
+            .unwrap_or_else(|e| {
+                warn!("reading the recorded health verdicts: {e}");
+                Default::default()
+            });
+        self.health.follow(&self.config(), &recorded);
+    }
+
     /// When a pass should ask a DHCP client again ([`Asker::next_try`]).
     fn ask_again(&self) -> Option<Instant> {
         *self.ask_again.lock().unwrap_or_else(|e| e.into_inner())
@@ -241,7 +256,7 @@ impl Daemon {
         );
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
         self.units.clear();
-        self.health.follow(&self.config());
+        self.follow_health().await;
         let problems = self.reconcile("config reload", None).await;
         // Under the passes' lock: a pass started meanwhile holds the flock.
         let _pass = self.passes.lock().await;
@@ -267,25 +282,41 @@ impl Daemon {
         Ok(())
     }
 
-    /// Resets the assigned TCP connections bound to addresses their
-    /// uplinks lost: their programs see an error now, and reconnect through
-    /// what is in force, instead of hanging until their own timeouts.
-    fn reset_lost(&self, lost: &[reconcile::Lost]) {
-        for l in lost {
-            let sel = sock_reset::Selector {
+    /// Resets the assigned connections bound to addresses their uplinks
+    /// lost: their programs see an error now, and reconnect through what is
+    /// in force, instead of hanging until their own timeouts. Those to a
+    /// LAN the address still reaches are spared. Off the loop's thread: a
+    /// dump (or, without SOCK_DESTROY, a scan of /proc) takes a while.
+    fn reset_lost(&self, lost: &[reconcile::Lost], lan: &BTreeSet<ipnet::IpNet>) {
+        if lost.is_empty() {
+            return;
+        }
+        let sels: Vec<sock_reset::Selector> = lost
+            .iter()
+            .map(|l| sock_reset::Selector {
                 value: l.mark,
                 mask: srcsel_common::UPLINK_MASK,
                 local: Some(l.addr),
-            };
-            match sock_reset::reset(self.reset, &sel) {
-                Ok(0) => {}
-                Ok(n) => info!(
-                    "{}: reset {n} assigned connections from {} ({})",
-                    l.uplink, l.addr, self.reset
-                ),
-                Err(e) => warn!("{}: resetting connections from {}: {e}", l.uplink, l.addr),
-            }
-        }
+                spare: if l.kept {
+                    lan.iter().copied().collect()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect();
+        let what: Vec<String> = lost
+            .iter()
+            .map(|l| format!("{} {}", l.uplink, l.addr))
+            .collect();
+        let method = self.reset;
+        tokio::task::spawn_blocking(move || match sock_reset::reset(method, &sels) {
+            Ok(0) => debug!("no assigned connection to reset ({})", what.join(", ")),
+            Ok(n) => info!(
+                "reset {n} assigned connections ({}, {method})",
+                what.join(", ")
+            ),
+            Err(e) => warn!("resetting connections ({}): {e}", what.join(", ")),
+        });
     }
 
     /// Removes what dead runs and gone namespaces left: at start, and after
@@ -353,7 +384,7 @@ impl Daemon {
             .await?;
             *self.rdnss_expiry.lock().unwrap_or_else(|e| e.into_inner()) = passed.rdnss_expiry;
             self.health.planned(&passed.planned);
-            self.reset_lost(&passed.lost);
+            self.reset_lost(&passed.lost, &passed.exempt);
             let failed = passed.failed;
             let mut problems: Vec<String> = failed
                 .iter()

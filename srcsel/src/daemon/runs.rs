@@ -21,10 +21,13 @@ use crate::{
     policy::{
         Assignment, Mode,
         access::{self, Allow, Caller, Resolved, Who},
-        plan,
+        failover, plan,
     },
     reconcile,
 };
+
+/// How many lists of uplinks users' runs may add to a namespace.
+const USER_LISTS: usize = 8;
 
 /// A run the daemon made, until its `End` or its caller's exit.
 pub struct DaemonRun {
@@ -86,7 +89,10 @@ impl Daemon {
             mode,
         };
         let runs_dir = cgroup::runs_dir(cg_root, self.cookie);
-        let (group, warning) = self.group(&assignment, &runs_dir).await.map_err(failed)?;
+        let (group, warning) = self
+            .group(&assignment, &runs_dir, privileged)
+            .await
+            .map_err(failed)?;
         let moved = match peer::Child::check(pid, owner, caller.uid) {
             Err(e) => Err(e.into()),
             Ok(child) if cgroup::runs_are_scopes(&runs_dir) => {
@@ -129,7 +135,7 @@ impl Daemon {
     ) -> anyhow::Result<PathBuf> {
         let cg_root = self.cg_root.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
         let path = placement::into_scope(child, group, owner, what, cg_root).await?;
-        if let Err(e) = self.group(a, runs_dir).await {
+        if let Err(e) = self.group(a, runs_dir, true).await {
             let _ = cgroup::remove(&path);
             return Err(e);
         }
@@ -162,23 +168,45 @@ impl Daemon {
     /// The assignment's group, attached. An uplink in the registry is kept
     /// current by the daemon's passes: only its live state is read (for the
     /// warning). A new one gets its pass first.
+    /// A user's run may add a list only while fewer than [`USER_LISTS`]
+    /// exist: each holds a slot until `srcsel down`, and the slots are few.
     async fn group(
         &self,
         a: &Assignment,
         runs_dir: &Path,
+        privileged: bool,
     ) -> anyhow::Result<(PathBuf, Option<String>)> {
         // Also keeps the namespace's flock (held by a pass across awaits)
         // from blocking this single-threaded runtime.
         let _pass = self.passes.lock().await;
         let ns = Namespace::open_existing(&self.bpffs, self.cookie)?;
-        if let Some(ns) = ns
-            && let Some(id) = plan::slot_held_by(&ns.registry()?, &a.via)
+        let registry = ns.as_ref().map(|ns| ns.registry()).transpose()?;
+        if let Some(ns) = &ns
+            && let Some(id) = registry
+                .as_ref()
+                .and_then(|r| plan::slot_held_by(r, &a.via))
         {
-            let group = reconcile::attach_group(&ns, id, a, runs_dir)?;
-            let warnings = reconcile::warnings(&ns, id, a, &self.config().path)?;
+            let group = reconcile::attach_group(ns, id, a, runs_dir)?;
+            let warnings = reconcile::warnings(ns, id, a, &self.config().path)?;
             return Ok((group, warnings));
         }
-        reconcile::for_run(
+        // The namespace's flock goes before the pass takes it again.
+        drop(ns);
+        let lists: Vec<&str> = registry
+            .iter()
+            .flat_map(|r| r.values().map(|s| s.name.as_str()))
+            .filter(|n| failover::is_list(n))
+            .collect();
+        if !privileged && failover::is_list(&a.via) && lists.len() >= USER_LISTS {
+            anyhow::bail!(
+                "{}: this namespace has {} lists of uplinks already ({}), the most a user's run \
+                 may add; use one of them, or ask root to run it",
+                a.via,
+                lists.len(),
+                lists.join(", ")
+            );
+        }
+        let set_up = reconcile::for_run(
             &self.handle,
             &self.config(),
             a,
@@ -187,6 +215,8 @@ impl Daemon {
             runs_dir,
         )
         .await
-        .with_context(|| format!("setting up {}", a.via))
+        .with_context(|| format!("setting up {}", a.via))?;
+        self.reset_lost(&set_up.lost, &set_up.exempt);
+        Ok((set_up.group, set_up.warning))
     }
 }

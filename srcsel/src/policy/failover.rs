@@ -16,8 +16,8 @@ use super::{
 };
 
 /// The most uplinks a list may name: one rule priority each, between the
-/// list's main-table rule and its strict rule.
-pub const MAX_MEMBERS: usize = 8;
+/// list's main-table rule and its active member's and strict rules.
+pub const MAX_MEMBERS: usize = 7;
 
 /// The uplinks `via` names, in order (one for a single uplink).
 pub fn members(via: &str) -> impl Iterator<Item = &str> {
@@ -110,9 +110,15 @@ pub fn active(label: &str, members: &[&UplinkPlan]) -> Active {
 /// The list's rules, the same for each family (priorities ascending):
 /// its sockets keep the main table's LAN routes (as any uplink's); then one
 /// rule per member with an address: from that address, into the member's
-/// table; then strict sockets stop. Unlike an uplink's, no rule sends the
-/// mark alone to a table: a list has none of its own.
-pub fn desired_rules(slot: Slot, members: &[(Slot, &Uplink)]) -> Vec<Rule> {
+/// table (a connection bound there before a failover or failback stays on
+/// its member); then sockets without a source (a datagram of a socket with
+/// only a port, autobound by UDP, or bound to the wildcard) go to the
+/// active member's table, when the family has one; then strict sockets stop.
+pub fn desired_rules(
+    slot: Slot,
+    members: &[(Slot, &Uplink)],
+    active: [Option<Slot>; 2],
+) -> Vec<Rule> {
     let p = priorities(slot.id).start;
     let mark = (slot.mark(), MARK_MASK & !STRICT_BIT);
     let strict = (slot.mark() | STRICT_BIT, MARK_MASK);
@@ -146,6 +152,13 @@ pub fn desired_rules(slot: Slot, members: &[(Slot, &Uplink)]) -> Vec<Rule> {
             }
         }
         let last = priorities(slot.id).end - 1;
+        let active = match family {
+            Family::V4 => active[0],
+            Family::V6 => active[1],
+        };
+        if let Some(a) = active {
+            rules.push(rule(family, last - 1, mark, None, Action::Lookup(a.table)));
+        }
         rules.push(rule(family, last, strict, None, Action::Unreachable));
     }
     rules

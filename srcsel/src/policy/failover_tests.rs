@@ -49,6 +49,7 @@ fn lists_are_checked_names_in_order() {
     assert!(check("usb0,usb0").unwrap_err().contains("twice"));
     assert!(check("usb0,").unwrap_err().contains("empty"));
     assert!(check("wlan0,usb0,eth0x").unwrap_err().contains("15"));
+    assert!(check("a,b,c,d,e,f,g,h").unwrap_err().contains("at most 7"));
 }
 
 #[test]
@@ -89,19 +90,23 @@ fn list_rules_route_by_the_members_addresses_and_stop_strict_sockets_last() {
         id: 3,
         table: table_for(3),
     };
-    let rules = desired_rules(
-        list,
-        &[(usb0.slot, &usb0.uplink), (eth0.slot, &eth0.uplink)],
-    );
+    let members = [(usb0.slot, &usb0.uplink), (eth0.slot, &eth0.uplink)];
+    let rules = desired_rules(list, &members, [Some(eth0.slot), None]);
     let v4: Vec<&Rule> = rules.iter().filter(|r| r.family == Family::V4).collect();
-    assert_eq!(v4.len(), 4);
+    assert_eq!(v4.len(), 5);
     assert_eq!(v4[0].suppress_prefixlen, Some(0));
     assert_eq!(v4[1].action, Action::Lookup(table_for(1)));
     assert_eq!(v4[1].from, Some("10.99.0.5/32".parse().unwrap()));
     assert_eq!(v4[2].action, Action::Lookup(table_for(2)));
-    assert_eq!(v4[3].action, Action::Unreachable);
+    // Sockets without a source: the active member's table, after the
+    // members' own (a connection bound to usb0 stays on usb0).
+    assert_eq!(
+        (v4[3].from, v4[3].action),
+        (None, Action::Lookup(table_for(2)))
+    );
+    assert_eq!(v4[4].action, Action::Unreachable);
     assert!(v4.windows(2).all(|w| w[0].priority < w[1].priority));
     assert!(rules.iter().all(|r| priorities(3).contains(&r.priority)));
-    // No member has IPv6: main and strict only.
+    // No member has IPv6, none is active: main and strict only.
     assert_eq!(rules.len() - v4.len(), 2);
 }

@@ -123,6 +123,20 @@ impl Tracker {
         }
     }
 
+    /// The same, for a family a daemon before this one found dead: it stays
+    /// down until it answers `up_after` rounds (a restart must not send
+    /// traffic back to a dead uplink).
+    pub fn still_down(self) -> Self {
+        if self.health == Health::Off {
+            return self;
+        }
+        Self {
+            health: Health::Down,
+            reason: "found down before the daemon started; no answer since".into(),
+            ..self
+        }
+    }
+
     /// Takes one round's probes (a round stops at the first answer); the
     /// new health if it changed.
     pub fn round(
@@ -148,8 +162,9 @@ impl Tracker {
                 let reason = match captive {
                     Some(t) => format!("captive portal at {t}"),
                     None => format!(
-                        "{} rounds without an answer from {tried} targets",
-                        self.failed_in_row
+                        "{} rounds without an answer from {tried} target{}",
+                        self.failed_in_row,
+                        if tried == 1 { "" } else { "s" }
                     ),
                 };
                 (Health::Down, reason, self.failed_in_row >= cfg.down_after)
@@ -210,9 +225,9 @@ mod tests {
             assert_eq!(t.round(probe(false, false), &c, now), None);
         }
         assert_eq!(t.round(probe(false, false), &c, 108), Some(Health::Down));
-        assert_eq!(t.reason, "3 rounds without an answer from 1 targets");
+        assert_eq!(t.reason, "3 rounds without an answer from 1 target");
         assert_eq!(t.round(probe(false, false), &c, 109), None);
-        assert_eq!(t.reason, "4 rounds without an answer from 1 targets");
+        assert_eq!(t.reason, "4 rounds without an answer from 1 target");
         assert_eq!(t.since, 108);
         assert_eq!(t.round(probe(true, false), &c, 110), None);
         assert_eq!(t.round(probe(true, false), &c, 111), Some(Health::Up));
@@ -230,5 +245,14 @@ mod tests {
             "captive portal at http://198.51.100.10/generate_204"
         );
         assert_eq!(Tracker::new(0, 0).health, Health::Off);
+    }
+
+    #[test]
+    fn a_recorded_down_stays_until_answered() {
+        let (c, mut t) = (cfg(), Tracker::new(1, 0).still_down());
+        assert_eq!(t.health, Health::Down);
+        assert_eq!(t.round(probe(true, false), &c, 1), None);
+        assert_eq!(t.round(probe(true, false), &c, 2), Some(Health::Up));
+        assert_eq!(Tracker::new(0, 0).still_down().health, Health::Off);
     }
 }

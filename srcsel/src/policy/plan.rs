@@ -202,6 +202,11 @@ fn plan_list(
     };
     let active = failover::active(label, &members);
     let by_slot: Vec<(Slot, &Uplink)> = members.iter().map(|m| (m.slot, &m.uplink)).collect();
+    let table_of = |c: &Option<(String, u32)>| {
+        let id = c.as_ref()?.1;
+        members.iter().find(|m| m.slot.id == id).map(|m| m.slot)
+    };
+    let tables = [table_of(&active.chosen.v4), table_of(&active.chosen.v6)];
     let rules: Vec<Rule> = snap
         .our_rules()
         .filter(|r| in_range(id, r.priority))
@@ -221,7 +226,7 @@ fn plan_list(
         hook_gateway: None,
         dns: active.dns,
         routes: routing::route_changes(&routes, &[]),
-        rules: routing::diff(&rules, &failover::desired_rules(slot, &by_slot)),
+        rules: routing::diff(&rules, &failover::desired_rules(slot, &by_slot, tables)),
         device: active.device,
         active: Some(active.chosen),
     })

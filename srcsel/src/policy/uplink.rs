@@ -168,14 +168,17 @@ pub fn check_ifname(name: &str) -> Result<(), String> {
 /// The addresses whose connections cannot work any more after the live
 /// state went from `old` to `new`: those of each family the uplink carried
 /// and no longer carries from that address (renumbered, lease or link
-/// gone, health down).
-pub fn lost_addresses(old: &UplinkState, new: &UplinkState) -> Vec<IpAddr> {
+/// gone, health down); each with whether the uplink still has it.
+pub fn lost_addresses(old: &UplinkState, new: &UplinkState) -> Vec<(IpAddr, bool)> {
+    use srcsel_common::flags::{HAS_ADDR4, HAS_ADDR6};
     let mut lost = Vec::new();
     if old.usable4() && !(new.usable4() && new.addr4 == old.addr4) {
-        lost.extend(from_raw4(old.addr4).map(IpAddr::V4));
+        let kept = new.is(HAS_ADDR4) && new.addr4 == old.addr4;
+        lost.extend(from_raw4(old.addr4).map(|a| (IpAddr::V4(a), kept)));
     }
     if old.usable6() && !(new.usable6() && new.addr6 == old.addr6) {
-        lost.extend(from_raw6(old.addr6).map(IpAddr::V6));
+        let kept = new.is(HAS_ADDR6) && new.addr6 == old.addr6;
+        lost.extend(from_raw6(old.addr6).map(|a| (IpAddr::V6(a), kept)));
     }
     lost
 }
@@ -252,17 +255,18 @@ mod tests {
         };
         let up = state([10, 99, 0, 5], UP4 | HAS_ADDR4);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(lost_addresses(&up, &up), Vec::<IpAddr>::new());
-        // Renumbered, down (link, lease or health), address gone.
+        assert!(lost_addresses(&up, &up).is_empty());
+        // Renumbered, down (link, lease or health: the address stays),
+        // address gone.
         let renumbered = state([10, 99, 0, 6], UP4 | HAS_ADDR4);
-        assert_eq!(lost_addresses(&up, &renumbered), [ip("10.99.0.5")]);
+        assert_eq!(lost_addresses(&up, &renumbered), [(ip("10.99.0.5"), false)]);
         assert_eq!(
             lost_addresses(&up, &state([10, 99, 0, 5], HAS_ADDR4)),
-            [ip("10.99.0.5")]
+            [(ip("10.99.0.5"), true)]
         );
         assert_eq!(
             lost_addresses(&up, &UplinkState::default()),
-            [ip("10.99.0.5")]
+            [(ip("10.99.0.5"), false)]
         );
         // Coming up loses nothing; nor does a family that was not in use.
         assert!(lost_addresses(&UplinkState::default(), &up).is_empty());

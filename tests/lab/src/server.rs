@@ -3,7 +3,7 @@
 //! connection left through.
 use std::{collections::BTreeSet, fs, path::PathBuf, process::Command, thread, time::Duration};
 
-use crate::{HOLD_PORT, Lab, SERVER, SERVER6, TCP_PORT, inspect::wait_until};
+use crate::{HOLD_PORT, Lab, SERVER, SERVER6, TCP_PORT, UDP_PORT, inspect::wait_until};
 
 /// The server's HTTP URL for `token`.
 pub fn url(token: &str) -> String {
@@ -41,17 +41,24 @@ impl Lab {
         path
     }
 
-    /// hold.py: a client holding one TCP connection to the server's hold
-    /// port open, which prints how it ended ("error ERRNO" or "eof");
-    /// bound to its first argument, if any.
+    /// hold.py SERVER [BIND]: a client holding one TCP connection to the
+    /// server's hold port open (`udp:SERVER`: a connected UDP socket to its
+    /// UDP port, after one exchange), which prints how it ended ("error
+    /// ERRNO" or "eof"); bound to BIND, if given.
     pub fn hold_script(&self) -> PathBuf {
         let path = self.dir.join("hold.py");
         let text = format!(
             r#"import socket, sys
-s = socket.socket(socket.AF_INET6 if ":" in sys.argv[-1] else socket.AF_INET)
+udp = sys.argv[1].startswith("udp:")
+server = sys.argv[1].removeprefix("udp:")
+family = socket.AF_INET6 if ":" in sys.argv[-1].removeprefix("udp:") else socket.AF_INET
+s = socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
 if len(sys.argv) > 2:
     s.bind((sys.argv[2], 0))
-s.connect((sys.argv[1], {HOLD_PORT}))
+s.connect((server, {UDP_PORT} if udp else {HOLD_PORT}))
+if udp:
+    s.send(b"held")
+    s.recv(100)
 print("connected", s.getsockname()[0], flush=True)
 try:
     while s.recv(1):

@@ -14,8 +14,10 @@ use srcsel_lab::Lab;
 
 mod assign;
 mod dns;
+mod failover;
 
 pub use dns::dns_loop;
+pub use failover::refused_loop;
 
 const CONNECTS: u32 = 20_000;
 const ROUNDS: usize = 5;
@@ -78,7 +80,8 @@ pub fn run() -> anyhow::Result<()> {
     );
     drop(lab);
     dns::run(&srcsel, &me)?;
-    daemon()
+    daemon()?;
+    failover::run(&srcsel, &me)
 }
 
 const CHANGES: u32 = 200;

@@ -132,7 +132,11 @@ impl Namespace {
         now: u64,
     ) -> Result<bool, BpfError> {
         let mut slot = None;
-        for (id, _) in self.records()? {
+        for (id, r) in self.records()? {
+            // A list's slot carries its active member's ifindex: not its own.
+            if r.name.contains(&b',') {
+                continue;
+            }
             let s = self.state(id)?;
             if s.mark != 0 && s.ifindex == ifindex {
                 slot = Some(id);

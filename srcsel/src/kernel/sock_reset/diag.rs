@@ -1,5 +1,5 @@
-//! sock_diag over a raw NETLINK_SOCK_DIAG socket: a dump of TCP sockets with
-//! their marks, and SOCK_DESTROY of one of them. Messages are built and read
+//! sock_diag over a raw NETLINK_SOCK_DIAG socket: a dump of connected TCP
+//! and UDP sockets with their marks, and SOCK_DESTROY of one of them. Messages are built and read
 //! as bytes laid out like the kernel's structs (linux/inet_diag.h), so that
 //! the layout is tested without a kernel.
 use std::{
@@ -34,10 +34,15 @@ pub const STATES: u32 = 1 << 1 // ESTABLISHED
     | 1 << 9 // LAST_ACK
     | 1 << 11; // CLOSING
 
+/// Connected UDP sockets: UDP's "established".
+pub const UDP_STATES: u32 = 1 << 1;
+
 /// One socket of a dump.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DiagSock {
     pub family: u8,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`: which dump it came from.
+    pub protocol: u8,
     /// `inet_diag_sockid` as the kernel sent it (ports, addresses, interface,
     /// cookie): SOCK_DESTROY gets it back unchanged.
     pub id: [u8; SOCKID_LEN],
@@ -73,7 +78,8 @@ impl DiagSock {
 }
 
 /// An `nlmsghdr` followed by an `inet_diag_req_v2`, in host byte order.
-fn request(kind: u16, flags: i32, seq: u32, family: u8, states: u32, id: &[u8]) -> Vec<u8> {
+fn request(kind: u16, flags: i32, seq: u32, sock: (u8, u8), states: u32, id: &[u8]) -> Vec<u8> {
+    let (family, protocol) = sock;
     let len = NLMSG_HDRLEN + REQ_LEN;
     let mut m = Vec::with_capacity(len);
     m.extend((len as u32).to_ne_bytes());
@@ -82,27 +88,34 @@ fn request(kind: u16, flags: i32, seq: u32, family: u8, states: u32, id: &[u8]) 
     m.extend(seq.to_ne_bytes());
     m.extend(0u32.to_ne_bytes()); // port id: the kernel's
     // family, protocol, extensions (none: the mark comes without asking), pad
-    m.extend([family, libc::IPPROTO_TCP as u8, 0, 0]);
+    m.extend([family, protocol, 0, 0]);
     m.extend(states.to_ne_bytes());
     m.extend(id);
     m
 }
 
-pub fn dump_request(seq: u32, family: u8) -> Vec<u8> {
+pub fn dump_request(seq: u32, family: u8, protocol: u8) -> Vec<u8> {
     // A zero sockid matches every port and address.
     let any = [0; SOCKID_LEN];
+    let states = if i32::from(protocol) == libc::IPPROTO_UDP {
+        UDP_STATES
+    } else {
+        STATES
+    };
+    let flags = libc::NLM_F_DUMP;
     request(
         SOCK_DIAG_BY_FAMILY,
-        libc::NLM_F_DUMP,
+        flags,
         seq,
-        family,
-        STATES,
+        (family, protocol),
+        states,
         &any,
     )
 }
 
 pub fn destroy_request(seq: u32, sock: &DiagSock) -> Vec<u8> {
-    request(SOCK_DESTROY, libc::NLM_F_ACK, seq, sock.family, 0, &sock.id)
+    let what = (sock.family, sock.protocol);
+    request(SOCK_DESTROY, libc::NLM_F_ACK, seq, what, 0, &sock.id)
 }
 
 /// What one message of a reply says.
@@ -156,6 +169,7 @@ pub fn replies(buf: &[u8]) -> io::Result<Vec<(u32, Reply)>> {
 fn sock(b: &[u8]) -> Option<DiagSock> {
     let mut s = DiagSock {
         family: *b.first()?,
+        protocol: libc::IPPROTO_TCP as u8,
         id: b.get(4..4 + SOCKID_LEN)?.try_into().ok()?,
         inode: u32_at(b, 68)?,
         mark: None,
@@ -206,10 +220,12 @@ impl Diag {
         })
     }
 
-    /// Every connected TCP socket of `family` (AF_INET or AF_INET6).
-    pub fn dump(&mut self, family: u8) -> io::Result<Vec<DiagSock>> {
+    /// Every connected socket of `family` (AF_INET or AF_INET6) and
+    /// `protocol` (IPPROTO_TCP or IPPROTO_UDP).
+    pub fn dump(&mut self, family: u8, protocol: u8) -> io::Result<Vec<DiagSock>> {
         let mut socks = Vec::new();
-        self.exchange(|seq| dump_request(seq, family), |s| socks.push(s))?;
+        let req = |seq| dump_request(seq, family, protocol);
+        self.exchange(req, |s| socks.push(DiagSock { protocol, ..s }))?;
         Ok(socks)
     }
 

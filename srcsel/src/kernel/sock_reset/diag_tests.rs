@@ -51,7 +51,7 @@ pub fn status_msg(seq: u32, kind: i32, errno: i32) -> Vec<u8> {
 
 #[test]
 fn dump_request_is_a_header_and_an_inet_diag_req_v2() {
-    let m = dump_request(9, libc::AF_INET6 as u8);
+    let m = dump_request(9, libc::AF_INET6 as u8, libc::IPPROTO_TCP as u8);
     assert_eq!(m.len(), 16 + 56);
     assert_eq!(u32_at(&m, 0), Some(72));
     assert_eq!(u16_at(&m, 4), Some(20));
@@ -60,6 +60,10 @@ fn dump_request_is_a_header_and_an_inet_diag_req_v2() {
     assert_eq!(&m[16..20], &[10, 6, 0, 0]);
     assert_eq!(u32_at(&m, 20), Some(0b1011_0011_1110));
     assert!(m[24..].iter().all(|b| *b == 0));
+    // UDP: connected sockets only (its ESTABLISHED).
+    let m = dump_request(9, libc::AF_INET as u8, libc::IPPROTO_UDP as u8);
+    assert_eq!(&m[16..20], &[2, 17, 0, 0]);
+    assert_eq!(u32_at(&m, 20), Some(0b10));
 }
 
 #[test]
@@ -75,6 +79,11 @@ fn destroy_request_echoes_the_dumped_sockid() {
     assert_eq!(u16_at(&m, 6), Some(0x5)); // REQUEST | ACK
     assert_eq!(&m[16..18], &[2, 6]);
     assert_eq!(&m[24..], &msg[20..68]);
+    let udp = DiagSock {
+        protocol: libc::IPPROTO_UDP as u8,
+        ..s
+    };
+    assert_eq!(&destroy_request(4, &udp)[16..18], &[2, 17]);
 }
 
 #[test]

@@ -36,13 +36,15 @@ impl fmt::Display for Method {
 }
 
 /// Which connections: TCP of either family (v4-mapped included) past
-/// LISTEN and not yet closed, whose mark has `mark & mask == value`, and,
-/// if given, whose local address is `local`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// LISTEN and not yet closed, and connected UDP, whose mark has
+/// `mark & mask == value`, and, if given, whose local address is `local`;
+/// but none whose peer is in `spare` (a LAN the address still reaches).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selector {
     pub value: u32,
     pub mask: u32,
     pub local: Option<IpAddr>,
+    pub spare: Vec<ipnet::IpNet>,
 }
 
 impl Selector {
@@ -53,8 +55,10 @@ impl Selector {
         // Shut both ways: reset already, or closed by its program.
         let open = s.shutdown & 3 != 3;
         let local = s.local().ip().to_canonical();
+        let remote = s.remote().ip().to_canonical();
         open && mark & self.mask == self.value
             && self.local.is_none_or(|l| l.to_canonical() == local)
+            && !self.spare.iter().any(|n| n.contains(&remote))
     }
 }
 
@@ -116,30 +120,38 @@ pub fn detect(without_destroy: bool) -> (Method, Vec<String>) {
     (Method::Unavailable, why)
 }
 
-/// Resets every connection of the current network namespace that `sel`
-/// matches; returns how many. One that cannot be reset is skipped with a
-/// warning; an error means the method does not work here at all.
-pub fn reset(method: Method, sel: &Selector) -> Result<usize, ResetError> {
+/// Resets every connection of the current network namespace that any of
+/// `sels` matches (one dump for all); returns how many. One that cannot be
+/// reset is skipped with a warning; an error means the method does not
+/// work here at all.
+pub fn reset(method: Method, sels: &[Selector]) -> Result<usize, ResetError> {
     if method == Method::Unavailable {
         return Err(ResetError::Unavailable);
     }
     let mut diag = Diag::open().map_err(ResetError::Open)?;
-    let socks = matching(&mut diag, |s| sel.matches(s))?;
+    let socks = matching(&mut diag, |s| sels.iter().any(|sel| sel.matches(s)))?;
     reset_socks(method, &mut diag, &socks)
 }
 
-/// The connected TCP sockets of both families that `pick` chooses.
+/// The connected TCP and UDP sockets of both families that `pick` chooses.
+/// A connected UDP socket is reset too: its next send or receive fails
+/// (ECONNABORTED), as a TCP connection's does.
 fn matching(
     diag: &mut Diag,
     pick: impl Fn(&DiagSock) -> bool,
 ) -> Result<Vec<DiagSock>, ResetError> {
     let mut out = Vec::new();
-    for family in [libc::AF_INET, libc::AF_INET6] {
-        match diag.dump(family as u8) {
-            Ok(socks) => out.extend(socks.into_iter().filter(&pick)),
-            // IPv6 disabled (ipv6.disable=1): no such sockets either.
-            Err(e) if family == libc::AF_INET6 && e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => return Err(ResetError::Dump(e)),
+    for protocol in [libc::IPPROTO_TCP, libc::IPPROTO_UDP] {
+        for family in [libc::AF_INET, libc::AF_INET6] {
+            match diag.dump(family as u8, protocol as u8) {
+                Ok(socks) => out.extend(socks.into_iter().filter(&pick)),
+                // IPv6 disabled (ipv6.disable=1), or no udp_diag in this
+                // kernel: no such sockets to reset.
+                Err(e)
+                    if e.raw_os_error() == Some(libc::ENOENT)
+                        && (family == libc::AF_INET6 || protocol == libc::IPPROTO_UDP) => {}
+                Err(e) => return Err(ResetError::Dump(e)),
+            }
         }
     }
     Ok(out)

@@ -32,6 +32,7 @@ const SLOT1: Selector = Selector {
     value: 0x0100_0000,
     mask: 0x3f00_0000,
     local: None,
+    spare: Vec::new(),
 };
 
 #[test]
@@ -64,7 +65,7 @@ fn selects_by_slot_bits_and_local_address() {
     let strict_only = Selector {
         value: 0x4100_0000,
         mask: 0x7f00_0000,
-        local: None,
+        ..SLOT1
     };
     assert!(strict_only.matches(&strict));
     assert!(!strict_only.matches(&sock(a, Some(0x0100_0000), 0)));
@@ -105,7 +106,7 @@ fn unmarked_or_already_shut_sockets_never_match() {
     let any = Selector {
         value: 0,
         mask: 0,
-        local: None,
+        ..SLOT1
     };
     assert!(!any.matches(&sock(a, None, 0)));
     assert!(any.matches(&sock(a, Some(0), 0)));
@@ -115,12 +116,24 @@ fn unmarked_or_already_shut_sockets_never_match() {
 }
 
 #[test]
+fn peers_in_spared_prefixes_are_left_alone() {
+    // The constructed replies' peer is the unspecified address.
+    let s = sock("192.0.2.5".parse().unwrap(), Some(0x0100_0000), 0);
+    assert!(SLOT1.matches(&s));
+    let lan = Selector {
+        spare: vec!["0.0.0.0/8".parse().unwrap()],
+        ..SLOT1
+    };
+    assert!(!lan.matches(&s));
+}
+
+#[test]
 fn methods_are_named_for_the_log() {
     let names =
         [Method::SockDestroy, Method::PidfdGetfd, Method::Unavailable].map(|m| m.to_string());
     assert_eq!(names, ["SOCK_DESTROY", "pidfd_getfd", "none"]);
     assert!(matches!(
-        reset(Method::Unavailable, &SLOT1),
+        reset(Method::Unavailable, &[SLOT1]),
         Err(ResetError::Unavailable)
     ));
 }
@@ -150,7 +163,7 @@ fn resets_only_the_selected_connections_with_each_method() {
             local: Some(lo4),
             ..SLOT1
         };
-        assert_eq!(reset(method, &on_lo4).unwrap(), 2);
+        assert_eq!(reset(method, std::slice::from_ref(&on_lo4)).unwrap(), 2);
         let (r4, rmapped) = (v4.client_read(), v4_mapped.client_read());
         println!("{method}: reset 2 on 127.0.0.1; their reads: {r4:?}, {rmapped:?}");
         assert!(ended_by(method, &r4) && ended_by(method, &rmapped));
@@ -159,7 +172,7 @@ fn resets_only_the_selected_connections_with_each_method() {
         }
 
         // Those reset already are not counted again.
-        assert_eq!(reset(method, &SLOT1).unwrap(), 1);
+        assert_eq!(reset(method, &[SLOT1]).unwrap(), 1);
         let r6 = v6.client_read();
         println!("{method}: reset 1 more (::1); its read: {r6:?}");
         assert!(ended_by(method, &r6));

@@ -1,13 +1,15 @@
 //! The daemon's health checks: one task per uplink with `[uplink.health]`
-//! runs its rounds (probes through the uplink itself) and sends each round
-//! to the loop, which keeps the verdicts ([`Tracker`]) and runs a pass when
-//! one changes. No task runs for an uplink without targets, so a daemon
-//! without health config has no timer at all.
+//! runs its rounds ([`rounds`]) and sends each to the loop, which keeps the
+//! verdicts ([`Tracker`]) and runs a pass when one changes. No task runs
+//! for an uplink without targets, so a daemon without health config has no
+//! timer at all.
+mod rounds;
+
 use std::{
     collections::BTreeMap,
     net::IpAddr,
-    sync::Mutex,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use srcsel_common::STRICT_BIT;
@@ -16,7 +18,6 @@ use tracing::info;
 
 use crate::{
     config::Config,
-    health::probe::{self, Source},
     policy::{
         Family, UplinkPlan,
         health::{Down, Health, HealthConfig, ProbeResult, Tracker},
@@ -28,6 +29,8 @@ use crate::{
 /// the uplink has no address of is not probed (no verdict from it).
 pub struct Round {
     pub uplink: String,
+    /// The task's: a round a replaced task sent is not counted.
+    generation: u64,
     pub results: Vec<(Family, Vec<ProbeResult>)>,
 }
 
@@ -44,6 +47,7 @@ struct Origin {
 
 struct Checked {
     config: HealthConfig,
+    generation: u64,
     v4: Tracker,
     v6: Tracker,
     task: AbortHandle,
@@ -53,8 +57,9 @@ struct Checked {
 pub struct Checks {
     checked: Mutex<BTreeMap<String, Checked>>,
     /// Where each uplink's probes leave from; shared with the tasks.
-    from: std::sync::Arc<Mutex<BTreeMap<String, Origin>>>,
+    origins: Arc<Mutex<BTreeMap<String, Origin>>>,
     rounds: mpsc::UnboundedSender<Round>,
+    generations: std::sync::atomic::AtomicU64,
 }
 
 fn now() -> u64 {
@@ -72,16 +77,19 @@ impl Checks {
         let (tx, rx) = mpsc::unbounded_channel();
         let checks = Self {
             checked: Mutex::default(),
-            from: Default::default(),
+            origins: Arc::default(),
             rounds: tx,
+            generations: Default::default(),
         };
         (checks, rx)
     }
 
     /// Starts (or keeps) a task per uplink with health checks in `config`
     /// and stops the others. An uplink whose checks did not change keeps
-    /// its verdicts.
-    pub fn follow(&self, config: &Config) {
+    /// its verdicts; one whose checks are new starts from `recorded` (the
+    /// slot registry's verdicts, of a daemon before this one): a family
+    /// found dead stays so until it answers `up_after` rounds.
+    pub fn follow(&self, config: &Config, recorded: &BTreeMap<String, Down>) {
         let mut checked = lock(&self.checked);
         let wanted: BTreeMap<&str, &HealthConfig> = config
             .uplinks
@@ -99,48 +107,48 @@ impl Checks {
             if checked.contains_key(name) {
                 continue;
             }
-            let at = now();
-            let count = |f| cfg.targets_of(f).count();
-            let task = tokio::spawn(rounds(
+            let (at, down) = (now(), recorded.get(name).copied().unwrap_or_default());
+            let tracker = |f: Family| {
+                let t = Tracker::new(cfg.targets_of(f).count(), at);
+                if down.of(f) { t.still_down() } else { t }
+            };
+            let generation = 1 + self
+                .generations
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let task = tokio::spawn(rounds::rounds(
                 name.to_owned(),
+                generation,
                 cfg.clone(),
-                self.from.clone(),
+                self.origins.clone(),
                 self.rounds.clone(),
             ));
-            checked.insert(
-                name.to_owned(),
-                Checked {
-                    config: cfg.clone(),
-                    v4: Tracker::new(count(Family::V4), at),
-                    v6: Tracker::new(count(Family::V6), at),
-                    task: task.abort_handle(),
-                },
-            );
+            let c = Checked {
+                config: cfg.clone(),
+                generation,
+                v4: tracker(Family::V4),
+                v6: tracker(Family::V6),
+                task: task.abort_handle(),
+            };
+            checked.insert(name.to_owned(), c);
         }
     }
 
-    /// Where probes leave from, after a pass.
+    /// Where probes leave from, after a pass over every managed uplink.
     pub fn planned(&self, plans: &[UplinkPlan]) {
-        let mut from = lock(&self.from);
-        for p in plans {
+        let mut origins = lock(&self.origins);
+        origins.clear();
+        for p in plans.iter().filter(|p| p.active.is_none()) {
             let u = &p.uplink;
-            from.insert(
-                u.name.clone(),
-                Origin {
-                    ifname: u.name.clone(),
-                    mark: p.slot.mark() | STRICT_BIT,
-                    addr4: u
-                        .carries4()
-                        .then(|| u.addr.map(|a| a.addr().into()))
-                        .flatten(),
-                    addr6: u
-                        .carries6()
-                        .then(|| u.addr6.map(|a| a.addr().into()))
-                        .flatten(),
-                    dns4: p.dns.v4.iter().map(|a| (*a).into()).collect(),
-                    dns6: p.dns.v6.iter().map(|a| (*a).into()).collect(),
-                },
-            );
+            let addr = |carries: bool, a: Option<IpAddr>| a.filter(|_| carries);
+            let origin = Origin {
+                ifname: u.name.clone(),
+                mark: p.slot.mark() | STRICT_BIT,
+                addr4: addr(u.carries4(), u.addr.map(|a| a.addr().into())),
+                addr6: addr(u.carries6(), u.addr6.map(|a| a.addr().into())),
+                dns4: p.dns.v4.iter().map(|a| (*a).into()).collect(),
+                dns6: p.dns.v6.iter().map(|a| (*a).into()).collect(),
+            };
+            origins.insert(u.name.clone(), origin);
         }
     }
 
@@ -150,6 +158,9 @@ impl Checks {
         let Some(c) = checked.get_mut(&round.uplink) else {
             return false; // its checks were removed meanwhile
         };
+        if c.generation != round.generation {
+            return false; // sent by the task its checks replaced
+        }
         let mut changed = false;
         for (family, probes) in round.results {
             let t = match family {
@@ -193,79 +204,4 @@ impl Checks {
             u.probes = c.v4.probes.iter().chain(&c.v6.probes).cloned().collect();
         }
     }
-}
-
-/// An uplink's rounds, for as long as its checks stay the same: the first
-/// soon after the start, then every interval, give or take a tenth.
-async fn rounds(
-    name: String,
-    cfg: HealthConfig,
-    from: std::sync::Arc<Mutex<BTreeMap<String, Origin>>>,
-    tx: mpsc::UnboundedSender<Round>,
-) {
-    let mut wait = jitter(Duration::from_millis(200));
-    loop {
-        tokio::time::sleep(wait).await;
-        wait = cfg.interval + jitter(cfg.interval / 10);
-        let Some(f) = lock(&from).get(&name).cloned() else {
-            continue; // no pass planned it yet
-        };
-        let mut results = Vec::new();
-        for (family, addr, dns) in [
-            (Family::V4, f.addr4, &f.dns4),
-            (Family::V6, f.addr6, &f.dns6),
-        ] {
-            let Some(addr) = addr else { continue };
-            if cfg.targets_of(family).next().is_none() {
-                continue;
-            }
-            let src = Source {
-                ifname: Some(f.ifname.clone()),
-                addr: Some(addr),
-                mark: Some(f.mark),
-            };
-            results.push((family, round(&cfg, family, &src, dns).await));
-        }
-        if !results.is_empty()
-            && tx
-                .send(Round {
-                    uplink: name.clone(),
-                    results,
-                })
-                .is_err()
-        {
-            return; // the daemon is stopping
-        }
-    }
-}
-
-/// One family's round: its targets in order, up to the first answer (a
-/// metered hotspot pays for no probe it does not need).
-async fn round(
-    cfg: &HealthConfig,
-    family: Family,
-    src: &Source,
-    dns: &[IpAddr],
-) -> Vec<ProbeResult> {
-    let mut results = Vec::new();
-    for target in cfg.targets_of(family) {
-        let o = probe::probe(target, family, src, dns, cfg.timeout).await;
-        let ok = o.ok;
-        results.push(ProbeResult {
-            target: target.to_string(),
-            ok,
-            rtt_ms: ok.then_some(o.rtt.as_secs_f64() * 1000.0),
-            error: o.error,
-            captive: o.captive,
-        });
-        if ok {
-            break;
-        }
-    }
-    results
-}
-
-/// Up to `max`, at random: rounds of several uplinks drift apart.
-fn jitter(max: Duration) -> Duration {
-    max.mul_f64(fastrand::f64())
 }
