@@ -53,7 +53,11 @@ enum Task {
     /// arm64 binary under qemu-user.
     Dist,
     /// Measure srcsel's overhead against a baseline taken in the same run.
-    Bench,
+    Bench {
+        /// Only the failover part (health checks, lists), about 3 minutes.
+        #[arg(long)]
+        failover_only: bool,
+    },
     /// Run CMD as root in a Debian 12 VM (stock 6.1 kernel, systemd as PID 1); without
     /// CMD, a smoke check.
     ///
@@ -111,7 +115,7 @@ fn main() -> anyhow::Result<()> {
         Task::Test { no_vm, args } => test(no_vm, &args),
         Task::Demo => demo::run(),
         Task::Dist => dist::dist(),
-        Task::Bench => bench::run(),
+        Task::Bench { failover_only } => bench::run(failover_only),
         Task::Vm {
             suite,
             timeout,

@@ -23,11 +23,14 @@ const CONNECTS: u32 = 20_000;
 const ROUNDS: usize = 5;
 const RUNS: usize = 40;
 
-pub fn run() -> anyhow::Result<()> {
+pub fn run(failover_only: bool) -> anyhow::Result<()> {
     crate::require_root("the benchmark")?;
     crate::setup::all()?;
     let srcsel = crate::build_srcsel(true)?;
     let me = std::env::current_exe()?;
+    if failover_only {
+        return failover::run(&srcsel, &me);
+    }
     let lab = Lab::new(&srcsel);
 
     // 1. Per-connection cost of the programs: loopback connect+close from an
