@@ -191,6 +191,37 @@ pub fn systemd_booted() -> bool {
     std::path::Path::new("/run/systemd/system").is_dir()
 }
 
+/// Context switches per thread of `pid` (each wakeup is at least one); a
+/// thread that ended meanwhile is left out.
+pub fn switches(pid: u32) -> std::collections::HashMap<String, u64> {
+    let mut per_thread = std::collections::HashMap::new();
+    let tasks = fs::read_dir(format!("/proc/{pid}/task"));
+    for task in tasks.into_iter().flatten().flatten() {
+        let Ok(status) = fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        let n = status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+        per_thread.insert(task.file_name().to_string_lossy().into_owned(), n);
+    }
+    per_thread
+}
+
+/// Wakeups between two samples, of threads alive in both (tokio's idle
+/// blocking threads exit; a polling thread would not).
+pub fn wakeups(
+    before: &std::collections::HashMap<String, u64>,
+    after: &std::collections::HashMap<String, u64>,
+) -> u64 {
+    after
+        .iter()
+        .filter_map(|(tid, n)| Some(n.saturating_sub(*before.get(tid)?)))
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,7 +44,7 @@ use std::{
 
 pub use cgroups::CgroupTree;
 pub use cmd::{ip, ok, out, quoted, sh, stderr};
-pub use inspect::{cgroup2_root, mount_point, netstat_value, wait_until};
+pub use inspect::{cgroup2_root, mount_point, netstat_value, switches, wait_until, wakeups};
 pub use ipv6::{ETH0_NET6, USB0_NET6, V6};
 pub use lan_router::{LAN_ROUTER, SITE, SITE_NET};
 pub use resolvers::{

@@ -182,50 +182,20 @@ fn daemon() -> anyhow::Result<()> {
     print!("{}", String::from_utf8_lossy(&o.stdout));
 
     let pid = lab.pid("daemon").context("daemon pid")?;
-    let before = switches(pid)?;
+    let before = srcsel_lab::switches(pid);
     thread::sleep(std::time::Duration::from_secs(IDLE_SECS));
-    let after = switches(pid)?;
+    let after = srcsel_lab::switches(pid);
     let rss = proc_field(pid, "VmRSS:")?;
     println!("idle daemon over {IDLE_SECS} s:");
     println!(
         "  wakeups             {:>8.2} /s   (goal 0 from polling)",
-        wakeups(&before, &after) as f64 / IDLE_SECS as f64
+        srcsel_lab::wakeups(&before, &after) as f64 / IDLE_SECS as f64
     );
     println!(
         "  RSS                 {:>8.1} MB   (goal < 15 MB)",
         rss as f64 / 1024.0
     );
     Ok(())
-}
-
-/// Context switches per thread of `pid` (each wakeup is at least one).
-fn switches(pid: u32) -> anyhow::Result<std::collections::HashMap<String, u64>> {
-    let mut per_thread = std::collections::HashMap::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let task = task?;
-        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
-            continue; // ended meanwhile
-        };
-        let n = status
-            .lines()
-            .filter(|l| l.contains("ctxt_switches"))
-            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .sum::<u64>();
-        per_thread.insert(task.file_name().to_string_lossy().into_owned(), n);
-    }
-    Ok(per_thread)
-}
-
-/// Wakeups between two samples, of threads alive in both (tokio's idle
-/// blocking threads exit; a polling thread would not).
-fn wakeups(
-    before: &std::collections::HashMap<String, u64>,
-    after: &std::collections::HashMap<String, u64>,
-) -> u64 {
-    after
-        .iter()
-        .filter_map(|(tid, n)| Some(n.saturating_sub(*before.get(tid)?)))
-        .sum()
 }
 
 fn proc_field(pid: u32, field: &str) -> anyhow::Result<u64> {

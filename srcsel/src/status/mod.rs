@@ -2,16 +2,17 @@
 //! `srcsel status` shows it and the daemon answers it over its socket. The
 //! JSON layout is documented in README.md and only grows (new fields)
 //! within a `version`.
-use std::{net::Ipv6Addr, path::Path};
+mod assigned;
+
+use std::net::Ipv6Addr;
 
 use serde::{Deserialize, Serialize};
 use srcsel_common::{Counters, UplinkRecord, UplinkState, flags, health_flags};
 
 use crate::{
-    assign,
     config::Config,
     kernel::{
-        bpf::{Namespace, SetCounters, attachments, namespace::name_of, pins, programs},
+        bpf::{Namespace, namespace::name_of, pins},
         cgroup, mounts,
         netlink::{self, Dump},
     },
@@ -211,7 +212,7 @@ pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
     let bpffs = pins::find_bpffs()?;
     if let Some(root) = mounts::find("cgroup2")? {
         let ns_dir = bpffs.as_ref().map(|b| pins::ns_dir(b, cookie));
-        report.assigned = assigned(config, &root, ns_dir.as_deref());
+        report.assigned = assigned::assigned(config, &root, ns_dir.as_deref());
     }
     let Some(bpffs) = bpffs else {
         return Ok(report);
@@ -361,48 +362,6 @@ fn uplink(
         counters: ns.counters(id)?.into(),
         name,
     })
-}
-
-/// Each configured assignment: its cgroup, whether its programs are on it
-/// (as the kernel says), its processes and counters.
-fn assigned(config: &Config, cg_root: &Path, ns_dir: Option<&Path>) -> Vec<AssignedReport> {
-    // One storage lookup per program set, however many cgroups share it.
-    let mut sets: Vec<(&policy::Assignment, Option<SetCounters>)> = Vec::new();
-    config
-        .assigned
-        .iter()
-        .map(|a| {
-            let cgroup = assign::cgroup_of(cg_root, a).ok();
-            let ino = cgroup
-                .as_deref()
-                .and_then(|p| attachments::cgroup_ino(p).ok());
-            let set = &a.assignment;
-            AssignedReport {
-                kind: a.target.kind().into(),
-                name: a.target.name().into(),
-                via: set.via.clone(),
-                mode: set.mode.to_string(),
-                // From its uplink's report, once read.
-                active: None,
-                active6: None,
-                live: ns_dir
-                    .zip(cgroup.as_deref())
-                    .is_some_and(|(d, cg)| programs::attached_to(d, set, cg)),
-                pids: cgroup
-                    .as_deref()
-                    .map(cgroup::pids_below)
-                    .unwrap_or_default(),
-                counters: ns_dir.zip(ino).and_then(|(d, ino)| {
-                    let i = sets.iter().position(|(s, _)| *s == set).unwrap_or_else(|| {
-                        sets.push((set, SetCounters::open(d, set)));
-                        sets.len() - 1
-                    });
-                    Some(sets[i].1.as_ref()?.of(ino)?.into())
-                }),
-                cgroup: cgroup.map(|p| p.display().to_string()),
-            }
-        })
-        .collect()
 }
 
 fn up_or_down(up: bool) -> String {
