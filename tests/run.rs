@@ -267,6 +267,7 @@ fn runs_leave_nothing_behind_and_down_restores_the_dumps() {
         "sendmsg6",
         "setsockopt",
         "sock_create",
+        "sock_ops",
     ];
     let maps = [
         "COUNTERS",

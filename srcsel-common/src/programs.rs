@@ -20,6 +20,8 @@ pub enum Hook {
     Recvmsg6,
     /// `cgroup/setsockopt`
     Setsockopt,
+    /// `sockops` (TCP events of the cgroup's sockets; srcsel uses `listen`)
+    SockOps,
     /// `cgroup_skb/egress`
     Egress,
     /// `cgroup_skb/ingress`
@@ -34,6 +36,7 @@ impl Hook {
             Hook::Ingress => 0,
             Hook::Egress => 1,
             Hook::SockCreate => 2,
+            Hook::SockOps => 3,
             Hook::Connect4 => 10,
             Hook::Connect6 => 11,
             Hook::Sendmsg4 => 14,
@@ -55,6 +58,7 @@ impl Hook {
             Hook::Recvmsg4 => "recvmsg4",
             Hook::Recvmsg6 => "recvmsg6",
             Hook::Setsockopt => "setsockopt",
+            Hook::SockOps => "sock_ops",
             Hook::Egress => "egress",
             Hook::Ingress => "ingress",
         }
@@ -76,11 +80,12 @@ pub const SENDMSG6: &str = "sendmsg6";
 pub const RECVMSG4: &str = "recvmsg4";
 pub const RECVMSG6: &str = "recvmsg6";
 pub const SETSOCKOPT: &str = "setsockopt";
+pub const SOCK_OPS: &str = "sock_ops";
 pub const EGRESS: &str = "count_egress";
 pub const INGRESS: &str = "count_ingress";
 
 /// Every program of an uplink's set, in attach order.
-pub const ALL: [Program; 10] = [
+pub const ALL: [Program; 11] = [
     Program {
         name: SOCK_CREATE,
         hook: Hook::SockCreate,
@@ -112,6 +117,10 @@ pub const ALL: [Program; 10] = [
     Program {
         name: SETSOCKOPT,
         hook: Hook::Setsockopt,
+    },
+    Program {
+        name: SOCK_OPS,
+        hook: Hook::SockOps,
     },
     Program {
         name: EGRESS,

@@ -294,6 +294,8 @@ fn test(no_vm: bool, args: &[String]) -> anyhow::Result<()> {
             "health",
             "--test",
             "failover",
+            "--test",
+            "replies",
             "--",
         ])
         .args(args))?;

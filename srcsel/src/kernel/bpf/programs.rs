@@ -12,7 +12,7 @@ use aya::{
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
         CgroupSockAddrAttachType, CgroupSockAttachType, CgroupSockopt, CgroupSockoptAttachType,
-        Program as AyaProgram, ProgramError, ProgramInfo,
+        Program as AyaProgram, ProgramError, ProgramInfo, SockOps,
         links::{FdLink, LinkError},
     },
 };
@@ -65,6 +65,7 @@ impl Namespace {
                 AyaProgram::CgroupSockAddr(p) => p.load().map_err(err)?,
                 AyaProgram::CgroupSkb(p) => p.load().map_err(err)?,
                 AyaProgram::CgroupSockopt(p) => p.load().map_err(err)?,
+                AyaProgram::SockOps(p) => p.load().map_err(err)?,
                 _ => return Err(err(ProgramError::UnexpectedProgramType)),
             }
             let path = set.dir.join(name);
@@ -117,15 +118,25 @@ pub(super) fn attach_one(
     cg: BorrowedFd<'_>,
     link_pin: &Path,
 ) -> Result<(), BpfError> {
-    if p.hook == Hook::Setsockopt {
-        let err = |source| BpfError::Program {
-            name: p.name,
-            source,
-        };
-        let x = CgroupSockopt::from_pin(pin, CgroupSockoptAttachType::Set).map_err(err)?;
-        let prog = x.fd().map_err(err)?;
-        return super::link::attach_and_pin(prog.as_fd(), cg, p.hook.attach_type(), link_pin)
-            .map_err(io_err(link_pin));
+    // Hooks whose links aya 0.14 cannot hand over as an FdLink.
+    let err = |source| BpfError::Program {
+        name: p.name,
+        source,
+    };
+    let raw = |prog: BorrowedFd<'_>| {
+        super::link::attach_and_pin(prog, cg, p.hook.attach_type(), link_pin)
+            .map_err(io_err(link_pin))
+    };
+    match p.hook {
+        Hook::Setsockopt => {
+            let x = CgroupSockopt::from_pin(pin, CgroupSockoptAttachType::Set).map_err(err)?;
+            return raw(x.fd().map_err(err)?.as_fd());
+        }
+        Hook::SockOps => {
+            let x = SockOps::from_pin(pin).map_err(err)?;
+            return raw(x.fd().map_err(err)?.as_fd());
+        }
+        _ => {}
     }
     let link = link_for(p, pin, cg)?;
     link.pin(link_pin).map_err(|source| BpfError::Pin {
@@ -171,7 +182,7 @@ fn link_for(p: &Program, pin: &Path, cg: BorrowedFd<'_>) -> Result<FdLink, BpfEr
         Hook::Sendmsg6 => addr(CgroupSockAddrAttachType::UDPSendMsg6),
         Hook::Recvmsg4 => addr(CgroupSockAddrAttachType::UDPRecvMsg4),
         Hook::Recvmsg6 => addr(CgroupSockAddrAttachType::UDPRecvMsg6),
-        Hook::Setsockopt => unreachable!("attached by attach_one"),
+        Hook::Setsockopt | Hook::SockOps => unreachable!("attached by attach_one"),
         Hook::Egress => skb(CgroupSkbAttachType::Egress),
         Hook::Ingress => skb(CgroupSkbAttachType::Ingress),
     }

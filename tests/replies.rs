@@ -1,0 +1,112 @@
+//! Answers leave the way the question came: a TCP service in an assigned
+//! cgroup, reached from the internet on usb0's address, answers through
+//! usb0; reached on eth0's, through eth0 — strict or fallback, IPv4 or
+//! IPv6, assigned to usb0 or to eth0, whichever uplink holds the lower
+//! slot. Both routers drop what comes from the other uplink's addresses
+//! (as ISPs do), so an answer sent the wrong way never arrives, and their
+//! counters show it. Needs root.
+use std::time::Duration;
+
+use srcsel_lab::{ETH0_ADDR, Lab, V6, wait_until};
+
+const PORT: &str = "7100";
+
+/// A dual-stack TCP service that tells each peer the address it was
+/// reached on.
+const SERVICE: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", 7100))
+s.listen(16)
+print("listening", flush=True)
+while True:
+    c, _ = s.accept()
+    c.sendall((c.getsockname()[0].removeprefix("::ffff:") + "\n").encode())
+    c.close()
+"#;
+
+/// A client on the internet's side: the address the service says it was
+/// reached on, or "" when no answer came.
+fn reach(lab: &Lab, addr: &str) -> String {
+    let code = format!(
+        "import socket\ntry:\n    c = socket.create_connection(('{addr}', {PORT}), timeout=2)\n    print(c.recv(100).decode().strip())\nexcept OSError:\n    print('')\n"
+    );
+    lab.output_in("inet", &["python3", "-c", &code])
+        .trim()
+        .to_owned()
+}
+
+/// The uplinks' slots: usb0's lower, or eth0's.
+fn config(usb0_first: bool) -> String {
+    let (usb0, eth0) = if usb0_first { (1, 2) } else { (2, 1) };
+    format!(
+        "[[uplink]]\nname = \"usb0\"\nmark = 0x0{usb0}000000\n\n\
+         [[uplink]]\nname = \"eth0\"\nmark = 0x0{eth0}000000\n"
+    )
+}
+
+#[test]
+fn a_tcp_service_answers_through_the_link_it_was_reached_on() {
+    for usb0_first in [true, false] {
+        let mut lab = Lab::new(env!("CARGO_BIN_EXE_srcsel"));
+        lab.enable_ipv6(V6::Both);
+        lab.start_daemon_with_config(&config(usb0_first), &[]);
+        let usb0 = lab.usb0_addr();
+        let (usb0_6, eth0_6) = (
+            lab.addr6_of("usb0").expect("usb0's IPv6"),
+            lab.addr6_of("eth0").expect("eth0's IPv6"),
+        );
+        for (via, mode) in [
+            ("usb0", None),
+            ("usb0", Some("--fallback")),
+            ("eth0", None),
+            ("usb0,eth0", None),
+        ] {
+            let role = format!("service-{via}-{}", mode.unwrap_or("strict"));
+            let mut run = lab.srcsel(["run", "--via", via]);
+            run.args(mode).args(["--", "python3", "-c", SERVICE]);
+            lab.spawn(&role, &mut run);
+            wait_until(
+                &format!("{role} to listen"),
+                Duration::from_secs(10),
+                || lab.log(&role).contains("listening"),
+            );
+            for addr in [usb0.as_str(), ETH0_ADDR, &usb0_6, &eth0_6] {
+                assert_eq!(
+                    reach(&lab, addr),
+                    addr,
+                    "{role}, usb0's slot first: {usb0_first}, reached on {addr}"
+                );
+            }
+            lab.stop(&role);
+        }
+        assert_eq!(
+            lab.foreign_sources("r1"),
+            (0, 0),
+            "usb0 first: {usb0_first}"
+        );
+        assert_eq!(
+            lab.foreign_sources("r2"),
+            (0, 0),
+            "usb0 first: {usb0_first}"
+        );
+    }
+}
+
+#[test]
+fn a_strict_program_still_begins_every_conversation_through_its_uplink() {
+    let mut lab = Lab::new(env!("CARGO_BIN_EXE_srcsel"));
+    lab.start_daemon_with_config(&config(true), &[]);
+    // It listens (its mark comes off the listener), then connects out from
+    // another socket: that one is still steered.
+    let t = srcsel_lab::unique("after-listen");
+    let script = format!(
+        "import socket, subprocess\nl = socket.socket()\nl.bind(('0.0.0.0', 7101))\nl.listen()\n\
+         subprocess.run(['curl', '-sS', '--max-time', '5', '{}'], check=True)\n",
+        srcsel_lab::url(&t)
+    );
+    srcsel_lab::ok(&mut lab.srcsel(["run", "--via", "usb0", "--", "python3", "-c", &script]));
+    assert_eq!(lab.source_of(&t), lab.usb0_addr());
+}
