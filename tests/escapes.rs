@@ -161,3 +161,30 @@ fn fallback_leaves_a_programs_own_binding_to_it() {
     assert_eq!(lab.source_of(&t), lab.usb0_addr());
     assert_no_foreign_sources(&lab);
 }
+
+/// An MPTCP socket: the kernel makes its TCP subflows itself, without the
+/// hook that marks sockets, so none would be steered: refused (EPERM) at
+/// creation, in both modes; the program's TCP still leaves through usb0.
+#[test]
+fn mptcp_sockets_are_refused_and_nothing_leaves_through_eth0() {
+    let mut lab = Lab::new(env!("CARGO_BIN_EXE_srcsel"));
+    lab.start_daemon(&[]);
+    let usb0 = lab.usb0_addr();
+    for mode in [&[][..], &["--fallback"][..]] {
+        let t = unique("mptcp");
+        let code = format!(
+            "import socket, errno\ntry:\n    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)\n\
+             except PermissionError:\n    print('refused')\nelse:\n    s.settimeout(3)\n    \
+             s.connect(('{SERVER}', {TCP_PORT}))\n    s.send(b'{t}\\n')\n    print('made')\n"
+        );
+        let mut c = lab.srcsel(["run", "--via", "usb0"]);
+        let said = ok(c.args(mode).args(["--", "python3", "-c", &code]));
+        assert_eq!(said.trim(), "refused", "{mode:?}");
+        lab.assert_unseen(&t);
+        // Plain TCP falls in place, steered.
+        let t = unique("tcp");
+        ok(&mut curl_via(&lab, mode, &[&url(&t)]));
+        assert_eq!(lab.source_of(&t), usb0, "{mode:?}");
+    }
+    assert_eq!(lab.foreign_sources("r1"), (0, 0));
+}

@@ -1,6 +1,6 @@
-//! Answers leave the way the question came: a TCP service in an assigned
-//! cgroup, reached from the internet on usb0's address, answers through
-//! usb0; reached on eth0's, through eth0 — strict or fallback, IPv4 or
+//! Answers leave the way the question came: a TCP or UDP service in an
+//! assigned cgroup, reached from the internet on usb0's address, answers
+//! through usb0; reached on eth0's, through eth0 — strict or fallback, IPv4 or
 //! IPv6, assigned to usb0 or to eth0, whichever uplink holds the lower
 //! slot. Both routers drop what comes from the other uplink's addresses
 //! (as ISPs do), so an answer sent the wrong way never arrives, and their
@@ -11,10 +11,18 @@ use srcsel_lab::{ETH0_ADDR, Lab, V6, wait_until};
 
 const PORT: &str = "7100";
 
-/// A dual-stack TCP service that tells each peer the address it was
-/// reached on.
+/// Dual-stack services on port 7100: over TCP it tells each peer the
+/// address it was reached on; over UDP it answers "ok" with sendto.
 const SERVICE: &str = r#"
-import socket
+import socket, threading
+def udp():
+    u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    u.bind(("::", 7100))
+    while True:
+        _, peer = u.recvfrom(100)
+        u.sendto(b"ok", peer)
+threading.Thread(target=udp, daemon=True).start()
 s = socket.socket(socket.AF_INET6)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -26,6 +34,25 @@ while True:
     c.sendall((c.getsockname()[0].removeprefix("::ffff:") + "\n").encode())
     c.close()
 "#;
+
+/// A client on the internet's side asks the UDP service at `addr`: "ok" if
+/// the answer came back from that address (a connected UDP socket takes
+/// nothing else), or "".
+fn ask_udp(lab: &Lab, addr: &str) -> String {
+    let family = if addr.contains(':') {
+        "AF_INET6"
+    } else {
+        "AF_INET"
+    };
+    let code = format!(
+        "import socket\nc = socket.socket(socket.{family}, socket.SOCK_DGRAM)\nc.settimeout(2)\n\
+         c.connect(('{addr}', {PORT}))\ntry:\n    c.send(b'q')\n    print(c.recv(100).decode())\n\
+         except OSError:\n    print('')\n"
+    );
+    lab.output_in("inet", &["python3", "-c", &code])
+        .trim()
+        .to_owned()
+}
 
 /// A client on the internet's side: the address the service says it was
 /// reached on, or "" when no answer came.
@@ -48,7 +75,7 @@ fn config(usb0_first: bool) -> String {
 }
 
 #[test]
-fn a_tcp_service_answers_through_the_link_it_was_reached_on() {
+fn services_answer_through_the_link_they_were_reached_on() {
     for usb0_first in [true, false] {
         let mut lab = Lab::new(env!("CARGO_BIN_EXE_srcsel"));
         lab.enable_ipv6(V6::Both);
@@ -74,11 +101,9 @@ fn a_tcp_service_answers_through_the_link_it_was_reached_on() {
                 || lab.log(&role).contains("listening"),
             );
             for addr in [usb0.as_str(), ETH0_ADDR, &usb0_6, &eth0_6] {
-                assert_eq!(
-                    reach(&lab, addr),
-                    addr,
-                    "{role}, usb0's slot first: {usb0_first}, reached on {addr}"
-                );
+                let case = format!("{role}, usb0's slot first: {usb0_first}, reached on {addr}");
+                assert_eq!(reach(&lab, addr), addr, "TCP {case}");
+                assert_eq!(ask_udp(&lab, addr), "ok", "UDP {case}");
             }
             lab.stop(&role);
         }
@@ -95,6 +120,18 @@ fn a_tcp_service_answers_through_the_link_it_was_reached_on() {
     }
 }
 
+/// A UDP service socket writes first to the lab server's echo (which
+/// answers with the address it saw), twice: what it begins is steered.
+const BEGINS: &str = r#"
+import socket, sys
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("0.0.0.0", 7102))
+u.settimeout(3)
+for _ in range(2):
+    u.sendto(b"begun", (sys.argv[1], 9999))
+    print(u.recvfrom(100)[0].decode().strip(), flush=True)
+"#;
+
 #[test]
 fn a_strict_program_still_begins_every_conversation_through_its_uplink() {
     let mut lab = Lab::new(env!("CARGO_BIN_EXE_srcsel"));
@@ -109,4 +146,21 @@ fn a_strict_program_still_begins_every_conversation_through_its_uplink() {
     );
     srcsel_lab::ok(&mut lab.srcsel(["run", "--via", "usb0", "--", "python3", "-c", &script]));
     assert_eq!(lab.source_of(&t), lab.usb0_addr());
+    // A UDP service's own conversation: steered, its peer's answers too.
+    let said = srcsel_lab::ok(&mut lab.srcsel([
+        "run",
+        "--via",
+        "usb0",
+        "--",
+        "python3",
+        "-c",
+        BEGINS,
+        srcsel_lab::SERVER,
+    ]));
+    let usb0 = lab.usb0_addr();
+    assert_eq!(
+        said.lines().collect::<Vec<_>>(),
+        [usb0.as_str(), usb0.as_str()]
+    );
+    assert_eq!(lab.foreign_sources("r1"), (0, 0));
 }

@@ -261,6 +261,8 @@ fn runs_leave_nothing_behind_and_down_restores_the_dumps() {
         "connect6",
         "count_egress",
         "count_ingress",
+        "post_bind4",
+        "post_bind6",
         "recvmsg4",
         "recvmsg6",
         "sendmsg4",
@@ -276,7 +278,9 @@ fn runs_leave_nothing_behind_and_down_restores_the_dumps() {
         "EXEMPT4",
         "EXEMPT6",
         "LEASES",
+        "PEERS",
         "REGISTRY",
+        "SERVICES",
         "UPLINKS",
     ];
     let mut expected: Vec<String> = ["links/usb0:fallback", "links/usb0:strict"]

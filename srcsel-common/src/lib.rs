@@ -8,8 +8,8 @@ pub mod state;
 
 pub use mark::{MARK_MASK, STRICT_BIT, UPLINK_MASK, mark_for};
 pub use state::{
-    Counters, DnsKey, LeaseReport, MAX_RESOLVERS, Resolvers, UplinkRecord, UplinkState, dns_flags,
-    flags, health_flags,
+    Counters, DnsKey, LeaseReport, MAX_RESOLVERS, PeerKey, PeerValue, Resolvers, UplinkRecord,
+    UplinkState, dns_flags, flags, health_flags,
 };
 
 /// Slots in the uplink maps. Slot 0 is never used, so an uplink id is never 0.
@@ -28,6 +28,12 @@ pub const MAX_LEASES: u32 = 256;
 /// Capacity of the redirected-query map: queries in flight at once, per
 /// namespace. An LRU map: the oldest (long answered) go first.
 pub const MAX_DNS_QUERIES: u32 = 16384;
+
+/// Capacity of the service-socket map: UDP sockets programs bound
+/// themselves, per namespace (an LRU map: closed ones go first).
+pub const MAX_SERVICES: u32 = 16384;
+/// Capacity of the request map: peers of those sockets, per namespace.
+pub const MAX_PEERS: u32 = 65536;
 
 /// Names of the pinned maps, shared by every program set of a namespace.
 pub mod maps {
@@ -50,8 +56,14 @@ pub mod maps {
     /// [`crate::LeaseReport`] by interface name: what the DHCP hooks
     /// reported of every interface, managed or not. Added after the others.
     pub const LEASES: &str = "SRCSEL_LEASES";
+    /// Socket cookie → 1: UDP sockets of assigned programs that bound
+    /// themselves (services). Added after the others.
+    pub const SERVICES: &str = "SRCSEL_SERVICES";
+    /// [`crate::PeerKey`] → [`crate::PeerValue`]: who began each service
+    /// socket's conversations, and where the requests came to.
+    pub const PEERS: &str = "SRCSEL_PEERS";
     /// Every pinned map, for checking that a namespace's maps are complete.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 10] = [
         UPLINKS,
         REGISTRY,
         EXEMPT4,
@@ -60,6 +72,8 @@ pub mod maps {
         DNS,
         DNS_QUERIES,
         LEASES,
+        SERVICES,
+        PEERS,
     ];
 }
 

@@ -22,6 +22,10 @@ pub enum Hook {
     Setsockopt,
     /// `sockops` (TCP events of the cgroup's sockets; srcsel uses `listen`)
     SockOps,
+    /// `cgroup/post_bind4`
+    PostBind4,
+    /// `cgroup/post_bind6`
+    PostBind6,
     /// `cgroup_skb/egress`
     Egress,
     /// `cgroup_skb/ingress`
@@ -37,6 +41,8 @@ impl Hook {
             Hook::Egress => 1,
             Hook::SockCreate => 2,
             Hook::SockOps => 3,
+            Hook::PostBind4 => 12,
+            Hook::PostBind6 => 13,
             Hook::Connect4 => 10,
             Hook::Connect6 => 11,
             Hook::Sendmsg4 => 14,
@@ -59,6 +65,8 @@ impl Hook {
             Hook::Recvmsg6 => "recvmsg6",
             Hook::Setsockopt => "setsockopt",
             Hook::SockOps => "sock_ops",
+            Hook::PostBind4 => "post_bind4",
+            Hook::PostBind6 => "post_bind6",
             Hook::Egress => "egress",
             Hook::Ingress => "ingress",
         }
@@ -81,11 +89,13 @@ pub const RECVMSG4: &str = "recvmsg4";
 pub const RECVMSG6: &str = "recvmsg6";
 pub const SETSOCKOPT: &str = "setsockopt";
 pub const SOCK_OPS: &str = "sock_ops";
+pub const POST_BIND4: &str = "post_bind4";
+pub const POST_BIND6: &str = "post_bind6";
 pub const EGRESS: &str = "count_egress";
 pub const INGRESS: &str = "count_ingress";
 
 /// Every program of an uplink's set, in attach order.
-pub const ALL: [Program; 11] = [
+pub const ALL: [Program; 13] = [
     Program {
         name: SOCK_CREATE,
         hook: Hook::SockCreate,
@@ -121,6 +131,14 @@ pub const ALL: [Program; 11] = [
     Program {
         name: SOCK_OPS,
         hook: Hook::SockOps,
+    },
+    Program {
+        name: POST_BIND4,
+        hook: Hook::PostBind4,
+    },
+    Program {
+        name: POST_BIND6,
+        hook: Hook::PostBind6,
     },
     Program {
         name: EGRESS,

@@ -145,6 +145,32 @@ pub struct LeaseReport {
     pub at: u64,
 }
 
+/// Key of the request map: a datagram that arrived for a UDP service socket
+/// (its cookie) from a peer (family, port and address as the hooks carry
+/// them: network byte order, an IPv4 address in the first word).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerKey {
+    pub cookie: u64,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u32,
+    /// The peer's port, as `user_port` holds it.
+    pub port: u32,
+    pub peer: [u32; 4],
+}
+
+/// What a service socket's conversation with a peer is: begun by the peer
+/// (a request: answers go from `local`) or by the socket itself.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerValue {
+    /// The address the request came to (same layout as the key's peer).
+    pub local: [u32; 4],
+    /// 1: the socket sent to the peer first; its datagrams are answers.
+    pub ours: u32,
+    pub _pad: u32,
+}
+
 /// Per-uplink counters (a per-CPU array indexed by slot), for `srcsel status`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -181,4 +207,6 @@ mod pod {
     unsafe impl aya::Pod for super::Resolvers {}
     unsafe impl aya::Pod for super::DnsKey {}
     unsafe impl aya::Pod for super::LeaseReport {}
+    unsafe impl aya::Pod for super::PeerKey {}
+    unsafe impl aya::Pod for super::PeerValue {}
 }

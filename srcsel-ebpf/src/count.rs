@@ -62,5 +62,6 @@ pub fn ingress(ctx: &SkBuffContext) {
     let full = unsafe { bpf_sk_fullsock(sk) };
     if !full.is_null() {
         bytes(ctx, unsafe { (*full).mark }, false);
+        crate::answer::arrived(ctx, full);
     }
 }

@@ -7,6 +7,7 @@
 #![no_std]
 #![no_main]
 
+mod answer;
 mod count;
 mod dns;
 mod listen;
@@ -26,7 +27,22 @@ const DENY: i32 = 0;
 
 #[cgroup_sock(sock_create)]
 pub fn sock_create(ctx: SockContext) -> i32 {
-    uplink::mark_socket(&ctx);
+    if uplink::mark_socket(&ctx) {
+        ALLOW
+    } else {
+        DENY
+    }
+}
+
+#[cgroup_sock(post_bind4)]
+pub fn post_bind4(ctx: SockContext) -> i32 {
+    answer::bound(&ctx);
+    ALLOW
+}
+
+#[cgroup_sock(post_bind6)]
+pub fn post_bind6(ctx: SockContext) -> i32 {
+    answer::bound(&ctx);
     ALLOW
 }
 

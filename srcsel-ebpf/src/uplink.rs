@@ -91,20 +91,29 @@ pub fn here<C: EbpfContext>(ctx: &C) -> Option<&'static UplinkState> {
     (u.netns_cookie == cookie).then_some(u)
 }
 
+const IPPROTO_MPTCP: u32 = 262;
+
 /// Gives a new IPv4/IPv6 socket the uplink's mark, unless a nearer assigned
-/// cgroup's program (which runs first) already chose.
+/// cgroup's program (which runs first) already chose. Whether the socket
+/// may be made: an MPTCP socket may not, in either mode, since the kernel
+/// makes its TCP subflows itself, without this hook, so none would carry
+/// the mark (programs that try MPTCP first fall back to TCP).
 #[inline(always)]
-pub fn mark_socket(ctx: &SockContext) {
+pub fn mark_socket(ctx: &SockContext) -> bool {
     let sk: *mut bpf_sock = ctx.sock;
-    let Some(u) = here(ctx) else { return };
+    let Some(u) = here(ctx) else { return true };
     let family = unsafe { (*sk).family };
     if family != AF_INET && family != AF_INET6 {
-        return;
+        return true;
+    }
+    if unsafe { (*sk).protocol } == IPPROTO_MPTCP {
+        return false;
     }
     let mark = unsafe { (*sk).mark };
     if mark & MARK_MASK != 0 {
-        return;
+        return true;
     }
     let strict_bit = if strict() { STRICT_BIT } else { 0 };
     unsafe { (*sk).mark = (mark & !MARK_MASK) | u.mark | strict_bit };
+    true
 }

@@ -3,6 +3,7 @@
 use aya_ebpf::{bindings::bpf_sock_addr, helpers::bpf_bind, programs::SockAddrContext};
 
 use crate::{
+    answer::{self, Sending},
     dns,
     steer::{self, Addr, Verdict},
     uplink,
@@ -53,12 +54,22 @@ pub fn sendmsg(ctx: &SockAddrContext) -> i32 {
     if src == 0 && !sk.is_null() {
         src = unsafe { (*sk).src_ip4 };
     }
+    let service = answer::sending(ctx, Addr::V4(unsafe { (*sa).user_ip4 }));
+    if let Sending::Answer(Addr::V4(local)) = service
+        && (src == 0 || src == local)
+    {
+        unsafe { (*sa).msg_src_ip4 = local };
+        return crate::ALLOW;
+    }
     let Some(dst) = destination(ctx, Addr::V4(src)) else {
         return steer::finish(&Verdict::Deny, true);
     };
     let v = steer::decide(ctx, dst, Addr::V4(src));
     if let Verdict::Bind(u) = v {
         unsafe { (*sa).msg_src_ip4 = u.addr4 };
+    }
+    if let (Sending::Service(key), Verdict::Bind(_) | Verdict::Steered) = (&service, &v) {
+        answer::began(key);
     }
     steer::finish(&v, true)
 }

@@ -4,6 +4,7 @@
 use aya_ebpf::programs::SockAddrContext;
 
 use crate::{
+    answer::{self, Sending},
     dns,
     steer::{self, Addr, Verdict, mapped, read6, write6},
     uplink, v4,
@@ -72,12 +73,22 @@ pub fn sendmsg(ctx: &SockAddrContext) -> i32 {
     } else {
         source(ctx, asked)
     };
+    let service = answer::sending(ctx, asked);
+    if let Sending::Answer(local @ Addr::V6(words)) = service
+        && (chosen == [0; 4] || chosen == words)
+    {
+        write6(unsafe { &raw mut (*sa).msg_src_ip6 }, steer::words(local));
+        return crate::ALLOW;
+    }
     let Some(dst) = destination(ctx, src) else {
         return steer::finish(&Verdict::Deny, true);
     };
     let v = steer::decide(ctx, dst, src);
     if let Verdict::Bind(u) = v {
         write6(unsafe { &raw mut (*sa).msg_src_ip6 }, u.addr6);
+    }
+    if let (Sending::Service(key), Verdict::Bind(_) | Verdict::Steered) = (&service, &v) {
+        answer::began(key);
     }
     steer::finish(&v, true)
 }

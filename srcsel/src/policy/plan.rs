@@ -7,72 +7,22 @@ use std::{
 };
 
 use ipnet::IpNet;
-use srcsel_common::{MAX_EXEMPT4, MAX_EXEMPT6, MAX_UPLINKS};
+use srcsel_common::{MAX_EXEMPT4, MAX_EXEMPT6};
 
 use super::dns::DnsConfig;
+pub use super::hook_report::HookReport;
 pub use super::plan_error::PlanError;
+pub use super::registry::{Registry, SlotRecord, slot_held_by};
+use super::registry::{check_configured_table, choose_slot, tables_of};
 use super::{
     Route, Rule, Snapshot, Uplink, dns,
     failover::{self, Chosen},
     gateway::{self, GatewaySource},
-    health::Down,
     isolate::{self, Isolation},
     routing::{self, Changes},
     slot::{Slot, in_range, table_for},
-    snapshot::Reported,
 };
 use crate::config::{Config, UplinkConfig};
-
-/// What the slot registry holds for one slot.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SlotRecord {
-    pub name: String,
-    /// The routing table it uses.
-    pub table: u32,
-    /// The gateway a DHCP client hook last reported.
-    pub hook_gateway: Option<Ipv4Addr>,
-    /// The resolvers it learned (hook, RDNSS).
-    pub dns: dns::Learned,
-    /// The daemon's last health verdicts.
-    pub health_down: Down,
-}
-
-/// The slot registry as one pass reads it: taken slots by id.
-pub type Registry = BTreeMap<u32, SlotRecord>;
-
-/// The slot `name` holds in `reg`, if any.
-pub fn slot_held_by(reg: &Registry, name: &str) -> Option<u32> {
-    reg.iter().find(|(_, r)| r.name == name).map(|(id, _)| *id)
-}
-
-/// A lease reported by a DHCP client hook (`srcsel lease`): its gateway
-/// (None: the lease ended) and DNS servers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HookReport {
-    pub interface: String,
-    pub gateway: Option<Ipv4Addr>,
-    pub dns: Vec<Ipv4Addr>,
-}
-
-impl HookReport {
-    /// Whether a pass has anything to do with this report: only when
-    /// something named the interface (the config, or a run or assignment,
-    /// which gave it a slot). The hooks report every interface's lease
-    /// (eth0's, wlan0's): a report is recorded, never an order to manage.
-    pub fn concerns(&self, config: &Config, reg: &Registry) -> bool {
-        slot_held_by(reg, &self.interface).is_some()
-            || config.managed().any(|m| m == self.interface)
-    }
-
-    /// As recorded at `at`.
-    pub fn reported(&self, at: u64) -> Reported {
-        Reported {
-            gateway: self.gateway,
-            dns: self.dns.clone(),
-            at,
-        }
-    }
-}
 
 /// Which uplinks a pass covers.
 #[derive(Clone, Copy, Debug)]
@@ -163,14 +113,15 @@ pub fn plan(config: &Config, snap: &Snapshot, reg: &Registry, scope: Scope<'_>) 
     // Lists after the uplinks they name: their state is their members'.
     let (lists, uplinks): (Vec<String>, Vec<String>) =
         names.into_iter().partition(|n| failover::is_list(n));
+    let tables = tables_of(config, reg, uplinks.iter());
     for name in uplinks {
-        match plan_uplink(config.uplink(&name), snap, reg, &mut taken, &name) {
+        match plan_uplink(config.uplink(&name), snap, reg, &mut taken, &name, &tables) {
             Ok(p) => plan.uplinks.push(p),
             Err(e) => plan.failed.push((name, e)),
         }
     }
     for label in lists {
-        match plan_list(snap, reg, &mut taken, &label, &plan.uplinks) {
+        match plan_list(snap, reg, &mut taken, &label, &plan.uplinks, &tables) {
             Ok(p) => plan.uplinks.push(p),
             Err(e) => plan.failed.push((label, e)),
         }
@@ -187,6 +138,7 @@ fn plan_list(
     taken: &mut BTreeSet<u32>,
     label: &str,
     planned: &[UplinkPlan],
+    tables: &BTreeMap<String, u32>,
 ) -> Result<UplinkPlan, PlanError> {
     failover::check(label).map_err(PlanError::BadList)?;
     let members: Vec<&UplinkPlan> = failover::members(label)
@@ -206,7 +158,7 @@ fn plan_list(
         let id = c.as_ref()?.1;
         members.iter().find(|m| m.slot.id == id).map(|m| m.slot)
     };
-    let tables = [table_of(&active.chosen.v4), table_of(&active.chosen.v6)];
+    let active_tables = [table_of(&active.chosen.v4), table_of(&active.chosen.v6)];
     let rules: Vec<Rule> = snap
         .our_rules()
         .filter(|r| in_range(id, r.priority))
@@ -226,7 +178,11 @@ fn plan_list(
         hook_gateway: None,
         dns: active.dns,
         routes: routing::route_changes(&routes, &[]),
-        rules: routing::diff(&rules, &failover::desired_rules(slot, &by_slot, tables)),
+        rules: routing::diff(&rules, &{
+            let links: Vec<u32> = members.iter().map(|m| m.uplink.index).collect();
+            let desired = failover::desired_rules(slot, &by_slot, active_tables);
+            with_answers(desired, slot, snap, tables, &links)
+        }),
         device: active.device,
         active: Some(active.chosen),
     })
@@ -238,6 +194,7 @@ fn plan_uplink(
     reg: &Registry,
     taken: &mut BTreeSet<u32>,
     name: &str,
+    tables: &BTreeMap<String, u32>,
 ) -> Result<UplinkPlan, PlanError> {
     let (id, claim) = choose_slot(reg, taken, name, cfg.and_then(UplinkConfig::slot))?;
     let table = match cfg.and_then(UplinkConfig::table) {
@@ -284,10 +241,10 @@ fn plan_uplink(
         device: None,
         active: None,
         routes: routing::route_changes(&routes, &routing::desired_routes(table, &uplink)),
-        rules: routing::diff(
-            &rules,
-            &routing::desired_rules(slot, &uplink, cfg.is_some_and(|c| c.isolate)),
-        ),
+        rules: routing::diff(&rules, &{
+            let desired = routing::desired_rules(slot, &uplink, cfg.is_some_and(|c| c.isolate));
+            with_answers(desired, slot, snap, tables, &[uplink.index])
+        }),
         uplink,
         gateway_source,
         slot,
@@ -295,6 +252,25 @@ fn plan_uplink(
         hook_gateway,
         dns,
     })
+}
+
+/// `rules` and the slot's answer rules ([`routing::answer_rules`]) for the
+/// addresses beside its `links`: each to its uplink's table, if srcsel
+/// keeps one on that link, else main.
+fn with_answers(
+    mut rules: Vec<Rule>,
+    slot: Slot,
+    snap: &Snapshot,
+    tables: &BTreeMap<String, u32>,
+    links: &[u32],
+) -> Vec<Rule> {
+    let table_of = |index| {
+        let link = snap.links.iter().find(|l| l.index == index)?;
+        tables.get(&link.name).copied()
+    };
+    let others = routing::addresses_beside(snap, links, table_of);
+    rules.extend(routing::answer_rules(slot, &others));
+    rules
 }
 
 /// The uplinks and lists a plan for `scope` covers: a list brings its
@@ -332,67 +308,6 @@ pub fn to_ask(config: &Config, snap: &Snapshot, reg: &Registry, scope: Scope<'_>
             learns && !hooked(name)
         })
         .collect()
-}
-
-/// A configured table must not be another slot's automatic table, nor one
-/// that another uplink uses.
-fn check_configured_table(
-    reg: &Registry,
-    name: &str,
-    id: u32,
-    table: u32,
-) -> Result<u32, PlanError> {
-    // Slot 0's table is the isolation table.
-    let auto = table_for(0)..table_for(MAX_UPLINKS);
-    if auto.contains(&table) && table != table_for(id) {
-        return Err(PlanError::AutomaticTable {
-            name: name.to_owned(),
-            table,
-            slot: table - table_for(0),
-        });
-    }
-    match reg
-        .iter()
-        .find(|(other, r)| **other != id && r.table == table)
-    {
-        Some((_, r)) => Err(PlanError::TableTaken {
-            name: name.to_owned(),
-            table,
-            other: r.name.clone(),
-        }),
-        None => Ok(table),
-    }
-}
-
-/// The slot `name` holds, or the one it should claim: the config's (from its
-/// mark) or the first free one.
-fn choose_slot(
-    reg: &Registry,
-    taken: &BTreeSet<u32>,
-    name: &str,
-    wanted: Option<u32>,
-) -> Result<(u32, bool), PlanError> {
-    if let Some(id) = slot_held_by(reg, name) {
-        return match wanted {
-            Some(w) if w != id => Err(PlanError::SlotMoved {
-                name: name.to_owned(),
-                id,
-                wanted: w,
-            }),
-            _ => Ok((id, false)),
-        };
-    }
-    let mut candidates = wanted.map_or(1..MAX_UPLINKS, |w| w..w + 1);
-    match candidates.find(|id| !taken.contains(id)) {
-        Some(id) => Ok((id, true)),
-        None => Err(match wanted {
-            Some(w) => PlanError::SlotTaken {
-                name: name.to_owned(),
-                wanted: w,
-            },
-            None => PlanError::NoSlot,
-        }),
-    }
 }
 
 #[cfg(test)]

@@ -90,9 +90,19 @@ fn a_new_uplink_claims_a_free_slot_and_a_second_pass_changes_nothing() {
     assert_eq!((u.slot.id, u.claim), (2, true));
     assert_eq!(u.gateway_source, GatewaySource::Route);
     assert_eq!(u.routes.add.len(), 2);
-    // IPv4: main, table, from (main, then table), strict; IPv6 (no address
-    // yet): main, table, strict.
-    assert_eq!(u.rules.add.len(), 8);
+    // IPv4: main, table, from (main, then table), strict, and eth0's
+    // address's answers to normal routing; IPv6 (no address yet): main,
+    // table, strict.
+    assert_eq!(u.rules.add.len(), 9);
+    let answers: Vec<_> = u
+        .rules
+        .add
+        .iter()
+        .filter(|r| r.from.is_some() && r.fwmark.is_some())
+        .collect();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].from, Some("10.1.0.2/32".parse().unwrap()));
+    assert_eq!(answers[0].action, crate::policy::Action::Lookup(254));
     assert_eq!(p.exempt.len(), 2);
 
     let snap = applied(snap, u);

@@ -160,6 +160,58 @@ pub fn desired_rules(slot: Slot, up: &Uplink, isolated: bool) -> Vec<Rule> {
     rules
 }
 
+/// Answers leave the way the question came: a marked socket's packet from
+/// one of `others` (the host's addresses on other links, with the table
+/// that routes from each: another uplink's, else main) is a service's
+/// answer to a request that came to that address; it takes that table,
+/// before the slot's rules would take it into this uplink's (or stop a
+/// strict one). The programs give a socket such a source only for such an
+/// answer.
+pub fn answer_rules(slot: Slot, others: &[(IpNet, u32)]) -> Vec<Rule> {
+    let p = priorities(slot.id).start;
+    let mark = (slot.mark(), MARK_MASK & !STRICT_BIT);
+    others
+        .iter()
+        .map(|(a, table)| Rule {
+            family: match a {
+                IpNet::V4(_) => Family::V4,
+                IpNet::V6(_) => Family::V6,
+            },
+            priority: p,
+            fwmark: Some(mark),
+            from: Some(*a),
+            local_only: false,
+            suppress_prefixlen: None,
+            action: Action::Lookup(*table),
+        })
+        .collect()
+}
+
+/// The host's global addresses on links other than `links` (as host
+/// prefixes), each with the table answers from it take: `table_of` the
+/// link's index (an uplink's), else main. For [`answer_rules`].
+pub fn addresses_beside(
+    snap: &Snapshot,
+    links: &[u32],
+    table_of: impl Fn(u32) -> Option<u32>,
+) -> Vec<(IpNet, u32)> {
+    let mut all: Vec<(IpNet, u32)> = snap
+        .addresses
+        .iter()
+        .filter(|a| a.scope == 0 && !links.contains(&a.index))
+        .map(|a| {
+            let host = match a.net {
+                IpNet::V4(n) => IpNet::V4(Ipv4Net::from(n.addr())),
+                IpNet::V6(n) => IpNet::V6(Ipv6Net::from(n.addr())),
+            };
+            (host, table_of(a.index).unwrap_or(MAIN_TABLE))
+        })
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
 /// The routes of the uplink's table while it is up, for each family it has
 /// an address of: the link's connected route and, with a gateway, the
 /// default route, both with the uplink's address as source. A down link has

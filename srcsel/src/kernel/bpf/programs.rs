@@ -169,13 +169,15 @@ fn link_for(p: &Program, pin: &Path, cg: BorrowedFd<'_>) -> Result<FdLink, BpfEr
         let id = x.attach(cg, kind, single).map_err(prog)?;
         fd(x.take_link(id).map_err(prog)?.try_into())
     };
+    let sock = |kind| {
+        let mut x = CgroupSock::from_pin(pin, kind).map_err(prog)?;
+        let id = x.attach(cg, single).map_err(prog)?;
+        fd(x.take_link(id).map_err(prog)?.try_into())
+    };
     match p.hook {
-        Hook::SockCreate => {
-            let mut x =
-                CgroupSock::from_pin(pin, CgroupSockAttachType::SockCreate).map_err(prog)?;
-            let id = x.attach(cg, single).map_err(prog)?;
-            fd(x.take_link(id).map_err(prog)?.try_into())
-        }
+        Hook::SockCreate => sock(CgroupSockAttachType::SockCreate),
+        Hook::PostBind4 => sock(CgroupSockAttachType::PostBind4),
+        Hook::PostBind6 => sock(CgroupSockAttachType::PostBind6),
         Hook::Connect4 => addr(CgroupSockAddrAttachType::Connect4),
         Hook::Sendmsg4 => addr(CgroupSockAddrAttachType::UDPSendMsg4),
         Hook::Connect6 => addr(CgroupSockAddrAttachType::Connect6),
