@@ -167,9 +167,9 @@ fn status_reports_uplinks_rules_assignments_and_counters() {
     assert_eq!(u["address"], lab.usb0_addr());
     assert_eq!(u["gateway"], "10.99.0.1");
     assert_eq!(u["mark"], "0x1000000");
-    // IPv4: main, table, from (main, then table), strict; IPv6 (no address
-    // in this lab): main, table, strict.
-    assert_eq!(u["rules"].as_array().unwrap().len(), 8, "{u}");
+    // IPv4: main, eth0's address's answers, table, from (main, then
+    // table), strict; IPv6 (no address in this lab): main, table, strict.
+    assert_eq!(u["rules"].as_array().unwrap().len(), 9, "{u}");
     assert_eq!(u["state6"], "down");
     let runs = u["assignments"].as_array().unwrap();
     assert!(
