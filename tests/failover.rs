@@ -5,8 +5,8 @@
 use std::{fs, time::Duration};
 
 use srcsel_lab::{
-    CgroupTree, ETH0_ADDR, ETH0_NET6, HOME_ANSWER, HOME_DNS, HOTSPOT_ANSWER, Lab, NAME, SERVER,
-    USB0_NET6, V6, cgroup2_root, ok, out, unique, url, url6, wait_until,
+    CHECK, CHECK6, CgroupTree, ETH0_ADDR, ETH0_NET6, HOME_ANSWER, HOME_DNS, HOTSPOT_ANSWER, Lab,
+    NAME, SERVER, USB0_NET6, V6, cgroup2_root, ok, out, unique, url, url6, usb0_health, wait_until,
 };
 
 fn lab() -> Lab {
@@ -14,16 +14,9 @@ fn lab() -> Lab {
 }
 
 /// usb0 probed through itself, both families, a round a second.
-const HEALTH: &str = r#"
-[[uplink]]
-name = "usb0"
-[uplink.health]
-targets = ["http://198.51.100.10:8080/generate_204", "http://[2001:db8:ffff::10]:8080/generate_204"]
-interval = "1s"
-timeout = "500ms"
-down_after = 2
-up_after = 2
-"#;
+fn health(extra: &str) -> String {
+    usb0_health(&[CHECK, CHECK6], extra)
+}
 
 const VERDICT: Duration = Duration::from_secs(5);
 
@@ -62,7 +55,7 @@ fn in_phases(seen: &[String], phases: &[&str]) -> bool {
 #[test]
 fn a_run_through_a_list_fails_over_to_eth0_and_back_while_it_runs() {
     let mut lab = lab();
-    lab.start_daemon_with_config(HEALTH, &[]);
+    lab.start_daemon_with_config(&health(""), &[]);
     wait_health(&lab, "health", "up");
     let usb0 = lab.usb0_addr();
     let script = format!(
@@ -154,7 +147,8 @@ fn an_assigned_cgroup_lists_ipv6_fails_over_while_its_ipv4_stays() {
     let tree = CgroupTree(cgroup2_root().join(&name));
     fs::create_dir_all(&tree.0).unwrap();
     let config = format!(
-        "{HEALTH}\n[[assign]]\ncgroup = \"{name}\"\nvia = [\"usb0\", \"eth0\"]\nmode = \"strict\"\n"
+        "{}\n[[assign]]\ncgroup = \"{name}\"\nvia = [\"usb0\", \"eth0\"]\nmode = \"strict\"\n",
+        health("")
     );
     lab.start_daemon_with_config(&config, &[]);
     wait_health(&lab, "health6", "up");
@@ -192,8 +186,9 @@ fn with_no_member_left_a_strict_list_refuses_and_a_fallback_one_routes_normally(
     let mut lab = lab();
     // eth0's checks always fail (its target refuses): the list has usb0 only.
     let config = format!(
-        "{HEALTH}\n[[uplink]]\nname = \"eth0\"\n[uplink.health]\n\
-         targets = [\"tcp://{SERVER}:1\"]\ninterval = \"1s\"\ntimeout = \"500ms\"\ndown_after = 2\n"
+        "{}\n[[uplink]]\nname = \"eth0\"\n[uplink.health]\n\
+         targets = [\"tcp://{SERVER}:1\"]\ninterval = \"1s\"\ntimeout = \"500ms\"\ndown_after = 2\n",
+        health("")
     );
     lab.start_daemon_with_config(&config, &[]);
     wait_until("eth0's health to be down", VERDICT, || {
@@ -240,7 +235,7 @@ fn a_lists_datagrams_and_name_lookups_follow_its_active_uplink() {
     let mut lab = lab();
     lab.start_resolvers();
     lab.set_resolv_conf(&format!("nameserver {HOME_DNS}\n"));
-    let usb0_health = HEALTH.replace("[uplink.health]", "dns = [\"10.99.0.1\"]\n[uplink.health]");
+    let usb0_health = health("dns = [\"10.99.0.1\"]\n");
     let config = format!("{usb0_health}\n[[uplink]]\nname = \"eth0\"\ndns = [\"{HOME_DNS}\"]\n");
     lab.start_daemon_with_config(&config, &[]);
     wait_health(&lab, "health", "up");

@@ -6,24 +6,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use srcsel_lab::{ETH0_ADDR, Lab, SERVER, ok, out, unique, url, wait_until};
+use srcsel_lab::{CHECK, ETH0_ADDR, Lab, SERVER, ok, out, unique, url, usb0_health, wait_until};
 
 fn lab() -> Lab {
     Lab::new(env!("CARGO_BIN_EXE_srcsel"))
 }
 
-/// Rounds every second; two in a row decide: down within 2 s + the
-/// probe's timeout after a cut.
-const CONFIG: &str = r#"
-[[uplink]]
-name = "usb0"
-[uplink.health]
-targets = ["http://198.51.100.10:8080/generate_204", "icmp://198.51.100.10"]
-interval = "1s"
-timeout = "500ms"
-down_after = 2
-up_after = 2
-"#;
+/// usb0's checks: the server's HTTP check and an echo.
+fn config() -> String {
+    usb0_health(&[CHECK, "icmp://198.51.100.10"], "")
+}
 
 fn wait_for_health(lab: &Lab, want: &str, within: Duration) -> Duration {
     let t = Instant::now();
@@ -36,7 +28,7 @@ fn wait_for_health(lab: &Lab, want: &str, within: Duration) -> Duration {
 #[test]
 fn a_silent_upstream_cut_is_found_and_steering_follows_it() {
     let mut lab = lab();
-    lab.start_daemon_with_config(CONFIG, &[]);
+    lab.start_daemon_with_config(&config(), &[]);
     wait_for_health(&lab, "up", Duration::from_secs(10));
     let usb0 = lab.usb0_addr();
     let hold = lab.hold_script();
@@ -96,7 +88,7 @@ fn a_silent_upstream_cut_is_found_and_steering_follows_it() {
     // A daemon killed and started again keeps the verdict: no traffic goes
     // back to the dead uplink until it answers.
     lab.signal("daemon", libc::SIGKILL);
-    lab.start_daemon_with_config(CONFIG, &[]);
+    lab.start_daemon_with_config(&config(), &[]);
     let s = lab.uplink_status("usb0");
     assert_eq!(
         (&s["health"], &s["state"]),
@@ -207,9 +199,7 @@ fn without_health_checks_the_idle_daemon_never_wakes_and_with_them_only_for_roun
     lab.stop("daemon");
     // One round a second, one target: its probe, the loop's verdict
     // bookkeeping; a few wakeups per round, never a busy loop.
-    let config = CONFIG
-        .replace(", \"icmp://198.51.100.10\"", "")
-        .replace("[uplink.health]", "dns = [\"10.99.0.1\"]\n[uplink.health]");
+    let config = usb0_health(&[CHECK], "dns = [\"10.99.0.1\"]\n");
     lab.start_daemon_with_config(&config, &[]);
     std::thread::sleep(Duration::from_secs(1));
     let n = wakeups_over(&lab, 5);

@@ -54,28 +54,18 @@ def hold_one(conn, peer):
     conn.close()
 
 
-def hold(addr, port):
-    s = socket.socket(family(addr), socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((addr, port))
-    s.listen(128)
-    while True:
-        conn, peer = s.accept()
-        threading.Thread(target=hold_one, args=(conn, peer), daemon=True).start()
-
-
 def family(addr):
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
-def tcp(addr, port):
+def tcp(addr, port, handler=serve_tcp):
     s = socket.socket(family(addr), socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((addr, port))
     s.listen(128)
     while True:
         conn, peer = s.accept()
-        threading.Thread(target=serve_tcp, args=(conn, peer), daemon=True).start()
+        threading.Thread(target=handler, args=(conn, peer), daemon=True).start()
 
 
 def udp(addr, port):
@@ -110,7 +100,7 @@ def icmp6():
 v4, v6 = sys.argv[3], sys.argv[4]
 for target, args in ((tcp, (v4, 8080)), (udp, (v4, 9999)), (icmp, ()),
                      (tcp, (v6, 8080)), (udp, (v6, 9999)), (icmp6, ()),
-                     (hold, (v4, 7000)), (hold, (v6, 7000))):
+                     (tcp, (v4, 7000, hold_one)), (tcp, (v6, 7000, hold_one))):
     threading.Thread(target=target, args=args, daemon=True).start()
 open(sys.argv[2], "w").close()  # ready
 threading.Event().wait()

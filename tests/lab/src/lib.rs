@@ -23,6 +23,7 @@
 mod cgroups;
 mod cmd;
 mod dhcp;
+mod health;
 mod inspect;
 mod ipv6;
 mod lan_router;
@@ -44,6 +45,7 @@ use std::{
 
 pub use cgroups::CgroupTree;
 pub use cmd::{ip, ok, out, quoted, sh, stderr};
+pub use health::{CHECK, CHECK6, usb0_health};
 pub use inspect::{cgroup2_root, mount_point, netstat_value, switches, wait_until, wakeups};
 pub use ipv6::{ETH0_NET6, USB0_NET6, V6};
 pub use lan_router::{LAN_ROUTER, SITE, SITE_NET};

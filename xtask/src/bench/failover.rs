@@ -17,22 +17,13 @@ const CUTS: usize = 20;
 const CLOSED: &str = "198.51.100.10:9";
 const REFUSED: u32 = 5_000;
 
-const HEALTH: &str = r#"
-[[uplink]]
-name = "usb0"
-[uplink.health]
-targets = ["http://198.51.100.10:8080/generate_204"]
-interval = "1s"
-timeout = "500ms"
-down_after = 2
-up_after = 2
-"#;
 /// interval × down_after + timeout: the longest a verdict may take.
 const DETECTION: Duration = Duration::from_millis(2500);
 
 pub fn run(srcsel: &std::path::Path, me: &std::path::Path) -> anyhow::Result<()> {
     let mut lab = Lab::new(srcsel);
-    lab.start_daemon_with_config(HEALTH, &[]);
+    let health = srcsel_lab::usb0_health(&[srcsel_lab::CHECK], "");
+    lab.start_daemon_with_config(&health, &[]);
     wait_until("usb0's health to be up", Duration::from_secs(10), || {
         lab.uplink_status("usb0")["health"] == "up"
     });
