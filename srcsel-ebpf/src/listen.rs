@@ -7,15 +7,10 @@
 //! rule), any other through normal routing, whatever the listener's
 //! assignment, mode or slot order. Costs one call per `listen()`, none per
 //! connection.
-use aya_ebpf::{
-    bindings::BPF_SOCK_OPS_TCP_LISTEN_CB, helpers::bpf_setsockopt, programs::SockOpsContext,
-};
-use srcsel_common::{MARK_MASK, UPLINK_MASK};
+use aya_ebpf::{bindings::BPF_SOCK_OPS_TCP_LISTEN_CB, programs::SockOpsContext};
+use srcsel_common::UPLINK_MASK;
 
 use crate::uplink;
-
-const SOL_SOCKET: i32 = 1;
-const SO_MARK: i32 = 36;
 
 #[inline(always)]
 pub fn sock_ops(ctx: &SockOpsContext) {
@@ -32,14 +27,5 @@ pub fn sock_ops(ctx: &SockOpsContext) {
     if mark & UPLINK_MASK != u.mark {
         return;
     }
-    let mut m = mark & !MARK_MASK;
-    unsafe {
-        bpf_setsockopt(
-            ctx.ops.cast(),
-            SOL_SOCKET,
-            SO_MARK,
-            (&raw mut m).cast(),
-            size_of::<u32>() as i32,
-        )
-    };
+    uplink::release(ctx, mark);
 }

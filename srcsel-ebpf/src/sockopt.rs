@@ -6,13 +6,14 @@
 use aya_ebpf::programs::SockoptContext;
 use srcsel_common::{MARK_MASK, UPLINK_MASK, UplinkState};
 
-use crate::{ALLOW, DENY, count, uplink};
+use crate::{
+    ALLOW, DENY, count,
+    uplink::{self, SO_MARK, SOL_SOCKET},
+};
 
-const SOL_SOCKET: i32 = 1;
 const SOL_IP: i32 = 0;
 const SOL_IPV6: i32 = 41;
 const SO_BINDTODEVICE: i32 = 25;
-const SO_MARK: i32 = 36;
 const SO_BINDTOIFINDEX: i32 = 62;
 const IP_UNICAST_IF: i32 = 50;
 const IPV6_UNICAST_IF: i32 = 76;

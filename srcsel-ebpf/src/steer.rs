@@ -7,12 +7,11 @@
 //! program: its uplink mark is cleared, so normal routing (and the other
 //! uplink's `from` rule) takes it where the program bound it.
 use aya_ebpf::{
-    helpers::bpf_setsockopt,
     macros::map,
     maps::{LpmTrie, lpm_trie::Key},
     programs::SockAddrContext,
 };
-use srcsel_common::{MARK_MASK, MAX_EXEMPT4, MAX_EXEMPT6, UplinkState};
+use srcsel_common::{MAX_EXEMPT4, MAX_EXEMPT6, UplinkState};
 
 use crate::{
     count,
@@ -173,7 +172,7 @@ pub fn decide(ctx: &SockAddrContext, dst: Addr, src: Addr) -> Verdict {
     // Binding it would pair one uplink's address with another's device.
     if bound_elsewhere(u, dev, src) {
         if !uplink::strict() {
-            release(ctx, mark);
+            uplink::release(ctx, mark);
         }
         return uplink::strict_or(Verdict::Deny, Verdict::Allow);
     }
@@ -191,26 +190,6 @@ pub fn decide(ctx: &SockAddrContext, dst: Addr, src: Addr) -> Verdict {
 #[inline(always)]
 pub fn bound_elsewhere(u: &UplinkState, dev: u32, src: Addr) -> bool {
     (dev != 0 && dev != u.ifindex) || (src.is_set() && !src.is_uplinks(u))
-}
-
-const SOL_SOCKET: i32 = 1;
-const SO_MARK: i32 = 36;
-
-/// Clears srcsel's bits of the socket's mark: from now on it is routed as
-/// if unassigned (the hooks leave it alone too). If that fails, the uplink's
-/// table still routes it, as before srcsel knew better.
-#[inline(always)]
-fn release(ctx: &SockAddrContext, mark: u32) {
-    let mut m = mark & !MARK_MASK;
-    unsafe {
-        bpf_setsockopt(
-            ctx.sock_addr.cast(),
-            SOL_SOCKET,
-            SO_MARK,
-            (&raw mut m).cast(),
-            size_of::<u32>() as i32,
-        )
-    };
 }
 
 /// The hook's return value for a verdict that needs no binding, and the count.

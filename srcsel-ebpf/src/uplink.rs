@@ -34,6 +34,9 @@ static REGISTRY: Array<UplinkRecord> = Array::pinned(MAX_UPLINKS, 0);
 #[map(name = "SRCSEL_LEASES")]
 static LEASES: HashMap<[u8; 16], LeaseReport> = HashMap::pinned(MAX_LEASES, 0);
 
+pub const SOL_SOCKET: i32 = 1;
+pub const SO_MARK: i32 = 36;
+
 pub const AF_INET: u32 = 2;
 pub const AF_INET6: u32 = 10;
 
@@ -116,4 +119,22 @@ pub fn mark_socket(ctx: &SockContext) -> bool {
     let strict_bit = if strict() { STRICT_BIT } else { 0 };
     unsafe { (*sk).mark = (mark & !MARK_MASK) | u.mark | strict_bit };
     true
+}
+
+/// Clears srcsel's bits of a socket's mark (the rest is others'): from now
+/// on it is routed as if unassigned, and the hooks leave it alone. `ctx` is
+/// a context bpf_setsockopt takes (sock_addr, sock_ops). If that fails,
+/// the uplink's table still routes it, as before srcsel knew better.
+#[inline(always)]
+pub fn release<C: EbpfContext>(ctx: &C, mark: u32) {
+    let mut m = mark & !MARK_MASK;
+    unsafe {
+        aya_ebpf::helpers::bpf_setsockopt(
+            ctx.as_ptr().cast(),
+            SOL_SOCKET,
+            SO_MARK,
+            (&raw mut m).cast(),
+            size_of::<u32>() as i32,
+        )
+    };
 }
