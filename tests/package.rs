@@ -1,7 +1,7 @@
-//! The amd64 package on a Debian 12 guest with systemd as PID 1 (the VM of
-//! `cargo xtask test`, which builds the package from the debug binary
-//! first), as a Raspberry Pi OS user meets it: `apt install ./srcsel_*.deb`,
-//! its service enabled and running, `man srcsel`, completions; a slice
+//! The package on a Debian 12 guest with systemd as PID 1, amd64 or arm64
+//! (the VMs of `cargo xtask test`, which build the package of the guest's
+//! architecture from the debug binary first), as a Raspberry Pi OS user
+//! meets it: `apt install ./srcsel_*.deb`, its service enabled and running, `man srcsel`, completions; a slice
 //! assigned to usb0 while NetworkManager manages usb0 (its lease and a
 //! renumbering reach srcsel through the packaged dispatcher script and
 //! rtnetlink), then dhcpcd with the packaged hook and `nogateway`; and
@@ -13,11 +13,27 @@ use std::{fs, os::unix::fs::PermissionsExt as _, path::Path, process::Command, t
 
 use srcsel_lab::{ETH0_ADDR, Lab, ok, out, stderr, unique, url, wait_until};
 
+/// The Debian architecture this test binary was built for (the VM's own).
+#[cfg(target_arch = "aarch64")]
+macro_rules! deb_arch {
+    () => {
+        "arm64"
+    };
+}
+#[cfg(not(target_arch = "aarch64"))]
+macro_rules! deb_arch {
+    () => {
+        "amd64"
+    };
+}
+
 const DEB: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../target/dist/test/srcsel_",
     env!("CARGO_PKG_VERSION"),
-    "_amd64.deb"
+    "_",
+    deb_arch!(),
+    ".deb"
 );
 const SLICE: &str = "hotspot.slice";
 const NM_CONF: &str = "/etc/NetworkManager/conf.d/90-srcsel-test.conf";

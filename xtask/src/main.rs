@@ -68,10 +68,19 @@ enum Task {
     /// qemu (bookworm-backports) and builds the image (cached in /var/cache/srcsel/vm).
     /// The job's output, the guest's /tmp and journal are left in target/vm/.
     Vm {
-        /// Instead of CMD: build these of the VM suites (systemd, run, daemon, package) and
-        /// run them as `cargo xtask test` does. Repeatable; CMD then goes to each test binary.
+        /// The guest's architecture: arm64 is a Raspberry Pi's (qemu's `virt` board, a
+        /// Cortex-A72, Debian's arm64 6.1 kernel), its image built under qemu-user.
+        #[arg(long, value_enum, default_value_t = vm::Arch::Amd64)]
+        arch: vm::Arch,
+        /// Instead of CMD: build these of the guest's suites and run them as `cargo xtask
+        /// test` does (amd64: systemd, run, daemon, package; arm64: package and the core
+        /// cases of run, daemon, ipv6, dns_redirect, health). Repeatable; CMD then goes to
+        /// each test binary.
         #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(vm::SUITES))]
         suite: Vec<String>,
+        /// Every suite of the guest (as `cargo xtask test` runs them).
+        #[arg(long, conflicts_with = "suite")]
+        all_suites: bool,
         /// Seconds the VM may take, boot included, before it is killed.
         #[arg(long, default_value_t = vm::DEFAULT_TIMEOUT.as_secs())]
         timeout: u64,
@@ -117,14 +126,18 @@ fn main() -> anyhow::Result<()> {
         Task::Dist => dist::dist(),
         Task::Bench { failover_only } => bench::run(failover_only),
         Task::Vm {
+            arch,
             suite,
+            all_suites,
             timeout,
             cmd,
-        } if !suite.is_empty() => {
+        } if all_suites || !suite.is_empty() => {
             let suites: Vec<&str> = suite.iter().map(String::as_str).collect();
-            vm::test_suites(&suites, &cmd, Duration::from_secs(timeout))
+            vm::test_suites(arch.guest(), &suites, &cmd, Duration::from_secs(timeout))
         }
-        Task::Vm { timeout, cmd, .. } => vm::command(&cmd, Duration::from_secs(timeout)),
+        Task::Vm {
+            arch, timeout, cmd, ..
+        } => vm::command(arch.guest(), &cmd, Duration::from_secs(timeout)),
         Task::ConnectLoop { count, v6 } => bench::connect_loop(count, v6),
         Task::RefusedLoop { count, target } => bench::refused_loop(count, target),
         Task::ConvergeProbe { count } => bench::converge_probe(count),
@@ -300,8 +313,13 @@ fn test(no_vm: bool, args: &[String]) -> anyhow::Result<()> {
         ])
         .args(args))?;
     if no_vm {
-        eprintln!("xtask: the VM suites (systemd as PID 1, kernel 6.1) were NOT run (--no-vm)");
+        eprintln!(
+            "xtask: the VM suites (amd64 and arm64, systemd as PID 1, kernel 6.1) were NOT run (--no-vm)"
+        );
         return Ok(());
     }
-    vm::test_suites(&vm::SUITES, args, vm::DEFAULT_TIMEOUT)
+    for arch in [vm::Arch::Amd64, vm::Arch::Arm64] {
+        vm::test_suites(arch.guest(), &[], args, vm::DEFAULT_TIMEOUT)?;
+    }
+    Ok(())
 }

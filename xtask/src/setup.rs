@@ -87,23 +87,24 @@ pub fn cross() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where qemu-system-x86 comes from when no apt source offers bookworm-backports yet.
+/// Where qemu-system-* comes from when no apt source offers bookworm-backports yet.
 const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/srcsel-backports.list";
 
-/// What the VM harness needs on the host: qemu from bookworm-backports (bookworm's
-/// 7.2 conflicts with a backported qemu-utils 10, which our hosts already have),
-/// debootstrap and mkfs.ext4 (`-d`) from bookworm.
-pub fn vm() -> anyhow::Result<()> {
-    let qemu = installed("qemu-system-x86");
+/// What the VM harness needs on the host: `qemu` (qemu-system-x86 or
+/// qemu-system-arm) from bookworm-backports (bookworm's 7.2 conflicts with a
+/// backported qemu-utils 10, which our hosts already have), debootstrap and
+/// mkfs.ext4 (`-d`) from bookworm.
+pub fn vm(qemu: &str) -> anyhow::Result<()> {
+    let have_qemu = installed(qemu);
     let missing: Vec<&str> = ["debootstrap", "e2fsprogs"]
         .into_iter()
         .filter(|p| !installed(p))
         .collect();
-    if qemu && missing.is_empty() {
+    if have_qemu && missing.is_empty() {
         return Ok(());
     }
     let t = std::time::Instant::now();
-    if !qemu {
+    if !have_qemu {
         let policy = output(Command::new("apt-cache").arg("policy"))?;
         if !policy.contains("bookworm-backports") {
             println!("setup: adding bookworm-backports ({BACKPORTS_LIST})");
@@ -125,14 +126,53 @@ pub fn vm() -> anyhow::Result<()> {
     if !missing.is_empty() {
         install(&missing)?;
     }
-    if !qemu {
-        install(&["-t", "bookworm-backports", "qemu-system-x86"])?;
+    if !have_qemu {
+        install(&["-t", "bookworm-backports", qemu])?;
     }
     println!(
         "setup: VM host packages ready in {:.0}s",
         t.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+const BINFMT: &str = "/proc/sys/fs/binfmt_misc";
+const BINFMT_AARCH64: &str = "/usr/lib/binfmt.d/qemu-aarch64.conf";
+
+/// debootstrap of an arm64 root runs its programs (dpkg, maintainer scripts)
+/// under qemu-user: the kernel hands arm64 executables to it through
+/// binfmt_misc. On a systemd host, systemd-binfmt registers qemu-user-static's
+/// entry at boot; without one (this machine), it is registered here the same
+/// way, from the package's own binfmt.d file. Its `F` flag opens the
+/// interpreter now, so it also works inside the chroot.
+pub fn binfmt_arm64() -> anyhow::Result<()> {
+    cross()?;
+    let dir = Path::new(BINFMT);
+    if !dir.join("register").exists() {
+        run(Command::new("mount").args(["-t", "binfmt_misc", "binfmt_misc", BINFMT]))
+            .context("mounting binfmt_misc (the arm64 image is built under qemu-user)")?;
+    }
+    let entry = dir.join("qemu-aarch64");
+    if fs::read_to_string(&entry).is_ok_and(|s| s.starts_with("enabled")) {
+        return Ok(());
+    }
+    if entry.exists() {
+        // Registered but disabled: by someone, on purpose; not ours to change.
+        bail!(
+            "{} is disabled; enable it (`echo 1 > {}`) to build the arm64 VM image",
+            entry.display(),
+            entry.display()
+        );
+    }
+    let conf = fs::read_to_string(BINFMT_AARCH64)
+        .with_context(|| format!("reading {BINFMT_AARCH64} (from qemu-user-static)"))?;
+    let line = conf
+        .lines()
+        .find(|l| l.starts_with(":qemu-aarch64:"))
+        .with_context(|| format!("{BINFMT_AARCH64} has no :qemu-aarch64: entry"))?;
+    println!("setup: registering qemu-aarch64 with binfmt_misc ({BINFMT_AARCH64})");
+    fs::write(dir.join("register"), line)
+        .with_context(|| format!("registering {BINFMT_AARCH64} in {BINFMT}/register"))
 }
 
 fn output(cmd: &mut Command) -> anyhow::Result<String> {

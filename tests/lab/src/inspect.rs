@@ -22,9 +22,12 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// srcsel's rules and the routes of its tables (proto 201), as text.
+    /// srcsel's rules and the routes of its tables (proto 201), as text,
+    /// numeric (`-N`) also where the package's iproute2 names are installed.
     pub fn owned(&self) -> String {
-        self.client_out("ip rule | grep 'proto 201'; ip route show table all | grep 'proto 201'")
+        self.client_out(
+            "ip -N rule | grep 'proto 201'; ip -N route show table all | grep 'proto 201'",
+        )
     }
 
     /// One `srcsel run --via IFACE -- curl` carrying `token`.

@@ -88,9 +88,13 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Builds the lab and waits until usb0 has its DHCP lease.
+    /// Builds the lab and waits until usb0 has its DHCP lease. `srcsel` is
+    /// the binary under test, unless `SRCSEL_LAB_BINARY` names another (the
+    /// arm64 VM runs the core cases with the installed package's).
     pub fn new(srcsel: impl Into<PathBuf>) -> Self {
-        let mut lab = Self::raise(srcsel.into(), false);
+        let srcsel =
+            std::env::var_os("SRCSEL_LAB_BINARY").map_or_else(|| srcsel.into(), PathBuf::from);
+        let mut lab = Self::raise(srcsel, false);
         lab.start_dhcpcd();
         lab.wait_for_lease();
         lab

@@ -74,8 +74,20 @@ const AS_IS: &[(&str, &str, u32)] = &[
     ("contrib/deb/postrm", "DEBIAN/postrm", EXEC),
 ];
 
-/// Stages and builds `srcsel_<version>_<arch>.deb` in `out`.
-pub fn build(arch: &Arch, binary: &Path, generated: &Path, out: &Path) -> anyhow::Result<PathBuf> {
+/// How dpkg-deb compresses: xz for the packages `dist` makes; gzip -1 for
+/// the VM suites' packages of a 160 MB debug binary, which xz takes a
+/// minute or more to pack and the guest as long to unpack.
+pub const RELEASE: &[&str] = &["-Zxz"];
+pub const FAST: &[&str] = &["-Zgzip", "-z1"];
+
+/// Stages and builds `srcsel_<version>_<arch>.deb` in `out`, compressed as `compression` says.
+pub fn build(
+    arch: &Arch,
+    binary: &Path,
+    generated: &Path,
+    out: &Path,
+    compression: &[&str],
+) -> anyhow::Result<PathBuf> {
     let stage = out.join(arch.deb);
     let _ = fs::remove_dir_all(&stage);
     let contrib = root().join("contrib");
@@ -132,7 +144,9 @@ pub fn build(arch: &Arch, binary: &Path, generated: &Path, out: &Path) -> anyhow
         arch.deb
     ));
     run(Command::new("dpkg-deb")
-        .args(["--root-owner-group", "-Zxz", "--build"])
+        .arg("--root-owner-group")
+        .args(compression)
+        .arg("--build")
         .arg(&stage)
         .arg(&deb))?;
     Ok(deb)

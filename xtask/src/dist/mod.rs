@@ -35,7 +35,8 @@ pub const ARM64: Arch = Arch {
 };
 
 impl Arch {
-    fn env(&self, cmd: &mut Command) {
+    /// How cargo builds for this architecture (and runs its unit tests).
+    pub fn env(&self, cmd: &mut Command) {
         if let Some(linker) = self.linker {
             cmd.env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", linker)
                 // Unit tests run under qemu-user, with the cross libc.
@@ -71,7 +72,7 @@ pub fn dist() -> anyhow::Result<()> {
     run(Command::new(&binaries[0].1).arg("generate").arg(&generated))?;
     exercise_arm64(&binaries[1].1)?;
     for (arch, binary) in &binaries {
-        let deb = deb::build(arch, binary, &generated, &out)?;
+        let deb = deb::build(arch, binary, &generated, &out, deb::RELEASE)?;
         println!("dist: {}", deb.display());
     }
     println!(
@@ -100,15 +101,24 @@ fn program_sections(elf: &[u8]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     Ok(all)
 }
 
-/// An amd64 package of the debug binary, for the VM's package suite (what
-/// the package's files and scripts do; `dist` makes the release ones).
-pub fn test_package() -> anyhow::Result<PathBuf> {
-    let binary = root().join("target/debug/srcsel");
+/// A package of `arch`'s debug binary, for the VM's package suite (what the
+/// package's files and scripts do; `dist` makes the release ones).
+pub fn test_package(arch: &Arch) -> anyhow::Result<PathBuf> {
+    let binary = match arch.linker {
+        None => root().join("target/debug/srcsel"),
+        Some(_) => root().join("target").join(arch.triple).join("debug/srcsel"),
+    };
     let out = root().join("target/dist/test");
     let _ = fs::remove_dir_all(&out);
     let generated = out.join("generated");
-    run(Command::new(&binary).arg("generate").arg(&generated))?;
-    deb::build(&AMD64, &binary, &generated, &out)
+    // Man pages and completions are the same for every architecture; the
+    // arm64 binary makes its own under qemu-user.
+    let mut generate = match arch.linker {
+        None => Command::new(&binary),
+        Some(_) => under_qemu_user(&binary),
+    };
+    run(generate.arg("generate").arg(&generated))?;
+    deb::build(arch, &binary, &generated, &out, deb::FAST)
 }
 
 /// `cargo build --release -p srcsel` for `arch`, stripped: the binary and the
@@ -145,9 +155,7 @@ fn build(arch: &Arch) -> anyhow::Result<(PathBuf, PathBuf)> {
 /// The arm64 binary answers --version and --help under qemu-user.
 fn exercise_arm64(binary: &Path) -> anyhow::Result<()> {
     for arg in ["--version", "--help"] {
-        let o = Command::new("qemu-aarch64-static")
-            .env("QEMU_LD_PREFIX", "/usr/aarch64-linux-gnu")
-            .arg(binary)
+        let o = under_qemu_user(binary)
             .arg(arg)
             .output()
             .context("starting qemu-aarch64-static")?;
@@ -161,6 +169,14 @@ fn exercise_arm64(binary: &Path) -> anyhow::Result<()> {
     }
     println!("dist: the arm64 binary answers --version and --help under qemu-user");
     Ok(())
+}
+
+/// The arm64 `binary` run by qemu-user, with the cross libc.
+fn under_qemu_user(binary: &Path) -> Command {
+    let mut c = Command::new("qemu-aarch64-static");
+    c.env("QEMU_LD_PREFIX", "/usr/aarch64-linux-gnu")
+        .arg(binary);
+    c
 }
 
 /// `cargo test -p srcsel` (unit tests) for arm64, run under qemu-user.

@@ -1,5 +1,6 @@
 //! The guest image: Debian 12 built by debootstrap, booted with its own stock
-//! 6.1 kernel and systemd as PID 1, cached under /var/cache/srcsel/vm/<key>/.
+//! 6.1 kernel and systemd as PID 1, cached under /var/cache/srcsel/vm/<key>/
+//! (arm64's as arm64-<key>/, built under qemu-user).
 use std::{
     fs,
     os::unix::fs::{PermissionsExt as _, symlink},
@@ -10,6 +11,7 @@ use std::{
 
 use anyhow::Context as _;
 
+use super::guest::{Arch, Guest};
 use crate::{run, setup};
 
 /// What the guest has besides the lab's own packages (`setup::PACKAGES`, which
@@ -21,8 +23,8 @@ pub const GUEST_PACKAGES: &[&str] = &[
     "dbus",
     "udev",
     "kmod",
-    // Debian 12's stock 6.1 kernel; its initrd is made in the root by initramfs-tools.
-    "linux-image-amd64",
+    // (Debian 12's stock 6.1 kernel for the guest's architecture comes first;)
+    // its initrd is made in the root by initramfs-tools.
     "initramfs-tools",
     // regulatory.db: cfg80211 gets loaded during the suites and would print a
     // firmware error into the job's output on the console without it.
@@ -36,7 +38,7 @@ pub const GUEST_PACKAGES: &[&str] = &[
 ];
 
 /// Bump when the image's recipe changes in a way the hashed texts below don't show.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 const CACHE: &str = "/var/cache/srcsel/vm";
 const MIRROR: &str = "http://deb.debian.org/debian";
@@ -92,9 +94,9 @@ WantedBy=multi-user.target
 ";
 
 /// Units that only cost boot time under TCG, or that would write to the serial
-/// console (a getty there would mix its prompt into the job's output).
+/// console (a getty there would mix its prompt into the job's output), after
+/// the console's own `serial-getty@<console>.service`.
 const MASKED: &[&str] = &[
-    "serial-getty@ttyS0.service",
     "systemd-timesyncd.service",
     "apt-daily.timer",
     "apt-daily-upgrade.timer",
@@ -113,31 +115,37 @@ const NOT_AT_BOOT: &[&str] = &[
     "network-online.target.wants/NetworkManager-wait-online.service",
 ];
 
-/// Modules the initrd needs to find / on virtio; 9p too, so the share could be mounted that early.
-const INITRD_MODULES: &str = "virtio_pci\nvirtio_blk\next4\n9p\n9pnet_virtio\n";
-
 pub struct Image {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub disk: PathBuf,
 }
 
-pub fn packages() -> Vec<&'static str> {
-    GUEST_PACKAGES
+pub fn packages(guest: &Guest) -> Vec<&'static str> {
+    [guest.kernel_package]
         .iter()
+        .chain(GUEST_PACKAGES)
         .chain(setup::PACKAGES)
         .copied()
         .collect()
 }
 
+fn masked(guest: &Guest) -> Vec<String> {
+    let getty = format!("serial-getty@{}.service", guest.console);
+    std::iter::once(getty)
+        .chain(MASKED.iter().map(|u| (*u).to_owned()))
+        .collect()
+}
+
 /// FNV-1a: a key that stays the same across Rust releases (DefaultHasher may not).
-fn key() -> String {
+fn key(guest: &Guest) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let text = format!(
-        "{FORMAT}\n{}\n{JOB_SCRIPT}{JOB_UNIT}{}{}{INITRD_MODULES}",
-        packages().join(","),
-        MASKED.join(","),
-        NOT_AT_BOOT.join(",")
+        "{FORMAT}\n{}\n{JOB_SCRIPT}{JOB_UNIT}{}{}{}",
+        packages(guest).join(","),
+        masked(guest).join(","),
+        NOT_AT_BOOT.join(","),
+        guest.initrd_modules
     );
     for b in text.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
@@ -146,8 +154,8 @@ fn key() -> String {
 }
 
 /// The cached image, built first if the key's folder does not exist.
-pub fn ensure() -> anyhow::Result<Image> {
-    let dir = Path::new(CACHE).join(key());
+pub fn ensure(guest: &Guest) -> anyhow::Result<Image> {
+    let dir = Path::new(CACHE).join(guest.cache_name(&key(guest)));
     let image = Image {
         kernel: dir.join("vmlinuz"),
         initrd: dir.join("initrd.img"),
@@ -167,7 +175,7 @@ pub fn ensure() -> anyhow::Result<Image> {
     let tmp = dir.with_extension("tmp");
     remove_tree(&tmp)?;
     fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    build(&tmp).with_context(|| {
+    build(guest, &tmp).with_context(|| {
         format!(
             "building the VM image in {} (the next run starts it over)",
             tmp.display()
@@ -175,7 +183,7 @@ pub fn ensure() -> anyhow::Result<Image> {
     })?;
     fs::rename(&tmp, &dir)
         .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
-    prune(&dir);
+    prune(guest, &dir);
     println!(
         "vm: image {} built in {:.0}s",
         dir.display(),
@@ -184,23 +192,31 @@ pub fn ensure() -> anyhow::Result<Image> {
     Ok(image)
 }
 
-fn build(dir: &Path) -> anyhow::Result<()> {
+fn build(guest: &Guest, dir: &Path) -> anyhow::Result<()> {
     let root = dir.join("root");
-    println!("vm: debootstrap bookworm into {}", root.display());
+    let arch = guest.build.deb;
+    if guest.arch == Arch::Arm64 {
+        setup::binfmt_arm64()?;
+    }
+    println!("vm: debootstrap bookworm ({arch}) into {}", root.display());
     run(Command::new("debootstrap")
-        .args(["--variant=minbase", "--include"])
-        .arg(packages().join(","))
+        .args([
+            "--foreign",
+            "--variant=minbase",
+            "--arch",
+            arch,
+            "--include",
+        ])
+        .arg(packages(guest).join(","))
         .arg("bookworm")
         .arg(&root)
         .arg(MIRROR))?;
-    configure(&root)?;
-    {
-        // update-initramfs reads /proc; the guard unmounts it even on error.
-        let _proc = Mount::new("proc", &root.join("proc"))?;
-        run(Command::new("chroot")
-            .arg(&root)
-            .args(["update-initramfs", "-u", "-k", "all"]))?;
-    }
+    // Before the second stage, whose kernel postinst makes the one initrd.
+    initramfs_config(guest, &root)?;
+    run(Command::new("chroot")
+        .arg(&root)
+        .args(["/debootstrap/debootstrap", "--second-stage"]))?;
+    configure(guest, &root)?;
     let boot = root.join("boot");
     copy_newest(&boot, "vmlinuz-", &dir.join("vmlinuz"))?;
     copy_newest(&boot, "initrd.img-", &dir.join("initrd.img"))?;
@@ -214,7 +230,23 @@ fn build(dir: &Path) -> anyhow::Result<()> {
     remove_tree(&root)
 }
 
-fn configure(root: &Path) -> anyhow::Result<()> {
+/// The initrd holds the guest's few modules alone (MODULES=list): under
+/// qemu-user, mkinitramfs takes seconds for them and many minutes for
+/// Debian's default (`most`), and a small initrd boots faster under TCG.
+/// (dpkg keeps these files: debootstrap configures with --force-confold.)
+fn initramfs_config(guest: &Guest, root: &Path) -> anyhow::Result<()> {
+    let dir = root.join("etc/initramfs-tools");
+    fs::create_dir_all(dir.join("conf.d"))?;
+    for (path, text) in [
+        (dir.join("modules"), guest.initrd_modules),
+        (dir.join("conf.d/srcsel-vm.conf"), "MODULES=list\n"),
+    ] {
+        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn configure(guest: &Guest, root: &Path) -> anyhow::Result<()> {
     let write = |path: &str, text: &str| {
         let p = root.join(path.trim_start_matches('/'));
         if let Some(parent) = p.parent() {
@@ -229,10 +261,6 @@ fn configure(root: &Path) -> anyhow::Result<()> {
     )?;
     // Pass 0: every boot starts from a clean snapshot, fsck would only cost time.
     write("/etc/fstab", "/dev/vda / ext4 rw,errors=remount-ro 0 0\n")?;
-    let modules = root.join("etc/initramfs-tools/modules");
-    let mut text = fs::read_to_string(&modules).unwrap_or_default();
-    text.push_str(INITRD_MODULES);
-    fs::write(&modules, text).with_context(|| format!("writing {}", modules.display()))?;
     write("/usr/local/sbin/srcsel-vm-job", JOB_SCRIPT)?;
     fs::set_permissions(
         root.join("usr/local/sbin/srcsel-vm-job"),
@@ -246,8 +274,8 @@ fn configure(root: &Path) -> anyhow::Result<()> {
         "/etc/systemd/system/srcsel-vm-job.service",
         wants.join("srcsel-vm-job.service"),
     )?;
-    for unit in MASKED {
-        let link = units.join(unit);
+    for unit in masked(guest) {
+        let link = units.join(&unit);
         let _ = fs::remove_file(&link);
         symlink("/dev/null", &link).with_context(|| format!("masking {unit}"))?;
     }
@@ -299,35 +327,22 @@ fn remove_tree(path: &Path) -> anyhow::Result<()> {
         .arg(path))
 }
 
-/// Removes the images of other keys (an older recipe): 1.2G each, never used again.
-fn prune(keep: &Path) {
+/// Removes the guest's images of other keys (an older recipe): 1.2G each,
+/// never used again. The other architecture's image stays.
+fn prune(guest: &Guest, keep: &Path) {
     let Ok(entries) = fs::read_dir(CACHE) else {
         return;
     };
     for old in entries.filter_map(Result::ok).map(|e| e.path()) {
-        if old != keep && old.is_dir() {
+        let theirs = old
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| guest.owns(n));
+        if old != keep && old.is_dir() && theirs {
             println!("vm: removing the outdated image {}", old.display());
             if let Err(e) = remove_tree(&old) {
                 eprintln!("vm: {e:#}");
             }
-        }
-    }
-}
-
-/// A mount that is undone when dropped.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn new(fstype: &str, at: &Path) -> anyhow::Result<Self> {
-        run(Command::new("mount").args(["-t", fstype, fstype]).arg(at))?;
-        Ok(Mount(at.to_owned()))
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        if let Err(e) = run(Command::new("umount").arg(&self.0)) {
-            eprintln!("vm: {e:#}; unmount {} by hand", self.0.display());
         }
     }
 }

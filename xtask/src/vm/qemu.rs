@@ -12,9 +12,8 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::{image::Image, lock};
+use super::{guest::Guest, image::Image, lock};
 
-const QEMU: &str = "qemu-system-x86_64";
 const TAIL: usize = 40;
 /// The guest's script (image.rs) prints these on the console.
 const JOB_START: &str = "srcsel-vm: job start";
@@ -47,7 +46,13 @@ impl Console {
 
 /// Boots `image` with the workspace `ws` shared at the same path, runs `script`
 /// there as target/vm/job.sh, and is Ok only if the job exited 0.
-pub fn run_job(image: &Image, ws: &Path, script: &str, timeout: Duration) -> anyhow::Result<()> {
+pub fn run_job(
+    guest: &Guest,
+    image: &Image,
+    ws: &Path,
+    script: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     for (what, path) in [
         ("kernel", &image.kernel),
         ("initrd", &image.initrd),
@@ -76,11 +81,14 @@ pub fn run_job(image: &Image, ws: &Path, script: &str, timeout: Duration) -> any
     fs::write(dir.join("job.sh"), job).context("writing target/vm/job.sh")?;
 
     let append = format!(
-        "root=/dev/vda rw console=ttyS0 panic=-1 quiet systemd.show_status=0 srcsel.ws={}",
+        "root=/dev/vda rw console={} panic=-1 quiet systemd.show_status=0 srcsel.ws={}",
+        guest.console,
         cmdline_word(ws_str)
     );
-    let mut cmd = Command::new(QEMU);
-    cmd.args(["-machine", "q35,accel=tcg", "-cpu", "max", "-smp", "2"])
+    let qemu = guest.qemu;
+    let mut cmd = Command::new(qemu);
+    cmd.args(guest.machine)
+        .args(["-smp", "2"])
         .args(["-m", "2048", "-nographic", "-no-reboot", "-nic", "none"])
         .arg("-kernel")
         .arg(&image.kernel)
@@ -107,12 +115,12 @@ pub fn run_job(image: &Image, ws: &Path, script: &str, timeout: Duration) -> any
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             bail!(
-                "the VM cannot start: {QEMU} is not installed (cargo xtask vm installs it from bookworm-backports)"
+                "the VM cannot start: {qemu} is not installed (cargo xtask vm installs it from bookworm-backports)"
             )
         }
-        Err(e) => return Err(e).context(format!("the VM cannot start: running {QEMU}")),
+        Err(e) => return Err(e).context(format!("the VM cannot start: running {qemu}")),
     };
-    println!("vm: booting ({QEMU}, TCG, timeout {}s)", timeout.as_secs());
+    println!("vm: booting ({qemu}, TCG, timeout {}s)", timeout.as_secs());
     let console = Arc::new(Mutex::new(Console::default()));
     let readers = [
         reader(child.stdout.take().expect("piped"), console.clone(), false),
