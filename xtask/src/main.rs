@@ -57,6 +57,12 @@ enum Task {
         /// Only the failover part (health checks, lists), about 3 minutes.
         #[arg(long)]
         failover_only: bool,
+        /// Only what starting a command and `srcsel status` cost with a daemon, about a minute.
+        #[arg(long, conflicts_with = "failover_only")]
+        start_only: bool,
+        /// Only srcsel and its peers per connection (nftables, bound_dev_if, bind), about 2 minutes.
+        #[arg(long, conflicts_with_all = ["failover_only", "start_only"])]
+        peers_only: bool,
     },
     /// Run CMD as root in a Debian 12 VM (stock 6.1 kernel, systemd as PID 1); without
     /// CMD, a smoke check.
@@ -101,6 +107,9 @@ enum Task {
     RefusedLoop {
         count: u32,
         target: std::net::SocketAddr,
+        /// Bind each socket to this address first.
+        #[arg(long)]
+        bind: Option<std::net::IpAddr>,
     },
     /// (used by bench) ask a resolver for the lab's name N times, print the seconds taken.
     #[command(hide = true)]
@@ -124,7 +133,15 @@ fn main() -> anyhow::Result<()> {
         Task::Test { no_vm, args } => test(no_vm, &args),
         Task::Demo => demo::run(),
         Task::Dist => dist::dist(),
-        Task::Bench { failover_only } => bench::run(failover_only),
+        Task::Bench {
+            failover_only,
+            start_only,
+            peers_only,
+        } => bench::run(bench::Only {
+            failover: failover_only,
+            start: start_only,
+            peers: peers_only,
+        }),
         Task::Vm {
             arch,
             suite,
@@ -139,7 +156,11 @@ fn main() -> anyhow::Result<()> {
             arch, timeout, cmd, ..
         } => vm::command(arch.guest(), &cmd, Duration::from_secs(timeout)),
         Task::ConnectLoop { count, v6 } => bench::connect_loop(count, v6),
-        Task::RefusedLoop { count, target } => bench::refused_loop(count, target),
+        Task::RefusedLoop {
+            count,
+            target,
+            bind,
+        } => bench::refused_loop(count, target, bind),
         Task::ConvergeProbe { count } => bench::converge_probe(count),
         Task::DnsLoop { count, server } => bench::dns_loop(count, server),
         Task::MechanismRun { pin, parent } => mechanism::run(&pin, &parent),

@@ -1,22 +1,28 @@
 //! The bare mechanism a run is measured against (`xtask mechanism-run`,
 //! used by bench): mkdir a cgroup, attach one program through a bpf_link,
 //! start `true` in it (the child joins before exec), wait, remove the
-//! cgroup. Raw syscalls, nothing of srcsel's code.
+//! cgroup. And the bare steering peer: a `sock_create` program that sets
+//! `bound_dev_if`, as `ip vrf exec` loads. Raw syscalls, nothing of srcsel's code.
 use std::{
     ffi::CString,
     fs, io,
-    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
+    os::{
+        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        unix::process::CommandExt as _,
+    },
     path::Path,
     process::Command,
 };
 
 use anyhow::{Context as _, bail};
 
+const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_PROG_TYPE_CGROUP_SOCK: u64 = 9;
 const BPF_CGROUP_INET_SOCK_CREATE: u32 = 2;
 
-fn bpf(cmd: libc::c_long, attr: &mut [u64; 8]) -> io::Result<i32> {
+fn bpf(cmd: libc::c_long, attr: &mut [u64]) -> io::Result<i32> {
     // SAFETY: bpf(2) with a zeroed attr union of ample size.
     let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), size_of_val(attr)) };
     if fd < 0 {
@@ -66,4 +72,37 @@ pub fn run(pin: &Path, parent: &Path) -> anyhow::Result<()> {
     })();
     fs::remove_dir(&cg).with_context(|| cg.display().to_string())?;
     result
+}
+
+/// A program of `sock_create` attached to the cgroup `cg` that binds every
+/// new socket to the device `ifindex` (`sk->bound_dev_if`), as `ip vrf exec`
+/// does; attached while the returned descriptors live.
+pub fn bind_to_device(cg: &Path, ifindex: u32) -> anyhow::Result<[OwnedFd; 2]> {
+    // r3 = ifindex; *(u32 *)(r1 + 0: bound_dev_if) = r3; r0 = 1; exit
+    let insn = |code: u64, regs: u64, imm: u32| code | regs << 8 | u64::from(imm) << 32;
+    let insns = [
+        insn(0xb7, 0x03, ifindex),
+        insn(0x63, 0x31, 0),
+        insn(0xb7, 0x00, 1),
+        insn(0x95, 0x00, 0),
+    ];
+    let license = c"GPL";
+    let mut attr = [0u64; 16];
+    attr[0] = BPF_PROG_TYPE_CGROUP_SOCK | (insns.len() as u64) << 32;
+    attr[1] = insns.as_ptr() as u64;
+    attr[2] = license.as_ptr() as u64;
+    // expected_attach_type, after prog_ifindex (offset 64).
+    attr[8] = u64::from(BPF_CGROUP_INET_SOCK_CREATE) << 32;
+    // SAFETY: a descriptor bpf(2) just made, owned from here on.
+    let prog =
+        unsafe { OwnedFd::from_raw_fd(bpf(BPF_PROG_LOAD, &mut attr).context("BPF_PROG_LOAD")?) };
+    let dir = fs::File::open(cg).with_context(|| cg.display().to_string())?;
+    let mut attr = [0u64; 8];
+    attr[0] = u64::from(prog.as_raw_fd() as u32) | (u64::from(dir.as_raw_fd() as u32) << 32);
+    attr[1] = u64::from(BPF_CGROUP_INET_SOCK_CREATE);
+    // SAFETY: as above.
+    let link = unsafe {
+        OwnedFd::from_raw_fd(bpf(BPF_LINK_CREATE, &mut attr).context("BPF_LINK_CREATE")?)
+    };
+    Ok([prog, link])
 }

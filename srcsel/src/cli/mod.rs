@@ -146,7 +146,6 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
-    log::init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -160,6 +159,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if asked { 0 } else { SRCSEL_FAILED });
         }
     };
+    // After parsing: help, version and usage errors log nothing.
+    log::init();
     let result = match cli.command {
         Command::Run {
             via,

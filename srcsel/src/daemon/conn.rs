@@ -73,7 +73,9 @@ pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
                         let _ = send(&mut w, &Reply::Ok).await;
                     }
                     // After the reply: the caller does not wait for it.
-                    let _ = tokio::task::spawn_blocking(move || d.remove_leftovers()).await;
+                    if d.sweep_due(ended) {
+                        let _ = tokio::task::spawn_blocking(move || d.remove_leftovers()).await;
+                    }
                     return;
                 }
                 Err(e) => e,

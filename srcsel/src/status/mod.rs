@@ -14,10 +14,10 @@ use crate::{
     kernel::{
         bpf::{Namespace, namespace::name_of, pins},
         cgroup, mounts,
-        netlink::{self, Dump},
+        netlink::{self, dump},
     },
     policy::{
-        self, Snapshot, dns,
+        self, Rule, dns,
         health::{Health, ProbeResult},
         routing::{from_raw4, from_raw6},
         slot::in_range,
@@ -217,8 +217,11 @@ pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
     let Some(bpffs) = bpffs else {
         return Ok(report);
     };
-    // The dump first: the namespace's lock is never held across an await.
-    let dump = Dump::read(&netlink::connect()?).await?;
+    // Of the kernel's routing, srcsel's rules alone, before the namespace's
+    // lock (never held across an await); a link's presence is one ioctl.
+    // Status is asked by scripts, often: no dump of every table's routes.
+    let rules = dump::our_rules(&netlink::connect()?).await?;
+    let now = dump::boottime_secs();
     let Some(ns) = Namespace::open_existing(&bpffs, cookie)? else {
         return Ok(report);
     };
@@ -238,14 +241,12 @@ pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
                 interface,
                 gateway: rep.gateway.map(|g| g.to_string()),
                 dns: rep.dns.iter().map(ToString::to_string).collect(),
-                age: dump.snapshot.now.saturating_sub(rep.at),
+                age: now.saturating_sub(rep.at),
             });
         }
     }
     for (id, r) in records {
-        report
-            .uplinks
-            .push(uplink(&ns, id, &r, &dump.snapshot, &runs)?);
+        report.uplinks.push(uplink(&ns, id, &r, &rules, &runs)?);
     }
     for a in &mut report.assigned {
         if let Some(u) = report.uplinks.iter().find(|u| u.name == a.via) {
@@ -298,7 +299,7 @@ fn uplink(
     ns: &Namespace,
     id: u32,
     r: &UplinkRecord,
-    snap: &Snapshot,
+    rules: &[Rule],
     runs: &[cgroup::Run],
 ) -> anyhow::Result<UplinkReport> {
     let name = name_of(r);
@@ -321,7 +322,7 @@ fn uplink(
     Ok(UplinkReport {
         slot: id,
         ifindex: s.ifindex,
-        present: snap.link(&name).is_some(),
+        present: netlink::link_exists(&name),
         state: up_or_down(s.usable4()),
         address: from_raw4(s.addr4)
             .filter(|_| s.is(flags::HAS_ADDR4))
@@ -353,8 +354,8 @@ fn uplink(
         health_since6: None,
         health_reason6: (recorded(r, health_flags::DOWN6) == Health::Down).then(|| RECORDED.into()),
         probes: Vec::new(),
-        rules: snap
-            .our_rules()
+        rules: rules
+            .iter()
             .filter(|r| in_range(id, r.priority))
             .map(ToString::to_string)
             .collect(),

@@ -2,7 +2,7 @@
 //! lease stay) to the first new connection through eth0, against the
 //! detection time configured; and what an ordered list costs a connect.
 use std::{
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     time::{Duration, Instant},
 };
 
@@ -14,8 +14,8 @@ use super::{ROUNDS, median, seconds};
 const CUTS: usize = 20;
 /// A closed port of the lab's server: each connect is answered by a reset,
 /// so the loop measures the path both ways and no server process.
-const CLOSED: &str = "198.51.100.10:9";
-const REFUSED: u32 = 5_000;
+pub(super) const CLOSED: &str = "198.51.100.10:9";
+pub(super) const REFUSED: u32 = 5_000;
 
 /// interval × down_after + timeout: the longest a verdict may take.
 const DETECTION: Duration = Duration::from_millis(2500);
@@ -151,10 +151,19 @@ fn debug_ms(s: &str) -> Option<f64> {
 }
 
 /// (inside the lab) connect to `target`, a closed port, `count` times.
-pub fn refused_loop(count: u32, target: SocketAddr) -> anyhow::Result<()> {
+pub fn refused_loop(
+    count: u32,
+    target: SocketAddr,
+    bind: Option<std::net::IpAddr>,
+) -> anyhow::Result<()> {
+    use socket2::{Domain, Socket, Type};
     let t = Instant::now();
     for _ in 0..count {
-        match TcpStream::connect(target) {
+        let s = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
+        if let Some(addr) = bind {
+            s.bind(&SocketAddr::new(addr, 0).into())?;
+        }
+        match s.connect(&target.into()) {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
             other => {
                 other.with_context(|| format!("{target} should refuse"))?;

@@ -15,6 +15,7 @@ use srcsel_lab::Lab;
 mod assign;
 mod dns;
 mod failover;
+mod peers;
 
 pub use dns::dns_loop;
 pub use failover::refused_loop;
@@ -23,46 +24,28 @@ const CONNECTS: u32 = 20_000;
 const ROUNDS: usize = 5;
 const RUNS: usize = 40;
 
-pub fn run(failover_only: bool) -> anyhow::Result<()> {
+/// Which one part alone (`cargo xtask bench --*-only`), if any.
+pub struct Only {
+    pub failover: bool,
+    pub start: bool,
+    pub peers: bool,
+}
+
+pub fn run(only: Only) -> anyhow::Result<()> {
     crate::require_root("the benchmark")?;
     crate::setup::all()?;
     let srcsel = crate::build_srcsel(true)?;
     let me = std::env::current_exe()?;
-    if failover_only {
+    if only.failover {
         return failover::run(&srcsel, &me);
     }
+    if only.start {
+        return daemon(true);
+    }
     let lab = Lab::new(&srcsel);
-
-    // 1. Per-connection cost of the programs: loopback connect+close from an
-    // assigned cgroup (every socket passes sock_create, connect and the
-    // setsockopt of SO_LINGER) vs not, for each family.
-    for (family, flag) in [("IPv4", None), ("IPv6", Some("--v6"))] {
-        let loop_args = |c: &mut Command| {
-            c.arg(&me).args(["connect-loop", &CONNECTS.to_string()]);
-            c.args(flag);
-        };
-        let (mut plain, mut assigned) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            let mut c = lab.client("env");
-            loop_args(&mut c);
-            plain.push(seconds(&mut c)?);
-            let mut c = lab.srcsel(["run", "--via", "usb0", "--"]);
-            loop_args(&mut c);
-            assigned.push(seconds(&mut c)?);
-        }
-        let (p, a) = (median(&mut plain), median(&mut assigned));
-        println!(
-            "loopback {family} TCP connect+close, {CONNECTS} per round, median of {ROUNDS} rounds:"
-        );
-        println!(
-            "  unassigned cgroup   {:>8.0} conn/s",
-            f64::from(CONNECTS) / p
-        );
-        println!(
-            "  assigned to usb0    {:>8.0} conn/s",
-            f64::from(CONNECTS) / a
-        );
-        println!("  ratio (time)        {:>8.3}x   (goal <= 1.05x)", a / p);
+    peers::run(&lab, &release_xtask()?)?;
+    if only.peers {
+        return Ok(());
     }
 
     // 2. What `srcsel run` adds to starting a command.
@@ -83,7 +66,7 @@ pub fn run(failover_only: bool) -> anyhow::Result<()> {
     );
     drop(lab);
     dns::run(&srcsel, &me)?;
-    daemon()?;
+    daemon(false)?;
     failover::run(&srcsel, &me)
 }
 
@@ -94,9 +77,7 @@ const MEMBER: u32 = 4242;
 /// `srcsel run` through the daemon (root, and a user the config allows)
 /// against the bare mechanism: a cgroup, one program, `true` in it.
 fn run_cost_with_daemon(lab: &Lab) -> anyhow::Result<()> {
-    // Optimised like the srcsel binary it is compared with.
-    crate::run(crate::cargo().args(["build", "--release", "-p", "xtask"]))?;
-    let me = crate::root().join("target/release/xtask");
+    let me = release_xtask()?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
     let bpffs = srcsel_lab::mount_point(&mountinfo, "bpf").context("no bpffs")?;
     let pin = bpffs
@@ -147,12 +128,38 @@ fn run_cost_with_daemon(lab: &Lab) -> anyhow::Result<()> {
         (user_net - mech) * 1e3,
         (user_plain - plain) * 1e3
     );
+    status_cost(lab, plain)
+}
+
+/// `srcsel status` with three uplinks in the registry (usb0, eth0 and the
+/// list of both, each given a slot by a run), and the binary's own start.
+fn status_cost(lab: &Lab, plain: f64) -> anyhow::Result<()> {
+    for via in ["eth0", "usb0,eth0"] {
+        crate::run(&mut lab.srcsel(["run", "--via", via, "--", "true"]))?;
+    }
+    let (mut status, mut version) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        status.push(wall(&mut lab.srcsel(["status"]))?);
+        version.push(wall(&mut lab.srcsel(["--version"]))?);
+    }
+    let (status, version) = (median(&mut status), median(&mut version));
+    // Each started as `true` is (nsenter into the lab): the difference is srcsel's.
+    println!("srcsel's own commands with a daemon running, over `true`, median of {RUNS}:");
+    println!(
+        "  status (3 uplinks)  {:>8.2} ms   (goal <= 1 ms)",
+        (status - plain) * 1e3
+    );
+    println!(
+        "  --version           {:>8.2} ms   (goal <= 0.3 ms)",
+        (version - plain) * 1e3
+    );
     Ok(())
 }
 const IDLE_SECS: u64 = 10;
 
-/// The daemon: how fast it follows an address change, and what it costs idle.
-fn daemon() -> anyhow::Result<()> {
+/// The daemon: what a run and status cost with it, how fast it follows an
+/// address change, and what it costs idle (`start_only`: the first two).
+fn daemon(start_only: bool) -> anyhow::Result<()> {
     let srcsel = crate::build_srcsel(true)?;
     let me = std::env::current_exe()?;
     let mut lab = Lab::new(&srcsel);
@@ -171,6 +178,9 @@ fn daemon() -> anyhow::Result<()> {
     )?;
     lab.start_daemon(&["--config", &config.display().to_string()]);
     run_cost_with_daemon(&lab)?;
+    if start_only {
+        return Ok(());
+    }
     assign::run(&lab, &config, &me)?;
     let o = lab
         .client(&me)
@@ -290,6 +300,13 @@ pub fn converge_probe(count: u32) -> anyhow::Result<()> {
         p99 * 1e3
     );
     Ok(())
+}
+
+/// This tool built optimised like the srcsel binary it is compared with:
+/// what the loops and the bare mechanism run as.
+fn release_xtask() -> anyhow::Result<std::path::PathBuf> {
+    crate::run(crate::cargo().args(["build", "--release", "-p", "xtask"]))?;
+    Ok(crate::root().join("target/release/xtask"))
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {

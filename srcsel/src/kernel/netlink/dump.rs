@@ -101,6 +101,18 @@ pub async fn routes(handle: &Handle) -> Result<Vec<RouteMessage>, NetlinkError> 
 }
 
 /// Every rule, both families, as the kernel sent them.
+/// srcsel's own rules, both families: what status shows, without the
+/// links, addresses and routes of every table a pass reads.
+pub async fn our_rules(handle: &Handle) -> Result<Vec<Rule>, NetlinkError> {
+    Ok(rules(handle)
+        .await?
+        .iter()
+        .filter_map(codec::rule)
+        .filter(|r| r.is_ours())
+        .map(|r| r.spec)
+        .collect())
+}
+
 pub async fn rules(handle: &Handle) -> Result<Vec<RuleMessage>, NetlinkError> {
     let mut all = Vec::new();
     for version in [IpVersion::V4, IpVersion::V6] {

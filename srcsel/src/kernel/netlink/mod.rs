@@ -31,3 +31,13 @@ pub fn connect() -> std::io::Result<rtnetlink::Handle> {
     tokio::spawn(conn);
     Ok(handle)
 }
+
+/// Whether the calling thread's namespace has a link named `name`:
+/// if_nametoindex(3), one ioctl, where status needs no dump.
+pub fn link_exists(name: &str) -> bool {
+    let Ok(name) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: a NUL-terminated string that outlives the call.
+    unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
+}

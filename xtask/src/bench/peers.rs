@@ -1,0 +1,188 @@
+//! What else steers a cgroup's traffic, measured side by side with srcsel
+//! in the same run, per connection:
+//! - nftables: `socket cgroupv2` marks the cgroup's packets, a fwmark rule
+//!   routes them through usb0, masquerade gives them usb0's address (what a
+//!   hand-made setup does);
+//! - the bare mechanism: `sock_create` setting `bound_dev_if` (what `ip vrf
+//!   exec` loads);
+//! - bind + from-rule: a program that binds to usb0's address itself, routed
+//!   by srcsel's `from` rule (the baseline: no per-packet work at all).
+//!
+//! All of it in the lab's client namespace; the cgroups are the bench's own.
+use std::{
+    fs,
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, bail};
+use srcsel_lab::Lab;
+
+use super::{
+    CONNECTS, ROUNDS,
+    failover::{CLOSED, REFUSED},
+    median, seconds,
+};
+
+const MARK: &str = "0x5eed";
+const TABLE: &str = "4242";
+
+/// A cgroup of the bench's, under cgroup2's root; removed on drop.
+struct Cgroup {
+    path: PathBuf,
+}
+
+impl Cgroup {
+    fn new(what: &str) -> anyhow::Result<Self> {
+        let name = format!("srcsel-bench-{what}-{}", std::process::id());
+        let path = srcsel_lab::cgroup2_root().join(name);
+        fs::create_dir(&path).with_context(|| path.display().to_string())?;
+        Ok(Self { path })
+    }
+
+    /// `program` started in this cgroup, in the lab's client namespace.
+    fn command(&self, lab: &Lab, program: &Path) -> Command {
+        let mut c = lab.client("sh");
+        c.arg("-c")
+            .arg(r#"echo $$ >"$0/cgroup.procs" && exec "$@""#)
+            .arg(&self.path)
+            .arg(program);
+        c
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.path);
+    }
+}
+
+fn client_sh(lab: &Lab, script: &str, stdin: &str) -> anyhow::Result<String> {
+    let mut child = lab
+        .client("sh")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(stdin.as_bytes())?;
+    let o = child.wait_with_output()?;
+    if !o.status.success() {
+        bail!("{script}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// usb0's ifindex in the client namespace (its /sys is the host's).
+fn usb0_ifindex(lab: &Lab) -> anyhow::Result<u32> {
+    let line = client_sh(lab, "ip -o link show dev usb0", "")?;
+    line.split(':')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .with_context(|| format!("usb0's ifindex in {line:?}"))
+}
+
+/// The nftables peer for the cgroup `cg`, in the client namespace.
+fn nft_peer(lab: &Lab, cg: &Cgroup) -> anyhow::Result<()> {
+    // nft names a cgroup by its path under /sys/fs/cgroup (it takes the
+    // inode from there); cgroup2 may be mounted below it (hybrid layouts).
+    let path = cg
+        .path
+        .strip_prefix("/sys/fs/cgroup")
+        .with_context(|| format!("{} is not under /sys/fs/cgroup", cg.path.display()))?;
+    let rules = format!(
+        "table inet srcsel_bench {{
+    chain out {{ type route hook output priority mangle; socket cgroupv2 level 1 \"{}\" meta mark set {MARK}; }}
+    chain post {{ type nat hook postrouting priority srcnat; oifname \"usb0\" meta mark {MARK} masquerade; }}
+}}
+",
+        path.display()
+    );
+    client_sh(lab, "nft -f -", &rules)?;
+    client_sh(
+        lab,
+        &format!(
+            // Loose reverse-path checks on usb0: the answers come back
+            // de-NATed to eth0's address, which strict ones would drop.
+            "ip rule add fwmark {MARK} lookup {TABLE} pref 100 && \
+             ip route add default via 10.99.0.1 dev usb0 table {TABLE} && \
+             sysctl -qw net.ipv4.conf.usb0.rp_filter=2"
+        ),
+        "",
+    )?;
+    Ok(())
+}
+
+fn ratio_line(name: &str, secs: f64, base: f64, count: u32) {
+    println!(
+        "  {name:<26} {:>8.0} conn/s   {:.3}x",
+        f64::from(count) / secs,
+        secs / base
+    );
+}
+
+pub fn run(lab: &Lab, me: &Path) -> anyhow::Result<()> {
+    // srcsel's usb0 slot, whose `from` rule routes the bind peer.
+    crate::run(&mut lab.srcsel(["run", "--via", "usb0", "--", "true"]))?;
+    let usb0 = lab.usb0_addr();
+    let nft = Cgroup::new("nft")?;
+    nft_peer(lab, &nft)?;
+    let dev = Cgroup::new("dev")?;
+    let _attached = crate::mechanism::bind_to_device(&dev.path, usb0_ifindex(lab)?)?;
+
+    // Loopback: what each costs a connection that is not steered anywhere
+    // (every socket passes sock_create, connect, sock_ops and the setsockopt
+    // of SO_LINGER); bound_dev_if would take it off lo, so that peer has no
+    // line here.
+    for (family, flag) in [("IPv4", None), ("IPv6", Some("--v6"))] {
+        let connect = |c: &mut Command| -> anyhow::Result<f64> {
+            c.args(["connect-loop", &CONNECTS.to_string()]).args(flag);
+            seconds(c)
+        };
+        let mut m = [Vec::new(), Vec::new(), Vec::new()];
+        for _ in 0..ROUNDS {
+            m[0].push(connect(&mut lab.client(me))?);
+            m[1].push(connect(lab.srcsel(["run", "--via", "usb0", "--"]).arg(me))?);
+            m[2].push(connect(&mut nft.command(lab, me))?);
+        }
+        let [plain, ours, nft_lo] = m.map(|mut v| median(&mut v));
+        println!(
+            "loopback {family} TCP connect+accept+close, {CONNECTS} per round, median of {ROUNDS}:"
+        );
+        ratio_line("unassigned", plain, plain, CONNECTS);
+        ratio_line("srcsel run --via usb0", ours, plain, CONNECTS);
+        ratio_line("nft socket cgroupv2 mark", nft_lo, plain, CONNECTS);
+    }
+
+    // Through usb0: a SYN out and a RST back per connection.
+    let refused = |c: &mut Command, bind: Option<&str>| -> anyhow::Result<f64> {
+        c.args(["refused-loop", &REFUSED.to_string(), CLOSED]);
+        if let Some(addr) = bind {
+            c.args(["--bind", addr]);
+        }
+        seconds(c)
+    };
+    let mut m = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..ROUNDS {
+        m[0].push(refused(&mut lab.client(me), Some(&usb0))?);
+        m[1].push(refused(
+            lab.srcsel(["run", "--via", "usb0", "--"]).arg(me),
+            None,
+        )?);
+        m[2].push(refused(&mut nft.command(lab, me), None)?);
+        m[3].push(refused(&mut dev.command(lab, me), None)?);
+    }
+    let [bound, ours, nft_usb0, dev_usb0] = m.map(|mut v| median(&mut v));
+    println!("TCP connect+reset through usb0, {REFUSED} per round, median of {ROUNDS}:");
+    ratio_line("bind + from-rule", bound, bound, REFUSED);
+    ratio_line("srcsel run --via usb0", ours, bound, REFUSED);
+    ratio_line("nft mark+rule+masquerade", nft_usb0, bound, REFUSED);
+    ratio_line("sock_create bound_dev_if", dev_usb0, bound, REFUSED);
+    // The lab's namespace goes with the lab; its nft table and rule with it.
+    Ok(())
+}
