@@ -153,7 +153,19 @@ pub fn binfmt_arm64() -> anyhow::Result<()> {
             .context("mounting binfmt_misc (the arm64 image is built under qemu-user)")?;
     }
     let entry = dir.join("qemu-aarch64");
-    if fs::read_to_string(&entry).is_ok_and(|s| s.starts_with("enabled")) {
+    let state = fs::read_to_string(&entry).unwrap_or_default();
+    if state.starts_with("enabled") {
+        // Without F the kernel looks for the interpreter inside the chroot.
+        let fixed = state
+            .lines()
+            .any(|l| l.strip_prefix("flags: ").is_some_and(|f| f.contains('F')));
+        if !fixed {
+            bail!(
+                "{} is registered without the F flag, so it cannot run programs in the arm64 \
+                 image's chroot; register qemu-user-static's entry ({BINFMT_AARCH64}) instead",
+                entry.display()
+            );
+        }
         return Ok(());
     }
     if entry.exists() {

@@ -73,9 +73,7 @@ pub async fn serve(d: Arc<Daemon>, stream: UnixStream) {
                         let _ = send(&mut w, &Reply::Ok).await;
                     }
                     // After the reply: the caller does not wait for it.
-                    if d.sweep_due(ended) {
-                        let _ = tokio::task::spawn_blocking(move || d.remove_leftovers()).await;
-                    }
+                    let _ = tokio::task::spawn_blocking(move || d.remove_leftovers()).await;
                     return;
                 }
                 Err(e) => e,

@@ -67,14 +67,7 @@ pub struct Daemon {
     health: health::Checks,
     /// How connections that cannot work any more are reset.
     reset: sock_reset::Method,
-    /// When leftovers were last looked for (CLOCK_BOOTTIME s).
-    swept: std::sync::atomic::AtomicU64,
 }
-
-/// How often a run that ended as it should sweeps for leftovers: the
-/// sweep walks every runs folder (and /proc when a namespace is gone),
-/// which a burst of short runs (a script's loop) would pay each time.
-const SWEEP_EVERY_SECS: u64 = 60;
 
 /// How long a stopping daemon waits for runs being set up.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -102,7 +95,6 @@ pub async fn run(config: Config, config_path: PathBuf) -> anyhow::Result<()> {
         rdnss_expiry: std::sync::Mutex::new(None),
         ask_again: std::sync::Mutex::new(None),
         timers_changed: tokio::sync::Notify::new(),
-        swept: std::sync::atomic::AtomicU64::new(0),
     });
     d.start().await?;
     let mut wakes = Wakes::new(events, server, rounds)?;
@@ -278,20 +270,11 @@ impl Daemon {
     /// each run the daemon ends (a command whose caller was killed ends
     /// without any event).
     pub(super) fn remove_leftovers(&self) {
-        self.swept
-            .store(dump::boottime_secs(), std::sync::atomic::Ordering::Relaxed);
         if let Ok(root) = &self.cg_root {
             for problem in crate::cleanup::leftovers(root, &self.bpffs, self.cookie) {
                 warn!("{problem}");
             }
         }
-    }
-
-    /// Whether a run's end should sweep for leftovers: when its caller
-    /// vanished (what it left may need it), else at most once a minute.
-    pub(super) fn sweep_due(&self, ended: bool) -> bool {
-        let last = self.swept.load(std::sync::atomic::Ordering::Relaxed);
-        !ended || dump::boottime_secs().saturating_sub(last) >= SWEEP_EVERY_SECS
     }
 
     /// Records what routers advertised, under the passes' lock (the

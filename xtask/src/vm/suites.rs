@@ -248,20 +248,28 @@ fn arguments(sel: &Selection, args: &[String]) -> Option<Vec<String>> {
         out.extend(args.iter().cloned());
         return Some(out);
     }
-    let (mut words, mut flags) = (Vec::new(), Vec::new());
-    let mut takes_value = false;
-    for a in args {
-        if takes_value || a.starts_with('-') {
-            takes_value = !takes_value && matches!(a.as_str(), "--skip" | "--format" | "--color");
-            flags.push(a.clone());
-        } else {
-            words.push(a.as_str());
+    // The user's name filters and skips narrow the selection here: with
+    // `--exact` below, libtest would match them whole.
+    let (mut words, mut skips, mut flags) = (Vec::new(), Vec::new(), Vec::new());
+    let mut args = args.iter();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--exact" => {}
+            "--skip" => skips.extend(args.next().map(String::as_str)),
+            flag if flag.starts_with('-') => {
+                flags.push(a.clone());
+                if TAKES_VALUE.contains(&flag) {
+                    flags.extend(args.next().cloned());
+                }
+            }
+            word => words.push(word),
         }
     }
     let tests: Vec<String> = sel
         .only
         .iter()
         .filter(|t| words.is_empty() || words.iter().any(|w| t.contains(w)))
+        .filter(|t| !skips.iter().any(|s| t.contains(s)))
         .map(|t| (*t).to_owned())
         .collect();
     if tests.is_empty() {
@@ -272,6 +280,16 @@ fn arguments(sel: &Selection, args: &[String]) -> Option<Vec<String>> {
     out.extend(flags);
     Some(out)
 }
+
+/// libtest's options that take a value as the next argument.
+const TAKES_VALUE: &[&str] = &[
+    "--format",
+    "--color",
+    "--logfile",
+    "--test-threads",
+    "--shuffle-seed",
+    "-Z",
+];
 
 #[cfg(test)]
 mod tests {
@@ -295,7 +313,15 @@ mod tests {
         );
         assert_eq!(
             arguments(&SEL, &args(&["strict", "--skip", "x"])).unwrap(),
-            args(&["--exact", "a_strict_case", "--skip", "x"])
+            args(&["--exact", "a_strict_case"])
+        );
+        assert_eq!(
+            arguments(
+                &SEL,
+                &args(&["--exact", "--skip", "strict", "--logfile", "l"])
+            )
+            .unwrap(),
+            args(&["--exact", "a_fallback_case", "--logfile", "l"])
         );
         assert_eq!(arguments(&SEL, &args(&["nothing"])), None);
         let whole = Selection {

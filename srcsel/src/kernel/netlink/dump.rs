@@ -100,7 +100,6 @@ pub async fn routes(handle: &Handle) -> Result<Vec<RouteMessage>, NetlinkError> 
     Ok(all)
 }
 
-/// Every rule, both families, as the kernel sent them.
 /// srcsel's own rules, both families: what status shows, without the
 /// links, addresses and routes of every table a pass reads.
 pub async fn our_rules(handle: &Handle) -> Result<Vec<Rule>, NetlinkError> {
@@ -113,6 +112,7 @@ pub async fn our_rules(handle: &Handle) -> Result<Vec<Rule>, NetlinkError> {
         .collect())
 }
 
+/// Every rule, both families, as the kernel sent them.
 pub async fn rules(handle: &Handle) -> Result<Vec<RuleMessage>, NetlinkError> {
     let mut all = Vec::new();
     for version in [IpVersion::V4, IpVersion::V6] {

@@ -32,12 +32,22 @@ pub fn connect() -> std::io::Result<rtnetlink::Handle> {
     Ok(handle)
 }
 
-/// Whether the calling thread's namespace has a link named `name`:
-/// if_nametoindex(3), one ioctl, where status needs no dump.
+/// Whether the calling thread's namespace has a link named `name`, by its
+/// own name (not an altname, as passes read links): if_nametoindex(3) and
+/// back, two ioctls where status needs no dump.
 pub fn link_exists(name: &str) -> bool {
-    let Ok(name) = std::ffi::CString::new(name) else {
+    let Ok(c_name) = std::ffi::CString::new(name) else {
         return false;
     };
     // SAFETY: a NUL-terminated string that outlives the call.
-    unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
+    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+    if index == 0 {
+        return false;
+    }
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: a buffer of IF_NAMESIZE bytes, as if_indextoname(3) needs.
+    let named = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    !named.is_null()
+        && unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_bytes() == name.as_bytes()
 }
