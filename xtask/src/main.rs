@@ -111,6 +111,15 @@ enum Task {
         #[arg(long)]
         bind: Option<std::net::IpAddr>,
     },
+    /// (used by bench) send N 100-byte datagrams to TARGET, print the CPU seconds taken.
+    #[command(hide = true)]
+    UdpLoop {
+        count: u32,
+        target: std::net::SocketAddr,
+        /// Bind the socket to this address first.
+        #[arg(long)]
+        bind: Option<std::net::IpAddr>,
+    },
     /// (used by bench) ask a resolver for the lab's name N times, print the seconds taken.
     #[command(hide = true)]
     DnsLoop {
@@ -161,6 +170,11 @@ fn main() -> anyhow::Result<()> {
             target,
             bind,
         } => bench::refused_loop(count, target, bind),
+        Task::UdpLoop {
+            count,
+            target,
+            bind,
+        } => bench::udp_loop(count, target, bind),
         Task::ConvergeProbe { count } => bench::converge_probe(count),
         Task::DnsLoop { count, server } => bench::dns_loop(count, server),
         Task::MechanismRun { pin, parent } => mechanism::run(&pin, &parent),

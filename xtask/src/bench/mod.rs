@@ -19,6 +19,7 @@ mod peers;
 
 pub use dns::dns_loop;
 pub use failover::refused_loop;
+pub use peers::udp_loop;
 
 const CONNECTS: u32 = 20_000;
 const ROUNDS: usize = 5;

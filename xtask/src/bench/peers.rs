@@ -25,6 +25,8 @@ use super::{
     median, seconds,
 };
 
+const DATAGRAMS: u32 = 100_000;
+const DATAGRAM: usize = 100;
 const MARK: &str = "0x5eed";
 const TABLE: &str = "4242";
 
@@ -183,6 +185,73 @@ pub fn run(lab: &Lab, me: &Path) -> anyhow::Result<()> {
     ratio_line("srcsel run --via usb0", ours, bound, REFUSED);
     ratio_line("nft mark+rule+masquerade", nft_usb0, bound, REFUSED);
     ratio_line("sock_create bound_dev_if", dev_usb0, bound, REFUSED);
+
+    // Per datagram: the sender's own CPU (the programs and nft run in its
+    // system calls), 100-byte datagrams through usb0, one sendto each.
+    let udp = |c: &mut Command, bind: Option<&str>| -> anyhow::Result<f64> {
+        c.args(["udp-loop", &DATAGRAMS.to_string(), CLOSED]);
+        if let Some(addr) = bind {
+            c.args(["--bind", addr]);
+        }
+        seconds(c)
+    };
+    let mut m = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..ROUNDS {
+        m[0].push(udp(&mut lab.client(me), Some(&usb0))?);
+        m[1].push(udp(
+            lab.srcsel(["run", "--via", "usb0", "--"]).arg(me),
+            None,
+        )?);
+        m[2].push(udp(&mut nft.command(lab, me), None)?);
+        m[3].push(udp(&mut dev.command(lab, me), None)?);
+    }
+    let [bound, ours, nft_udp, dev_udp] = m.map(|mut v| median(&mut v));
+    let per_gb = |cpu: f64| cpu / (f64::from(DATAGRAMS) * DATAGRAM as f64 / 1e9);
+    println!(
+        "UDP {DATAGRAM}-byte datagrams through usb0, the sender's CPU, {DATAGRAMS} per round, median of {ROUNDS}:"
+    );
+    for (name, cpu) in [
+        ("bind + from-rule", bound),
+        ("srcsel run --via usb0", ours),
+        ("nft mark+rule+masquerade", nft_udp),
+        ("sock_create bound_dev_if", dev_udp),
+    ] {
+        println!(
+            "  {name:<26} {:>8.1} s/GB    {:.3}x",
+            per_gb(cpu),
+            cpu / bound
+        );
+    }
     // The lab's namespace goes with the lab; its nft table and rule with it.
     Ok(())
+}
+
+/// Sends `count` datagrams of 100 bytes to `target`, one sendto each (bound
+/// to `bind` first, if given); prints the CPU seconds this process used.
+pub fn udp_loop(
+    count: u32,
+    target: std::net::SocketAddr,
+    bind: Option<std::net::IpAddr>,
+) -> anyhow::Result<()> {
+    let sock = std::net::UdpSocket::bind(match bind {
+        Some(addr) => std::net::SocketAddr::new(addr, 0),
+        None => std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+    })?;
+    let payload = [0x5a_u8; DATAGRAM];
+    let before = cpu_seconds();
+    for _ in 0..count {
+        // ICMP port unreachables from the closed port may fail a send.
+        let _ = sock.send_to(&payload, target);
+    }
+    println!("{}", cpu_seconds() - before);
+    Ok(())
+}
+
+/// User and system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
 }
