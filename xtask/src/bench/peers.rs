@@ -120,6 +120,38 @@ fn nft_peer(lab: &Lab, cg: &Cgroup) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The four ways a loop of this tool leaves through usb0.
+struct Ways<'a> {
+    lab: &'a Lab,
+    me: &'a Path,
+    usb0: &'a str,
+    nft: &'a Cgroup,
+    dev: &'a Cgroup,
+}
+
+impl Ways<'_> {
+    /// Medians of ROUNDS runs of `me ARGS`: bound to usb0's address, under
+    /// `srcsel run --via usb0`, in the nftables peer's cgroup, in the
+    /// bound_dev_if peer's cgroup.
+    fn medians(&self, args: &[&str]) -> anyhow::Result<[f64; 4]> {
+        let (lab, me) = (self.lab, self.me);
+        let mut m = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+        for _ in 0..ROUNDS {
+            m[0].push(seconds(
+                lab.client(me).args(args).args(["--bind", self.usb0]),
+            )?);
+            m[1].push(seconds(
+                lab.srcsel(["run", "--via", "usb0", "--"])
+                    .arg(me)
+                    .args(args),
+            )?);
+            m[2].push(seconds(self.nft.command(lab, me).args(args))?);
+            m[3].push(seconds(self.dev.command(lab, me).args(args))?);
+        }
+        Ok(m.map(|mut v| median(&mut v)))
+    }
+}
+
 fn ratio_line(name: &str, secs: f64, base: f64, count: u32) {
     println!(
         "  {name:<26} {:>8.0} conn/s   {:.3}x",
@@ -162,24 +194,15 @@ pub fn run(lab: &Lab, me: &Path) -> anyhow::Result<()> {
     }
 
     // Through usb0: a SYN out and a RST back per connection.
-    let refused = |c: &mut Command, bind: Option<&str>| -> anyhow::Result<f64> {
-        c.args(["refused-loop", &REFUSED.to_string(), CLOSED]);
-        if let Some(addr) = bind {
-            c.args(["--bind", addr]);
-        }
-        seconds(c)
+    let ways = Ways {
+        lab,
+        me,
+        usb0: &usb0,
+        nft: &nft,
+        dev: &dev,
     };
-    let mut m = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
-    for _ in 0..ROUNDS {
-        m[0].push(refused(&mut lab.client(me), Some(&usb0))?);
-        m[1].push(refused(
-            lab.srcsel(["run", "--via", "usb0", "--"]).arg(me),
-            None,
-        )?);
-        m[2].push(refused(&mut nft.command(lab, me), None)?);
-        m[3].push(refused(&mut dev.command(lab, me), None)?);
-    }
-    let [bound, ours, nft_usb0, dev_usb0] = m.map(|mut v| median(&mut v));
+    let [bound, ours, nft_usb0, dev_usb0] =
+        ways.medians(&["refused-loop", &REFUSED.to_string(), CLOSED])?;
     println!("TCP connect+reset through usb0, {REFUSED} per round, median of {ROUNDS}:");
     ratio_line("bind + from-rule", bound, bound, REFUSED);
     ratio_line("srcsel run --via usb0", ours, bound, REFUSED);
@@ -188,24 +211,8 @@ pub fn run(lab: &Lab, me: &Path) -> anyhow::Result<()> {
 
     // Per datagram: the sender's own CPU (the programs and nft run in its
     // system calls), 100-byte datagrams through usb0, one sendto each.
-    let udp = |c: &mut Command, bind: Option<&str>| -> anyhow::Result<f64> {
-        c.args(["udp-loop", &DATAGRAMS.to_string(), CLOSED]);
-        if let Some(addr) = bind {
-            c.args(["--bind", addr]);
-        }
-        seconds(c)
-    };
-    let mut m = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
-    for _ in 0..ROUNDS {
-        m[0].push(udp(&mut lab.client(me), Some(&usb0))?);
-        m[1].push(udp(
-            lab.srcsel(["run", "--via", "usb0", "--"]).arg(me),
-            None,
-        )?);
-        m[2].push(udp(&mut nft.command(lab, me), None)?);
-        m[3].push(udp(&mut dev.command(lab, me), None)?);
-    }
-    let [bound, ours, nft_udp, dev_udp] = m.map(|mut v| median(&mut v));
+    let [bound, ours, nft_udp, dev_udp] =
+        ways.medians(&["udp-loop", &DATAGRAMS.to_string(), CLOSED])?;
     let per_gb = |cpu: f64| cpu / (f64::from(DATAGRAMS) * DATAGRAM as f64 / 1e9);
     println!(
         "UDP {DATAGRAM}-byte datagrams through usb0, the sender's CPU, {DATAGRAMS} per round, median of {ROUNDS}:"
