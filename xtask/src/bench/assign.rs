@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use srcsel_lab::{Lab, cgroup2_root, unique, url, wait_until};
 
-use super::{CONNECTS, ROUNDS, median, seconds, wall};
+use super::{CONNECTS, ROUNDS, in_cgroup, median, seconds, wall};
 
 const NEW: usize = 10;
 
@@ -64,8 +64,8 @@ fn measure(
         );
         let (mut plain, mut assigned) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            plain.push(seconds(&mut in_cgroup(lab, &root.join("plain"), me))?);
-            assigned.push(seconds(&mut in_cgroup(lab, &cgs[n - 1], me))?);
+            plain.push(seconds(&mut connect_loop_in(lab, &root.join("plain"), me))?);
+            assigned.push(seconds(&mut connect_loop_in(lab, &cgs[n - 1], me))?);
         }
         let (p, a) = (median(&mut plain), median(&mut assigned));
         println!(
@@ -88,7 +88,7 @@ fn measure(
                 .stderr(std::process::Stdio::null()),
         )?;
         let token = unique("bench-new");
-        let o = in_cgroup_cmd(lab, &cgroup2_root().join(&cg), "curl")
+        let o = in_cgroup(lab, &cgroup2_root().join(&cg), "curl")
             .args(["-sf", "-m5", "-o", "/dev/null", &url(&token)])
             .output()?;
         if !o.status.success() || lab.source_of(&token) != usb0 {
@@ -154,19 +154,8 @@ fn attached(lab: &Lab, cgs: &[PathBuf]) -> bool {
     })
 }
 
-fn in_cgroup_cmd(lab: &Lab, cg: &Path, program: &str) -> Command {
-    let mut c = lab.client("sh");
-    c.arg("-c")
-        .arg(format!(
-            "echo $$ > '{}/cgroup.procs' && exec \"$0\" \"$@\"",
-            cg.display()
-        ))
-        .arg(program);
-    c
-}
-
-fn in_cgroup(lab: &Lab, cg: &Path, me: &Path) -> Command {
-    let mut c = in_cgroup_cmd(lab, cg, &me.to_string_lossy());
+fn connect_loop_in(lab: &Lab, cg: &Path, me: &Path) -> Command {
+    let mut c = in_cgroup(lab, cg, me);
     c.args(["connect-loop", &CONNECTS.to_string()]);
     c
 }

@@ -320,6 +320,17 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// `program` started in the cgroup `cg`, in the lab's client namespace (the
+/// shell joins it, then becomes the program).
+fn in_cgroup(lab: &Lab, cg: &std::path::Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = lab.client("sh");
+    c.arg("-c")
+        .arg(r#"echo $$ >"$0/cgroup.procs" && exec "$@""#)
+        .arg(cg)
+        .arg(program);
+    c
+}
+
 fn wall(cmd: &mut Command) -> anyhow::Result<f64> {
     let t = Instant::now();
     let status = cmd

@@ -12,17 +12,17 @@
 use std::{
     fs,
     io::Write as _,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
 };
 
 use anyhow::{Context as _, bail};
-use srcsel_lab::Lab;
+use srcsel_lab::{CgroupTree, Lab};
 
 use super::{
     CONNECTS, ROUNDS,
     failover::{CLOSED, REFUSED},
-    median, seconds,
+    in_cgroup, median, seconds,
 };
 
 const DATAGRAMS: u32 = 100_000;
@@ -30,34 +30,12 @@ const DATAGRAM: usize = 100;
 const MARK: &str = "0x5eed";
 const TABLE: &str = "4242";
 
-/// A cgroup of the bench's, under cgroup2's root; removed on drop.
-struct Cgroup {
-    path: PathBuf,
-}
-
-impl Cgroup {
-    fn new(what: &str) -> anyhow::Result<Self> {
-        let name = format!("srcsel-bench-{what}-{}", std::process::id());
-        let path = srcsel_lab::cgroup2_root().join(name);
-        fs::create_dir(&path).with_context(|| path.display().to_string())?;
-        Ok(Self { path })
-    }
-
-    /// `program` started in this cgroup, in the lab's client namespace.
-    fn command(&self, lab: &Lab, program: &Path) -> Command {
-        let mut c = lab.client("sh");
-        c.arg("-c")
-            .arg(r#"echo $$ >"$0/cgroup.procs" && exec "$@""#)
-            .arg(&self.path)
-            .arg(program);
-        c
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir(&self.path);
-    }
+/// A cgroup of the bench's under cgroup2's root, removed on drop.
+fn cgroup(what: &str) -> anyhow::Result<CgroupTree> {
+    let path =
+        srcsel_lab::cgroup2_root().join(format!("srcsel-bench-{what}-{}", std::process::id()));
+    fs::create_dir(&path).with_context(|| path.display().to_string())?;
+    Ok(CgroupTree(path))
 }
 
 fn client_sh(lab: &Lab, script: &str, stdin: &str) -> anyhow::Result<String> {
@@ -90,13 +68,12 @@ fn usb0_ifindex(lab: &Lab) -> anyhow::Result<u32> {
 }
 
 /// The nftables peer for the cgroup `cg`, in the client namespace.
-fn nft_peer(lab: &Lab, cg: &Cgroup) -> anyhow::Result<()> {
+fn nft_peer(lab: &Lab, cg: &CgroupTree) -> anyhow::Result<()> {
     // nft names a cgroup by its path under /sys/fs/cgroup (it takes the
     // inode from there); cgroup2 may be mounted below it (hybrid layouts).
-    let path = cg
-        .path
-        .strip_prefix("/sys/fs/cgroup")
-        .with_context(|| format!("{} is not under /sys/fs/cgroup", cg.path.display()))?;
+    let path =
+        cg.0.strip_prefix("/sys/fs/cgroup")
+            .with_context(|| format!("{} is not under /sys/fs/cgroup", cg.0.display()))?;
     let rules = format!(
         "table inet srcsel_bench {{
     chain out {{ type route hook output priority mangle; socket cgroupv2 level 1 \"{}\" meta mark set {MARK}; }}
@@ -125,8 +102,8 @@ struct Ways<'a> {
     lab: &'a Lab,
     me: &'a Path,
     usb0: &'a str,
-    nft: &'a Cgroup,
-    dev: &'a Cgroup,
+    nft: &'a CgroupTree,
+    dev: &'a CgroupTree,
 }
 
 impl Ways<'_> {
@@ -145,8 +122,8 @@ impl Ways<'_> {
                     .arg(me)
                     .args(args),
             )?);
-            m[2].push(seconds(self.nft.command(lab, me).args(args))?);
-            m[3].push(seconds(self.dev.command(lab, me).args(args))?);
+            m[2].push(seconds(in_cgroup(lab, &self.nft.0, me).args(args))?);
+            m[3].push(seconds(in_cgroup(lab, &self.dev.0, me).args(args))?);
         }
         Ok(m.map(|mut v| median(&mut v)))
     }
@@ -164,10 +141,10 @@ pub fn run(lab: &Lab, me: &Path) -> anyhow::Result<()> {
     // srcsel's usb0 slot, whose `from` rule routes the bind peer.
     crate::run(&mut lab.srcsel(["run", "--via", "usb0", "--", "true"]))?;
     let usb0 = lab.usb0_addr();
-    let nft = Cgroup::new("nft")?;
+    let nft = cgroup("nft")?;
     nft_peer(lab, &nft)?;
-    let dev = Cgroup::new("dev")?;
-    let _attached = crate::mechanism::bind_to_device(&dev.path, usb0_ifindex(lab)?)?;
+    let dev = cgroup("dev")?;
+    let _attached = crate::mechanism::bind_to_device(&dev.0, usb0_ifindex(lab)?)?;
 
     // Loopback: what each costs a connection that is not steered anywhere
     // (every socket passes sock_create, connect, sock_ops and the setsockopt
@@ -182,7 +159,7 @@ pub fn run(lab: &Lab, me: &Path) -> anyhow::Result<()> {
         for _ in 0..ROUNDS {
             m[0].push(connect(&mut lab.client(me))?);
             m[1].push(connect(lab.srcsel(["run", "--via", "usb0", "--"]).arg(me))?);
-            m[2].push(connect(&mut nft.command(lab, me))?);
+            m[2].push(connect(&mut in_cgroup(lab, &nft.0, me))?);
         }
         let [plain, ours, nft_lo] = m.map(|mut v| median(&mut v));
         println!(
