@@ -119,7 +119,9 @@ fn port_at(ctx: &SkBuffContext, offset: u32) -> Option<u32> {
 
 /// What a datagram of `ctx` to `dst` is, for the service logic.
 pub enum Sending {
-    /// Not a service's socket.
+    /// Not a service's socket, or a service writing again to a peer it
+    /// wrote to first: recorded already (the lookup kept the record fresh),
+    /// so a flow of datagrams pays no map update per datagram.
     Other,
     /// A service writing to a peer that asked: send from `local`.
     Answer(Addr),
@@ -149,7 +151,8 @@ pub fn sending(ctx: &SockAddrContext, dst: Addr) -> Sending {
             Addr::V4(_) => Addr::V4(v.local[0]),
             Addr::V6(_) => Addr::V6(v.local),
         }),
-        _ => Sending::Service(key),
+        Some(_) => Sending::Other,
+        None => Sending::Service(key),
     }
 }
 

@@ -22,7 +22,7 @@ const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_PROG_TYPE_CGROUP_SOCK: u64 = 9;
 const BPF_CGROUP_INET_SOCK_CREATE: u32 = 2;
 
-fn bpf(cmd: libc::c_long, attr: &mut [u64]) -> io::Result<i32> {
+pub fn bpf(cmd: libc::c_long, attr: &mut [u64]) -> io::Result<i32> {
     // SAFETY: bpf(2) with a zeroed attr union of ample size.
     let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), size_of_val(attr)) };
     if fd < 0 {
@@ -31,18 +31,26 @@ fn bpf(cmd: libc::c_long, attr: &mut [u64]) -> io::Result<i32> {
     Ok(fd as i32)
 }
 
+/// The pinned object at `pin`.
+pub fn obj_get(pin: &Path) -> anyhow::Result<OwnedFd> {
+    let path = CString::new(pin.as_os_str().as_encoded_bytes())?;
+    let mut attr = [0u64; 8];
+    attr[0] = path.as_ptr() as u64;
+    let fd =
+        bpf(BPF_OBJ_GET, &mut attr).with_context(|| format!("BPF_OBJ_GET {}", pin.display()))?;
+    // SAFETY: a descriptor bpf(2) just made, owned from here on.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// One run of `true` under program `pin`, in a new cgroup under `parent`.
 pub fn run(pin: &Path, parent: &Path) -> anyhow::Result<()> {
     let cg = parent.join(format!("m-{}", std::process::id()));
     fs::create_dir(&cg).with_context(|| cg.display().to_string())?;
     let result = (|| {
         let dir = fs::File::open(&cg)?;
-        let path = CString::new(pin.as_os_str().as_encoded_bytes())?;
+        let prog = obj_get(pin)?;
         let mut attr = [0u64; 8];
-        attr[0] = path.as_ptr() as u64;
-        let prog = bpf(BPF_OBJ_GET, &mut attr).context("BPF_OBJ_GET")?;
-        let mut attr = [0u64; 8];
-        attr[0] = u64::from(prog as u32) | (u64::from(dir.as_raw_fd() as u32) << 32);
+        attr[0] = u64::from(prog.as_raw_fd() as u32) | (u64::from(dir.as_raw_fd() as u32) << 32);
         attr[1] = u64::from(BPF_CGROUP_INET_SOCK_CREATE);
         let link = bpf(BPF_LINK_CREATE, &mut attr).context("BPF_LINK_CREATE")?;
         let procs = fs::OpenOptions::new()
@@ -60,11 +68,9 @@ pub fn run(pin: &Path, parent: &Path) -> anyhow::Result<()> {
             });
         }
         let status = cmd.status()?;
-        // SAFETY: our own descriptors.
-        unsafe {
-            libc::close(link);
-            libc::close(prog);
-        }
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(link) };
+        drop(prog);
         if !status.success() {
             bail!("true: {status}");
         }

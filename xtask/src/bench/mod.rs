@@ -16,6 +16,7 @@ mod assign;
 mod dns;
 mod failover;
 mod peers;
+mod stats;
 
 pub use dns::dns_loop;
 pub use failover::refused_loop;
@@ -79,12 +80,7 @@ const MEMBER: u32 = 4242;
 /// against the bare mechanism: a cgroup, one program, `true` in it.
 fn run_cost_with_daemon(lab: &Lab) -> anyhow::Result<()> {
     let me = release_xtask()?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
-    let bpffs = srcsel_lab::mount_point(&mountinfo, "bpf").context("no bpffs")?;
-    let pin = bpffs
-        .join("srcsel")
-        .join(format!("net-{}", lab.netns_cookie()))
-        .join("usb0/strict/sock_create");
+    let pin = usb0_programs(lab)?.join("sock_create");
     let parent = srcsel_lab::cgroup2_root().join(format!("srcsel-bench-{}", std::process::id()));
     std::fs::create_dir(&parent)?;
     let srcsel = lab.srcsel.clone();
@@ -301,6 +297,16 @@ pub fn converge_probe(count: u32) -> anyhow::Result<()> {
         p99 * 1e3
     );
     Ok(())
+}
+
+/// Where srcsel pinned the lab's usb0 strict program set.
+fn usb0_programs(lab: &Lab) -> anyhow::Result<std::path::PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let bpffs = srcsel_lab::mount_point(&mountinfo, "bpf").context("no bpffs")?;
+    Ok(bpffs
+        .join("srcsel")
+        .join(format!("net-{}", lab.netns_cookie()))
+        .join("usb0/strict"))
 }
 
 /// This tool built optimised like the srcsel binary it is compared with:

@@ -22,7 +22,7 @@ use srcsel_lab::{CgroupTree, Lab};
 use super::{
     CONNECTS, ROUNDS,
     failover::{CLOSED, REFUSED},
-    in_cgroup, median, seconds,
+    in_cgroup, median, seconds, stats,
 };
 
 const DATAGRAMS: u32 = 100_000;
@@ -168,6 +168,9 @@ pub fn run(lab: &Lab, me: &Path) -> anyhow::Result<()> {
         ratio_line("unassigned", plain, plain, CONNECTS);
         ratio_line("srcsel run --via usb0", ours, plain, CONNECTS);
         ratio_line("nft socket cgroupv2 mark", nft_lo, plain, CONNECTS);
+        let count = CONNECTS.to_string();
+        let args: Vec<&str> = ["connect-loop", &count].into_iter().chain(flag).collect();
+        program_time(lab, me, &args, CONNECTION, CONNECTS, "connection")?;
     }
 
     // Through usb0: a SYN out and a RST back per connection.
@@ -185,6 +188,8 @@ pub fn run(lab: &Lab, me: &Path) -> anyhow::Result<()> {
     ratio_line("srcsel run --via usb0", ours, bound, REFUSED);
     ratio_line("nft mark+rule+masquerade", nft_usb0, bound, REFUSED);
     ratio_line("sock_create bound_dev_if", dev_usb0, bound, REFUSED);
+    let args = ["refused-loop", &REFUSED.to_string(), CLOSED];
+    program_time(lab, me, &args, CONNECTION, REFUSED, "connection")?;
 
     // Per datagram: the sender's own CPU (the programs and nft run in its
     // system calls), 100-byte datagrams through usb0, one sendto each.
@@ -206,7 +211,45 @@ pub fn run(lab: &Lab, me: &Path) -> anyhow::Result<()> {
             cpu / bound
         );
     }
+    let args = ["udp-loop", &DATAGRAMS.to_string(), CLOSED];
+    program_time(lab, me, &args, DATAGRAM_PATH, DATAGRAMS, "datagram")?;
     // The lab's namespace goes with the lab; its nft table and rule with it.
+    Ok(())
+}
+
+/// The programs a connection passes, and those an unconnected datagram does.
+const CONNECTION: &[&str] = &[
+    "sock_create",
+    "connect4",
+    "connect6",
+    "setsockopt",
+    "sock_ops",
+    "count_egress",
+    "count_ingress",
+];
+const DATAGRAM_PATH: &[&str] = &["sendmsg4", "count_egress", "count_ingress"];
+
+/// One more round of `me ARGS` under `srcsel run --via usb0`, with the
+/// kernel counting the time each of srcsel's programs `names` ran.
+fn program_time(
+    lab: &Lab,
+    me: &Path,
+    args: &[&str],
+    names: &'static [&'static str],
+    units: u32,
+    unit: &str,
+) -> anyhow::Result<()> {
+    let set = stats::Set::new(super::usb0_programs(lab)?, names);
+    let _on = stats::enable()?;
+    let before = set.read()?;
+    seconds(
+        lab.srcsel(["run", "--via", "usb0", "--"])
+            .arg(me)
+            .args(args),
+    )?;
+    let after = set.read()?;
+    println!("  srcsel's programs in one more round, timed by the kernel:");
+    set.print(&before, &after, u64::from(units), unit);
     Ok(())
 }
 
