@@ -97,10 +97,22 @@ impl Drop for Signals {
 pub enum Join<'a> {
     /// It writes itself into the cgroup (root, no daemon).
     Itself(&'a RunCgroup),
-    /// It waits while `ask(pid)` (on a helper thread) has it moved: by the
-    /// daemon, or into a systemd scope.
+    /// It waits while `ask(pid)` (on a helper thread) has it moved: into a
+    /// systemd scope.
     Moved(Box<dyn FnOnce(u32) -> anyhow::Result<()> + Send + 'a>),
+    /// It asks to be moved itself, before exec: `ask(its pid)` on the
+    /// daemon's connection it inherited, no thread and no hop through the
+    /// parent. It goes on if `ask` says so; the note `ask` returns reaches
+    /// `said`, in the parent.
+    Asks {
+        ask: Box<Ask>,
+        said: &'a mut Vec<u8>,
+    },
 }
+
+/// Runs in the forked child: the process must have no other thread then
+/// (so the child may allocate); says whether to exec, and a note.
+pub type Ask = dyn FnMut(u32) -> (bool, Vec<u8>) + Send + Sync;
 
 /// The user `--user` runs the command as.
 pub struct AsUser {
@@ -141,6 +153,16 @@ pub fn run(argv: &[OsString], join: Join<'_>, user: Option<&AsUser>) -> anyhow::
             // SAFETY: as above.
             unsafe { cmd.pre_exec(move || in_child(|| child.wait(), ids.as_ref())) };
             gate.open_with(ask, || cmd.spawn())
+        }
+        Join::Asks { mut ask, said } => {
+            let note = gate::Note::new().context("making the pipe a run's child answers on")?;
+            let end = note.child_end();
+            // SAFETY: as above; `ask` allocates, which is safe in the child of
+            // a process with one thread.
+            unsafe { cmd.pre_exec(move || in_child(|| end.ask(&mut ask), ids.as_ref())) };
+            let spawned = cmd.spawn();
+            note.read_into(said);
+            (spawned, None)
         }
     };
     if let Some(Err(e)) = asked {

@@ -1,6 +1,15 @@
 //! The CLI's side: finds this namespace's daemon, checks that root serves
 //! the socket, and sends requests.
-use std::{io, os::unix::net::UnixStream, path::PathBuf, time::Duration};
+use std::{
+    io,
+    mem::ManuallyDrop,
+    os::{
+        fd::{AsRawFd as _, FromRawFd as _, RawFd},
+        unix::net::UnixStream,
+    },
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use super::{
     ErrorKind, MAX_REPLY, Message, Reply, Request, VERSION,
@@ -87,38 +96,68 @@ impl Client {
 
     /// Sends `request` and returns the reply; an error reply is an error.
     pub fn request(&mut self, request: Request) -> Result<Reply, ClientError> {
-        let msg = Message {
-            version: VERSION,
-            body: request,
-        };
-        let gone = |e: &io::Error| {
-            matches!(
-                e.kind(),
-                io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::UnexpectedEof
-            )
-        };
-        if let Err(e) = frame::write(&mut self.stream, &msg) {
-            return Err(if gone(&e) {
-                ClientError::Gone
-            } else {
-                ClientError::Io {
-                    path: self.path.clone(),
-                    source: e,
-                }
-            });
+        exchange(&self.stream, &self.path, request)
+    }
+
+    /// This connection as a child forked from here may use it before exec.
+    pub fn inherited(&self) -> Inherited {
+        Inherited {
+            fd: self.stream.as_raw_fd(),
+            path: self.path.clone(),
         }
-        match frame::read::<Message<Reply>>(&mut self.stream, MAX_REPLY) {
-            Ok(Message {
-                body: Reply::Error { kind, message },
-                ..
-            }) => Err(ClientError::Daemon { kind, message }),
-            Ok(m) => Ok(m.body),
-            Err(FrameError::Closed) => Err(ClientError::Gone),
-            Err(FrameError::Io(e)) if gone(&e) => Err(ClientError::Gone),
-            Err(e) => Err(ClientError::Frame(e)),
-        }
+    }
+}
+
+/// The connection as a forked child sees it: the same socket, inherited
+/// (close-on-exec, so the command never holds it). The parent does not use
+/// it until the child has exec'd.
+pub struct Inherited {
+    fd: RawFd,
+    path: PathBuf,
+}
+
+impl Inherited {
+    /// In the child: one request on the parent's connection.
+    pub fn request(&self, request: Request) -> Result<Reply, ClientError> {
+        // SAFETY: the descriptor is the parent's, open in this child until
+        // exec; ManuallyDrop leaves it open.
+        let stream = ManuallyDrop::new(unsafe { UnixStream::from_raw_fd(self.fd) });
+        exchange(&stream, &self.path, request)
+    }
+}
+
+fn exchange(mut stream: &UnixStream, path: &Path, request: Request) -> Result<Reply, ClientError> {
+    let msg = Message {
+        version: VERSION,
+        body: request,
+    };
+    let gone = |e: &io::Error| {
+        matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::UnexpectedEof
+        )
+    };
+    if let Err(e) = frame::write(&mut stream, &msg) {
+        return Err(if gone(&e) {
+            ClientError::Gone
+        } else {
+            ClientError::Io {
+                path: path.to_owned(),
+                source: e,
+            }
+        });
+    }
+    match frame::read::<Message<Reply>>(&mut stream, MAX_REPLY) {
+        Ok(Message {
+            body: Reply::Error { kind, message },
+            ..
+        }) => Err(ClientError::Daemon { kind, message }),
+        Ok(m) => Ok(m.body),
+        Err(FrameError::Closed) => Err(ClientError::Gone),
+        Err(FrameError::Io(e)) if gone(&e) => Err(ClientError::Gone),
+        Err(e) => Err(ClientError::Frame(e)),
     }
 }
 

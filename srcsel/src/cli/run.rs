@@ -86,8 +86,9 @@ fn as_user(name: &str) -> anyhow::Result<AsUser> {
     })
 }
 
-/// The daemon checks the caller, makes the cgroup and moves the command in
-/// while it waits before exec; `End` removes the cgroup afterwards.
+/// The daemon checks the caller, makes the cgroup and moves the command in;
+/// the command's child asks for that itself before exec, on this connection.
+/// `End` removes the cgroup afterwards.
 fn via_daemon(
     mut daemon: Client,
     via: &str,
@@ -95,25 +96,41 @@ fn via_daemon(
     user: Option<&AsUser>,
     command: &[OsString],
 ) -> anyhow::Result<u8> {
-    let mut started = None;
-    let ask = Box::new(|pid| {
-        let reply = daemon.request(Request::Run {
-            via: via.to_owned(),
+    let conn = daemon.inherited();
+    let via = via.to_owned();
+    // In the child: this process has no other thread (no runtime on this
+    // path), so it may allocate and log there.
+    let ask = move |pid| {
+        let asked = match conn.request(Request::Run {
+            via: via.clone(),
             mode,
             pid,
-        })?;
-        let Reply::Started { cgroup, warning } = reply else {
-            return Err(ClientError::Unexpected(format!("{reply:?}")).into());
+        }) {
+            Ok(Reply::Started { cgroup, warning }) => {
+                if let Some(w) = warning {
+                    warn!("{w}");
+                }
+                Asked::Started { cgroup }
+            }
+            Ok(reply) => Asked::Failed(ClientError::Unexpected(format!("{reply:?}")).to_string()),
+            Err(ClientError::Gone) => Asked::Gone,
+            Err(e) => Asked::Failed(e.to_string()),
         };
-        if let Some(w) = warning {
-            warn!("{w}");
-        }
-        started = Some(cgroup);
-        Ok(())
-    });
-    let status = supervise::run(command, Join::Moved(ask), user);
-    let Some(cgroup) = started else {
-        return status;
+        let started = matches!(asked, Asked::Started { .. });
+        (started, serde_json::to_vec(&asked).unwrap_or_default())
+    };
+    let mut said = Vec::new();
+    let join = Join::Asks {
+        ask: Box::new(ask),
+        said: &mut said,
+    };
+    let status = supervise::run(command, join, user);
+    let cgroup = match serde_json::from_slice(&said) {
+        Ok(Asked::Started { cgroup }) => cgroup,
+        Ok(Asked::Gone) => return Err(ClientError::Gone.into()),
+        Ok(Asked::Failed(why)) => return Err(anyhow::anyhow!(why)),
+        // The child never asked (no fork, or no pipe).
+        Err(_) => return status,
     };
     let ended = daemon.request(Request::End);
     supervise::reap_all();
@@ -123,6 +140,17 @@ fn via_daemon(
         })?;
     }
     status
+}
+
+/// What the command's child tells `srcsel run` of its `Run` request.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Asked {
+    Started {
+        cgroup: String,
+    },
+    /// The daemon went away before it replied.
+    Gone,
+    Failed(String),
 }
 
 /// Ends a run whose daemon went away: root removes its cgroup.

@@ -148,13 +148,16 @@ impl Daemon {
     /// the reaper removes the cgroup once it is empty.
     pub async fn end_run(&self, run: DaemonRun, ended: bool) {
         let cgroup = run.cgroup;
-        let removed = tokio::task::spawn_blocking(move || {
-            if !ended && cgroup::populated(&cgroup) {
-                return Ok(false);
-            }
-            cgroup::remove(&cgroup).map(|()| true)
-        })
-        .await;
+        let removed = if !cgroup::populated(&cgroup) {
+            // Empty (the command and all it started have ended): a rmdir,
+            // done at once, before the caller is told.
+            Ok(cgroup::remove(&cgroup).map(|()| true))
+        } else if !ended {
+            Ok(Ok(false))
+        } else {
+            // Killing what is left waits for it to go: off this thread.
+            tokio::task::spawn_blocking(move || cgroup::remove(&cgroup).map(|()| true)).await
+        };
         match removed {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => {

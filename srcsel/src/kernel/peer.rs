@@ -8,7 +8,7 @@
 //! two "still alive" checks of the pidfd is that process's.
 use std::{
     fs,
-    io::{self, Write as _},
+    io::{self, Read as _, Write as _},
     os::fd::{AsFd, AsRawFd as _, OwnedFd},
     path::Path,
 };
@@ -127,8 +127,18 @@ fn holds_pid(pidfd: &OwnedFd) -> bool {
 }
 
 /// The cgroup (v2 path, relative to the mount) `pid` is in.
+/// A file of /proc/PID: its size reads 0, so std would start 32 bytes at a
+/// time; a page's buffer takes it in one read.
+fn proc_file(pid: u32, name: &str) -> Option<String> {
+    let mut text = String::with_capacity(4096);
+    fs::File::open(format!("/proc/{pid}/{name}"))
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .ok()?;
+    Some(text)
+}
+
 fn cgroup_of(pid: u32) -> Option<String> {
-    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let text = proc_file(pid, "cgroup")?;
     text.lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(str::to_owned)
@@ -147,9 +157,7 @@ impl Child {
     /// `pid`, provided it is a child of `parent` and runs as `uid` (all four uids).
     pub fn check(pid: u32, parent: u32, uid: u32) -> Result<Self, MoveError> {
         let pidfd = pidfd_open(pid).map_err(|_| MoveError::Gone(pid))?;
-        let status = fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| ProcStatus::parse(&s));
+        let status = proc_file(pid, "status").and_then(|s| ProcStatus::parse(&s));
         let from = cgroup_of(pid);
         if !holds_pid(&pidfd) {
             return Err(MoveError::Gone(pid));

@@ -1,7 +1,8 @@
-//! The gate a command waits at between fork and exec while the daemon moves
-//! it into its cgroup: the child announces its pid on one pipe and waits for
-//! a word on another. std's `spawn` returns only after exec, so the daemon
-//! is asked from a helper thread meanwhile.
+//! What a command's child does between fork and exec to be moved into its
+//! cgroup. A [`Gate`]: it announces its pid on one pipe and waits for a word
+//! on another while a helper thread has it moved (std's `spawn` returns only
+//! after exec). A [`Note`]: it asks the daemon itself and tells the parent
+//! what came of it.
 use std::{
     fs::File,
     io::{self, Read as _, Write as _},
@@ -107,5 +108,62 @@ impl ChildEnds {
             }
         }
         Err(io::Error::from_raw_os_error(libc::ECANCELED))
+    }
+}
+
+/// The pipe a child that asks for itself writes its note on.
+pub struct Note {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+/// The child's end, as a plain descriptor for `pre_exec`.
+#[derive(Clone, Copy)]
+pub struct NoteEnd {
+    write: RawFd,
+    read: RawFd,
+}
+
+impl Note {
+    pub fn new() -> io::Result<Self> {
+        let (read, write) = pipe()?;
+        Ok(Self { read, write })
+    }
+
+    pub fn child_end(&self) -> NoteEnd {
+        NoteEnd {
+            write: self.write.as_raw_fd(),
+            read: self.read.as_raw_fd(),
+        }
+    }
+
+    /// After `spawn` returned (the child has exec'd or ended): what it
+    /// wrote. A note that cannot be read reads as none (the command is
+    /// still waited for; its run ends when the connection closes).
+    pub fn read_into(self, said: &mut Vec<u8>) {
+        drop(self.write);
+        if File::from(self.read).read_to_end(said).is_err() {
+            said.clear();
+        }
+    }
+}
+
+impl NoteEnd {
+    /// In the child: `ask(pid)`, its note to the parent, and whether to go on.
+    pub fn ask(self, ask: &mut super::Ask) -> io::Result<()> {
+        // SAFETY: getpid and close on our own descriptors.
+        let pid = unsafe {
+            libc::close(self.read);
+            libc::getpid()
+        };
+        let (go_on, note) = ask(pid as u32);
+        // SAFETY: the write end, open until exec; ManuallyDrop leaves it so.
+        let mut w = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(self.write) });
+        w.write_all(&note)?;
+        if go_on {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(libc::ECANCELED))
+        }
     }
 }

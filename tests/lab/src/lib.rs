@@ -217,8 +217,12 @@ impl Lab {
         self.launch_daemon(cmd.args(args));
     }
 
+    /// At debug level, unless the caller chose one (the bench runs it at
+    /// the packaged service's level).
     fn launch_daemon(&mut self, cmd: &mut Command) {
-        cmd.env("SRCSEL_LOG", "debug");
+        if !cmd.get_envs().any(|(k, _)| k == "SRCSEL_LOG") {
+            cmd.env("SRCSEL_LOG", "debug");
+        }
         self.spawn("daemon", cmd);
         let log = self.log_path("daemon");
         wait_until(

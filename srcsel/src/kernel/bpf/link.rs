@@ -1,6 +1,7 @@
 //! bpf(2) directly where aya 0.14 has no call: a pinned bpf_link for the
 //! hook whose link it cannot hand over (cgroup sockopt: no `FdLink`
-//! conversion), and the programs attached to a cgroup, whoever attached them.
+//! conversion), the programs attached to a cgroup, whoever attached them,
+//! and a whole array map in one call.
 use std::{
     ffi::CString,
     io,
@@ -10,6 +11,7 @@ use std::{
 
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_PROG_QUERY: libc::c_long = 16;
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_LINK_CREATE: libc::c_long = 28;
 
 fn bpf(cmd: libc::c_long, attr: &mut [u64; 8]) -> io::Result<libc::c_long> {
@@ -65,4 +67,31 @@ pub fn attached_ids(cg: BorrowedFd<'_>, attach_type: u32) -> io::Result<Vec<u32>
     }
     let n = (attr[3] as u32 as usize).min(ids.len());
     Ok(ids[..n].to_vec())
+}
+
+/// Every value of the array map `map` (of `max` entries), in one call
+/// rather than one per key (Linux 5.6).
+pub fn array_values<V: aya::Pod>(map: BorrowedFd<'_>, max: u32) -> io::Result<Vec<V>> {
+    // SAFETY: Pod values are plain data; all zeroes is a value.
+    let mut values: Vec<V> = (0..max).map(|_| unsafe { std::mem::zeroed() }).collect();
+    let mut keys = vec![0u32; max as usize];
+    let mut next = 0u32;
+    let mut attr = [0u64; 8];
+    // batch: in_batch (none: from the start), out_batch, keys, values,
+    // count (u32), map_fd (u32), elem_flags, flags.
+    attr[1] = (&raw mut next) as u64;
+    attr[2] = keys.as_mut_ptr() as u64;
+    attr[3] = values.as_mut_ptr() as u64;
+    attr[4] = u64::from(max) | (u64::from(map.as_raw_fd() as u32) << 32);
+    // ENOENT: the map ended before `max` (the count says how many came).
+    match bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) {
+        Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
+        _ => {}
+    }
+    let n = (attr[4] as u32).min(max) as usize;
+    if keys[..n].iter().enumerate().any(|(i, k)| *k as usize != i) {
+        return Err(io::Error::other("an array's batch came out of order"));
+    }
+    values.truncate(n);
+    Ok(values)
 }

@@ -3,10 +3,11 @@
 use std::{
     collections::BTreeMap,
     fs,
+    os::fd::AsFd as _,
     path::{Path, PathBuf},
 };
 
-use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapInfo};
+use aya::maps::{Array, HashMap, IterableMap as _, LpmTrie, Map, MapData, MapInfo};
 use srcsel_common::{
     LeaseReport, MAX_UPLINKS, Resolvers, UplinkRecord, UplinkState, health_flags, maps,
 };
@@ -130,16 +131,20 @@ impl Namespace {
             .collect())
     }
 
-    /// Every taken slot's record, by slot.
+    /// Every taken slot's record, by slot: one batch, or one lookup per
+    /// slot where the kernel has no batches.
     pub fn records(&self) -> Result<Vec<(u32, UplinkRecord)>, BpfError> {
-        let mut all = Vec::new();
-        for id in 1..MAX_UPLINKS {
-            let r = self.record(id)?;
-            if r.name[0] != 0 {
-                all.push((id, r));
-            }
-        }
-        Ok(all)
+        let fd = self.records.map().fd().as_fd();
+        let all = match super::link::array_values::<UplinkRecord>(fd, MAX_UPLINKS) {
+            Ok(all) if all.len() == MAX_UPLINKS as usize => all,
+            _ => (0..MAX_UPLINKS)
+                .map(|id| self.record(id))
+                .collect::<Result<_, _>>()?,
+        };
+        Ok((1..MAX_UPLINKS)
+            .zip(all.into_iter().skip(1))
+            .filter(|(_, r)| r.name[0] != 0)
+            .collect())
     }
 
     pub fn record(&self, id: u32) -> Result<UplinkRecord, BpfError> {
@@ -204,7 +209,7 @@ fn check_layout(maps_dir: &Path) -> Result<(), BpfError> {
 }
 
 fn maps_pinned(maps_dir: &Path) -> bool {
-    maps::ALL.iter().all(|m| maps_dir.join(m).exists())
+    pins::holds_all(maps_dir, maps::ALL.iter().copied())
 }
 
 pub(super) fn open_map<T: TryFrom<Map, Error = aya::maps::MapError>>(

@@ -158,6 +158,18 @@ pub fn uplink_of_pin(name: &str) -> String {
 }
 
 /// Where a namespace's attachments pin their links, one folder each.
+/// Whether `dir` holds an entry of each of `names`: one read of the
+/// folder rather than a stat per name (a run's path checks two sets).
+pub fn holds_all<'a>(dir: &Path, names: impl IntoIterator<Item = &'a str>) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    let present: std::collections::HashSet<_> = entries.flatten().map(|e| e.file_name()).collect();
+    names
+        .into_iter()
+        .all(|n| present.contains(std::ffi::OsStr::new(n)))
+}
+
 pub fn links_dir(ns_dir: &Path) -> PathBuf {
     ns_dir.join("links")
 }

@@ -108,7 +108,7 @@ pub fn attachments(ns_dir: &Path, a: &Assignment, cgroup: &Path) -> usize {
 /// Whether `dir` holds a pin of each program's name (its programs, or the
 /// links attaching them).
 pub(super) fn all_pinned(dir: &Path) -> bool {
-    programs::ALL.iter().all(|p| dir.join(p.name).exists())
+    pins::holds_all(dir, programs::ALL.iter().map(|p| p.name))
 }
 
 /// Attaches one pinned program through a bpf_link pinned at `link_pin`.
