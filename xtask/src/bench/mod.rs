@@ -171,7 +171,9 @@ fn daemon(start_only: bool) -> anyhow::Result<()> {
     let config = lab.dir.join("srcsel.toml");
     std::fs::write(
         &config,
-        format!("[[uplink]]\nname = \"usb0\"\n\n[[allow]]\nuser = {MEMBER}\n"),
+        format!(
+            "[[uplink]]\nname = \"usb0\"\ndns = [\"10.99.0.1\"]\n\n[[allow]]\nuser = {MEMBER}\n"
+        ),
     )?;
     // At the packaged service's log level: a debug line per request is not
     // what a host pays.

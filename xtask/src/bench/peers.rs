@@ -12,6 +12,7 @@
 use std::{
     fs,
     io::Write as _,
+    os::fd::AsFd as _,
     path::Path,
     process::{Command, Stdio},
 };
@@ -213,6 +214,14 @@ pub fn run(lab: &Lab, me: &Path) -> anyhow::Result<()> {
     }
     let args = ["udp-loop", &DATAGRAMS.to_string(), CLOSED];
     program_time(lab, me, &args, DATAGRAM_PATH, DATAGRAMS, "datagram")?;
+    // The floor under each figure above: a program that does nothing,
+    // timed the same way, in the bound_dev_if peer's cgroup (its ratio
+    // rounds are over).
+    let empty = crate::mechanism::empty_egress(&dev.0)?;
+    let _on = stats::enable()?;
+    let before = stats::of(empty[0].as_fd())?;
+    seconds(in_cgroup(lab, &dev.0, me).args(args))?;
+    stats::line("an empty one", stats::of(empty[0].as_fd())? - before);
     // The lab's namespace goes with the lab; its nft table and rule with it.
     Ok(())
 }

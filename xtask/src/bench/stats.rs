@@ -3,7 +3,7 @@
 //! the `kernel.bpf_stats_enabled` sysctl). Each run then pays two clock
 //! reads, so the ratio rounds are measured without it.
 use std::{
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
     path::{Path, PathBuf},
 };
 
@@ -47,7 +47,11 @@ impl std::ops::Sub for Runs {
 }
 
 fn of_pin(pin: &Path) -> anyhow::Result<Runs> {
-    let prog = obj_get(pin)?;
+    of(obj_get(pin)?.as_fd())
+}
+
+/// The program `prog`'s runs so far.
+pub fn of(prog: BorrowedFd<'_>) -> anyhow::Result<Runs> {
     let mut info = [0u8; INFO_LEN];
     let mut attr = [0u64; 2];
     attr[0] = u64::from(prog.as_raw_fd() as u32) | (INFO_LEN as u64) << 32;
@@ -85,15 +89,20 @@ impl Set {
         for ((name, b), a) in self.names.iter().zip(before).zip(after) {
             let d = *a - *b;
             total += d.ns;
-            let per_run = d.ns.checked_div(d.count).unwrap_or(0);
-            println!(
-                "    {name:<14} {:>9} runs {:>6} ns per run",
-                d.count, per_run
-            );
+            line(name, d);
         }
         println!(
             "    together       {:>9.0} ns per {unit}",
             total as f64 / units as f64
         );
     }
+}
+
+/// A program's runs and time per run.
+pub fn line(name: &str, d: Runs) {
+    let per_run = d.ns.checked_div(d.count).unwrap_or(0);
+    println!(
+        "    {name:<14} {:>9} runs {:>6} ns per run",
+        d.count, per_run
+    );
 }
