@@ -6,7 +6,7 @@ use crate::{
     api::{Reply, Request, client::Client},
     config::Config,
     kernel::{self, privileges},
-    status::{Report, UplinkReport, collect},
+    status::{Places, Report, UplinkReport, collect},
 };
 
 /// From the daemon when one runs (members of its group may ask), else
@@ -29,7 +29,10 @@ pub fn status(json: bool, config: &Path) -> anyhow::Result<()> {
                 )
             })?;
             let config = Config::load(config, false)?;
-            kernel::block_on(collect(false, &config))?
+            kernel::block_on(async {
+                let handle = kernel::netlink::connect()?;
+                collect(false, &config, &Places::here()?, &handle).await
+            })?
         }
     };
     if json {

@@ -147,7 +147,12 @@ async fn answer(d: &Daemon, caller: &Caller, privileged: bool, request: Request)
             // holds across awaits: blocking on it here would stall this
             // single-threaded runtime with the pass inside it.
             let _pass = d.passes.lock().await;
-            match status::collect(true, &d.config()).await {
+            let at = status::Places {
+                cookie: d.cookie,
+                bpffs: Some(d.bpffs.clone()),
+                cg_root: d.cg_root.as_ref().ok().cloned(),
+            };
+            match status::collect(true, &d.config(), &at, &d.handle).await {
                 Ok(mut report) => {
                     d.health.report(&mut report.uplinks);
                     report.reset = Some(d.reset.to_string());

@@ -4,7 +4,7 @@
 //! within a `version`.
 mod assigned;
 
-use std::net::Ipv6Addr;
+use std::{net::Ipv6Addr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 use srcsel_common::{Counters, UplinkRecord, UplinkState, flags, health_flags};
@@ -197,9 +197,33 @@ impl std::fmt::Display for CountersReport {
     }
 }
 
-/// Reads what is in force; `daemon`: whether the daemon is the one asking.
-pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
-    let cookie = pins::netns_cookie()?;
+/// Where a namespace's state is: the daemon keeps it; the CLI finds it.
+pub struct Places {
+    pub cookie: u64,
+    pub bpffs: Option<PathBuf>,
+    pub cg_root: Option<PathBuf>,
+}
+
+impl Places {
+    /// This process's namespace, its bpffs and cgroup2 as mountinfo says.
+    pub fn here() -> anyhow::Result<Self> {
+        Ok(Self {
+            cookie: pins::netns_cookie()?,
+            bpffs: pins::find_bpffs()?,
+            cg_root: mounts::find("cgroup2")?,
+        })
+    }
+}
+
+/// Reads what is in force; `daemon`: whether the daemon is the one asking
+/// (on its own netlink connection).
+pub async fn collect(
+    daemon: bool,
+    config: &Config,
+    at: &Places,
+    handle: &rtnetlink::Handle,
+) -> anyhow::Result<Report> {
+    let cookie = at.cookie;
     let mut report = Report {
         version: 1,
         netns_cookie: cookie,
@@ -209,25 +233,26 @@ pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
         known: Vec::new(),
         reset: None,
     };
-    let bpffs = pins::find_bpffs()?;
-    if let Some(root) = mounts::find("cgroup2")? {
-        let ns_dir = bpffs.as_ref().map(|b| pins::ns_dir(b, cookie));
-        report.assigned = assigned::assigned(config, &root, ns_dir.as_deref());
+    if let Some(root) = &at.cg_root {
+        let ns_dir = at.bpffs.as_ref().map(|b| pins::ns_dir(b, cookie));
+        report.assigned = assigned::assigned(config, root, ns_dir.as_deref());
     }
-    let Some(bpffs) = bpffs else {
+    let Some(bpffs) = &at.bpffs else {
         return Ok(report);
     };
     // Of the kernel's routing, srcsel's rules alone, before the namespace's
     // lock (never held across an await); a link's presence is one ioctl.
     // Status is asked by scripts, often: no dump of every table's routes.
-    let rules = dump::our_rules(&netlink::connect()?).await?;
+    let rules = dump::our_rules(handle).await?;
     let now = dump::boottime_secs();
-    let Some(ns) = Namespace::open_existing(&bpffs, cookie)? else {
+    let Some(ns) = Namespace::open_existing(bpffs, cookie)? else {
         return Ok(report);
     };
-    let runs = mounts::find("cgroup2")?
+    let runs = at
+        .cg_root
+        .as_ref()
         .map(|root| {
-            let dirs = cgroup::all_runs_dirs(&root, cookie);
+            let dirs = cgroup::all_runs_dirs(root, cookie);
             dirs.iter()
                 .flat_map(|d| cgroup::runs(d))
                 .collect::<Vec<_>>()
@@ -245,8 +270,10 @@ pub async fn collect(daemon: bool, config: &Config) -> anyhow::Result<Report> {
             });
         }
     }
+    let counters = ns.counters()?;
     for (id, r) in records {
-        report.uplinks.push(uplink(&ns, id, &r, &rules, &runs)?);
+        let u = uplink(&ns, id, &r, &rules, &runs, counters.of(id)?)?;
+        report.uplinks.push(u);
     }
     for a in &mut report.assigned {
         if let Some(u) = report.uplinks.iter().find(|u| u.name == a.via) {
@@ -301,6 +328,7 @@ fn uplink(
     r: &UplinkRecord,
     rules: &[Rule],
     runs: &[cgroup::Run],
+    counters: Counters,
 ) -> anyhow::Result<UplinkReport> {
     let name = name_of(r);
     let s = ns.state(id)?;
@@ -360,7 +388,7 @@ fn uplink(
             .map(ToString::to_string)
             .collect(),
         assignments,
-        counters: ns.counters(id)?.into(),
+        counters: counters.into(),
         name,
     })
 }

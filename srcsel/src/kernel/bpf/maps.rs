@@ -1,7 +1,11 @@
 //! Writing what the programs read (each uplink's live state, the exempt
 //! prefixes) and reading what they count. A write happens only when the
 //! value differs, so a pass with nothing to change writes nothing.
-use std::{collections::BTreeSet, net::Ipv6Addr, path::Path};
+use std::{
+    collections::BTreeSet,
+    net::Ipv6Addr,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     maps::{CgroupStorageKey, LpmTrie, Map, MapData, PerCpuArray, lpm_trie::Key},
@@ -188,13 +192,27 @@ impl Namespace {
         .map_err(|source| self.map_err(maps::EXEMPT6, source))
     }
 
-    /// Slot `id`'s counters, summed over CPUs.
-    pub fn counters(&self, id: u32) -> Result<Counters, BpfError> {
+    /// The slots' counters (opened once for every slot of a report).
+    pub fn counters(&self) -> Result<UplinkCounters, BpfError> {
         let path = self.dir.join("maps").join(maps::COUNTERS);
-        let map: PerCpuArray<MapData, Counters> = open_map(&path, Map::PerCpuArray)?;
-        let per_cpu = map
-            .get(&id, 0)
-            .map_err(|source| BpfError::Map { path, source })?;
+        let map = open_map(&path, Map::PerCpuArray)?;
+        Ok(UplinkCounters { map, path })
+    }
+}
+
+/// Each slot's counters, as its programs count them.
+pub struct UplinkCounters {
+    map: PerCpuArray<MapData, Counters>,
+    path: PathBuf,
+}
+
+impl UplinkCounters {
+    /// Slot `id`'s, summed over CPUs.
+    pub fn of(&self, id: u32) -> Result<Counters, BpfError> {
+        let per_cpu = self.map.get(&id, 0).map_err(|source| BpfError::Map {
+            path: self.path.clone(),
+            source,
+        })?;
         Ok(sum(per_cpu.iter()))
     }
 }
