@@ -171,6 +171,19 @@ fn an_unprivileged_user_can_neither_change_nor_stall_nor_bloat_the_daemon() {
         .unwrap();
     thread::sleep(Duration::from_millis(500));
     responsive(&lab);
+    // That user's own run is refused with the daemon's reason, whether its
+    // request went out before the daemon closed the connection or not.
+    for _ in 0..3 {
+        let o = out(lab
+            .as_user(STRANGER, &[], &lab.srcsel)
+            .args(["run", "--via", "usb0", "--", "true"]));
+        assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("connections to the daemon open"),
+            "{}",
+            stderr(&o)
+        );
+    }
     lab.renumber_hotspot("10.98.0");
     let new = lab.usb0_addr();
     wait_until(

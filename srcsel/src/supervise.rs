@@ -155,6 +155,11 @@ pub fn run(argv: &[OsString], join: Join<'_>, user: Option<&AsUser>) -> anyhow::
             gate.open_with(ask, || cmd.spawn())
         }
         Join::Asks { mut ask, said } => {
+            debug_assert_eq!(
+                threads(),
+                Some(1),
+                "a child that asks needs a parent with one thread"
+            );
             let note = gate::Note::new().context("making the pipe a run's child answers on")?;
             let end = note.child_end();
             // SAFETY: as above; `ask` allocates, which is safe in the child of
@@ -183,6 +188,15 @@ pub fn run(argv: &[OsString], join: Join<'_>, user: Option<&AsUser>) -> anyhow::
         }
     };
     wait_forwarding(child.id() as libc::pid_t, &signals)
+}
+
+/// This process's thread count, as /proc says.
+#[cfg(debug_assertions)]
+fn threads() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:")?.trim().parse().ok())
 }
 
 /// In the child, before exec: join the cgroup (so the command's first

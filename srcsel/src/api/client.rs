@@ -118,9 +118,12 @@ pub struct Inherited {
 
 impl Inherited {
     /// In the child: one request on the parent's connection.
-    pub fn request(&self, request: Request) -> Result<Reply, ClientError> {
-        // SAFETY: the descriptor is the parent's, open in this child until
-        // exec; ManuallyDrop leaves it open.
+    ///
+    /// # Safety
+    /// Only in a child forked while the [`Client`] lived, before exec: the
+    /// descriptor is the parent's copy, open there (and not reused).
+    pub unsafe fn request(&self, request: Request) -> Result<Reply, ClientError> {
+        // SAFETY: open, per the contract; ManuallyDrop leaves it so.
         let stream = ManuallyDrop::new(unsafe { UnixStream::from_raw_fd(self.fd) });
         exchange(&stream, &self.path, request)
     }
@@ -139,14 +142,14 @@ fn exchange(mut stream: &UnixStream, path: &Path, request: Request) -> Result<Re
                 | io::ErrorKind::UnexpectedEof
         )
     };
-    if let Err(e) = frame::write(&mut stream, &msg) {
-        return Err(if gone(&e) {
-            ClientError::Gone
-        } else {
-            ClientError::Io {
-                path: path.to_owned(),
-                source: e,
-            }
+    // A daemon that refused at once (busy) wrote why and closed: its
+    // reply is still there to read when our request can no longer go.
+    if let Err(e) = frame::write(&mut stream, &msg)
+        && !gone(&e)
+    {
+        return Err(ClientError::Io {
+            path: path.to_owned(),
+            source: e,
         });
     }
     match frame::read::<Message<Reply>>(&mut stream, MAX_REPLY) {

@@ -101,20 +101,23 @@ fn via_daemon(
     // In the child: this process has no other thread (no runtime on this
     // path), so it may allocate and log there.
     let ask = move |pid| {
-        let asked = match conn.request(Request::Run {
+        let run = Request::Run {
             via: via.clone(),
             mode,
             pid,
-        }) {
+        };
+        // SAFETY: `ask` runs in the forked child, before exec, while the
+        // parent's `daemon` lives.
+        let asked = match unsafe { conn.request(run) } {
             Ok(Reply::Started { cgroup, warning }) => {
                 if let Some(w) = warning {
                     warn!("{w}");
                 }
                 Asked::Started { cgroup }
             }
-            Ok(reply) => Asked::Failed(ClientError::Unexpected(format!("{reply:?}")).to_string()),
+            Ok(reply) => Asked::failed(ClientError::Unexpected(format!("{reply:?}"))),
             Err(ClientError::Gone) => Asked::Gone,
-            Err(e) => Asked::Failed(e.to_string()),
+            Err(e) => Asked::failed(e),
         };
         let started = matches!(asked, Asked::Started { .. });
         (started, serde_json::to_vec(&asked).unwrap_or_default())
@@ -129,8 +132,15 @@ fn via_daemon(
         Ok(Asked::Started { cgroup }) => cgroup,
         Ok(Asked::Gone) => return Err(ClientError::Gone.into()),
         Ok(Asked::Failed(why)) => return Err(anyhow::anyhow!(why)),
-        // The child never asked (no fork, or no pipe).
-        Err(_) => return status,
+        // Not forked (spawn's error says why), or the child died before it
+        // could say: that status is not the command's.
+        Err(_) => {
+            let code = status?;
+            bail!(
+                "the command's child ended before it was moved into its cgroup (status {code}); \
+                 the command did not run"
+            );
+        }
     };
     let ended = daemon.request(Request::End);
     supervise::reap_all();
@@ -151,6 +161,23 @@ enum Asked {
     /// The daemon went away before it replied.
     Gone,
     Failed(String),
+}
+
+/// A note fits a pipe's atomic write (PIPE_BUF): the child writes it
+/// before exec and the parent reads it only after, so a longer one could
+/// leave both waiting.
+const NOTE_TEXT: usize = 2048;
+
+impl Asked {
+    fn failed(e: impl std::fmt::Display) -> Self {
+        let mut why = e.to_string();
+        if why.len() > NOTE_TEXT {
+            let cut = (0..=NOTE_TEXT).rev().find(|&i| why.is_char_boundary(i));
+            why.truncate(cut.unwrap_or(0));
+            why.push('…');
+        }
+        Asked::Failed(why)
+    }
 }
 
 /// Ends a run whose daemon went away: root removes its cgroup.

@@ -148,12 +148,12 @@ impl Daemon {
     /// the reaper removes the cgroup once it is empty.
     pub async fn end_run(&self, run: DaemonRun, ended: bool) {
         let cgroup = run.cgroup;
-        let removed = if !cgroup::populated(&cgroup) {
-            // Empty (the command and all it started have ended): a rmdir,
-            // done at once, before the caller is told.
-            Ok(cgroup::remove(&cgroup).map(|()| true))
-        } else if !ended {
+        let removed = if !ended && cgroup::populated(&cgroup) {
             Ok(Ok(false))
+        } else if cgroup::remove_if_empty(&cgroup) {
+            // The common end: the command and all it started are gone; a
+            // rmdir, done at once, before the caller is told.
+            Ok(Ok(true))
         } else {
             // Killing what is left waits for it to go: off this thread.
             tokio::task::spawn_blocking(move || cgroup::remove(&cgroup).map(|()| true)).await

@@ -207,6 +207,15 @@ pub fn populated(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Removes a cgroup that has no processes (or is gone already); false if
+/// it has some, or the rmdir failed otherwise ([`remove`] then says why).
+pub fn remove_if_empty(path: &Path) -> bool {
+    match fs::remove_dir(path) {
+        Ok(()) => true,
+        Err(e) => e.kind() == ErrorKind::NotFound,
+    }
+}
+
 /// Kills the processes of a cgroup (`cgroup.kill`), waits for them to go, and
 /// removes it. Its group stays, attached, for the next run.
 pub fn remove(path: &Path) -> Result<(), CgroupError> {

@@ -126,7 +126,6 @@ fn holds_pid(pidfd: &OwnedFd) -> bool {
     rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// The cgroup (v2 path, relative to the mount) `pid` is in.
 /// A file of /proc/PID: its size reads 0, so std would start 32 bytes at a
 /// time; a page's buffer takes it in one read.
 fn proc_file(pid: u32, name: &str) -> Option<String> {
@@ -137,6 +136,7 @@ fn proc_file(pid: u32, name: &str) -> Option<String> {
     Some(text)
 }
 
+/// The cgroup (v2 path, relative to the mount) `pid` is in.
 fn cgroup_of(pid: u32) -> Option<String> {
     let text = proc_file(pid, "cgroup")?;
     text.lines()

@@ -8,11 +8,11 @@
 //! the attachments' links in `<bpffs>/srcsel/net-<cookie>/links/`.
 pub mod attachments;
 mod leases;
-mod link;
 mod maps;
 pub mod namespace;
 pub mod pins;
 pub mod programs;
+mod syscall;
 
 use std::{io, path::PathBuf};
 

@@ -3,11 +3,10 @@
 use std::{
     collections::BTreeMap,
     fs,
-    os::fd::AsFd as _,
     path::{Path, PathBuf},
 };
 
-use aya::maps::{Array, HashMap, IterableMap as _, LpmTrie, Map, MapData, MapInfo};
+use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapInfo};
 use srcsel_common::{
     LeaseReport, MAX_UPLINKS, Resolvers, UplinkRecord, UplinkState, health_flags, maps,
 };
@@ -134,8 +133,7 @@ impl Namespace {
     /// Every taken slot's record, by slot: one batch, or one lookup per
     /// slot where the kernel has no batches.
     pub fn records(&self) -> Result<Vec<(u32, UplinkRecord)>, BpfError> {
-        let fd = self.records.map().fd().as_fd();
-        let all = match super::link::array_values::<UplinkRecord>(fd, MAX_UPLINKS) {
+        let all = match super::syscall::array_values(&self.records) {
             Ok(all) if all.len() == MAX_UPLINKS as usize => all,
             _ => (0..MAX_UPLINKS)
                 .map(|id| self.record(id))

@@ -157,7 +157,6 @@ pub fn uplink_of_pin(name: &str) -> String {
     name.replace(':', ".")
 }
 
-/// Where a namespace's attachments pin their links, one folder each.
 /// Whether `dir` holds an entry of each of `names`: one read of the
 /// folder rather than a stat per name (a run's path checks two sets).
 pub fn holds_all<'a>(dir: &Path, names: impl IntoIterator<Item = &'a str>) -> bool {
@@ -170,6 +169,7 @@ pub fn holds_all<'a>(dir: &Path, names: impl IntoIterator<Item = &'a str>) -> bo
         .all(|n| present.contains(std::ffi::OsStr::new(n)))
 }
 
+/// Where a namespace's attachments pin their links, one folder each.
 pub fn links_dir(ns_dir: &Path) -> PathBuf {
     ns_dir.join("links")
 }

@@ -100,7 +100,7 @@ pub fn attachments(ns_dir: &Path, a: &Assignment, cgroup: &Path) -> usize {
         }
     };
     fs::File::open(cgroup)
-        .and_then(|cg| super::link::attached_ids(cg.as_fd(), Hook::Connect4.attach_type()))
+        .and_then(|cg| super::syscall::attached_ids(cg.as_fd(), Hook::Connect4.attach_type()))
         .inspect_err(|e| tracing::debug!("programs of {}: {e}", cgroup.display()))
         .map_or(0, |ids| ids.iter().filter(|id| **id == info.id()).count())
 }
@@ -124,7 +124,7 @@ pub(super) fn attach_one(
         source,
     };
     let raw = |prog: BorrowedFd<'_>| {
-        super::link::attach_and_pin(prog, cg, p.hook.attach_type(), link_pin)
+        super::syscall::attach_and_pin(prog, cg, p.hook.attach_type(), link_pin)
             .map_err(io_err(link_pin))
     };
     match p.hook {

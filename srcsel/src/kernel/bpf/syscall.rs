@@ -1,13 +1,15 @@
 //! bpf(2) directly where aya 0.14 has no call: a pinned bpf_link for the
 //! hook whose link it cannot hand over (cgroup sockopt: no `FdLink`
 //! conversion), the programs attached to a cgroup, whoever attached them,
-//! and a whole array map in one call.
+//! and a whole array map read in one call.
 use std::{
     ffi::CString,
     io,
-    os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
     path::Path,
 };
+
+use aya::maps::{Array, IterableMap as _, MapData};
 
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_PROG_QUERY: libc::c_long = 16;
@@ -69,9 +71,12 @@ pub fn attached_ids(cg: BorrowedFd<'_>, attach_type: u32) -> io::Result<Vec<u32>
     Ok(ids[..n].to_vec())
 }
 
-/// Every value of the array map `map` (of `max` entries), in one call
-/// rather than one per key (Linux 5.6).
-pub fn array_values<V: aya::Pod>(map: BorrowedFd<'_>, max: u32) -> io::Result<Vec<V>> {
+/// Every value of the array map `map`, in one call rather than one per
+/// key (Linux 5.6). aya checked its value size against `V` when it was
+/// opened: the kernel writes exactly `len × size_of::<V>()` bytes.
+pub fn array_values<V: aya::Pod>(map: &Array<MapData, V>) -> io::Result<Vec<V>> {
+    let max = map.len();
+    let fd = map.map().fd().as_fd();
     // SAFETY: Pod values are plain data; all zeroes is a value.
     let mut values: Vec<V> = (0..max).map(|_| unsafe { std::mem::zeroed() }).collect();
     let mut keys = vec![0u32; max as usize];
@@ -82,7 +87,7 @@ pub fn array_values<V: aya::Pod>(map: BorrowedFd<'_>, max: u32) -> io::Result<Ve
     attr[1] = (&raw mut next) as u64;
     attr[2] = keys.as_mut_ptr() as u64;
     attr[3] = values.as_mut_ptr() as u64;
-    attr[4] = u64::from(max) | (u64::from(map.as_raw_fd() as u32) << 32);
+    attr[4] = u64::from(max) | (u64::from(fd.as_raw_fd() as u32) << 32);
     // ENOENT: the map ended before `max` (the count says how many came).
     match bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) {
         Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
