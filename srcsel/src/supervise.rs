@@ -190,8 +190,7 @@ pub fn run(argv: &[OsString], join: Join<'_>, user: Option<&AsUser>) -> anyhow::
     wait_forwarding(child.id() as libc::pid_t, &signals)
 }
 
-/// This process's thread count, as /proc says.
-#[cfg(debug_assertions)]
+/// This process's thread count, as /proc says (checked in debug builds).
 fn threads() -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status

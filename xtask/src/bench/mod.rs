@@ -50,22 +50,6 @@ pub fn run(only: Only) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    // 2. What `srcsel run` adds to starting a command.
-    let (mut bare, mut wrapped) = (Vec::new(), Vec::new());
-    for _ in 0..RUNS {
-        bare.push(wall(&mut lab.client("true"))?);
-        wrapped.push(wall(
-            &mut lab.srcsel(["run", "--via", "usb0", "--", "true"]),
-        )?);
-    }
-    let (b, w) = (median(&mut bare), median(&mut wrapped));
-    println!("starting `true` in the client namespace, median of {RUNS}:");
-    println!("  plain               {:>8.2} ms", b * 1e3);
-    println!("  srcsel run --via    {:>8.2} ms", w * 1e3);
-    println!(
-        "  added               {:>8.2} ms   (goal < 5 ms)",
-        (w - b) * 1e3
-    );
     drop(lab);
     dns::run(&srcsel, &me)?;
     daemon(false)?;
@@ -76,21 +60,83 @@ const CHANGES: u32 = 200;
 /// A uid the bench's daemon config allows, for runs as a user.
 const MEMBER: u32 = 4242;
 
+/// The bare mechanism a run is measured against: a cgroup, one program,
+/// `true` in it (srcsel's usb0 `sock_create`, pinned by a first run).
+struct Mechanism {
+    me: std::path::PathBuf,
+    pin: std::path::PathBuf,
+    parent: srcsel_lab::CgroupTree,
+}
+
+impl Mechanism {
+    fn new(lab: &Lab) -> anyhow::Result<Self> {
+        let parent =
+            srcsel_lab::cgroup2_root().join(format!("srcsel-bench-{}", std::process::id()));
+        std::fs::create_dir(&parent)?;
+        Ok(Self {
+            me: release_xtask()?,
+            pin: usb0_programs(lab)?.join("sock_create"),
+            parent: srcsel_lab::CgroupTree(parent),
+        })
+    }
+
+    fn run(&self, lab: &Lab) -> anyhow::Result<f64> {
+        wall(
+            lab.client(&self.me)
+                .arg("mechanism-run")
+                .arg(&self.pin)
+                .arg(&self.parent.0),
+        )
+    }
+}
+
+fn print_mechanism(plain: f64, mech: f64) {
+    println!("  plain               {:>8.2} ms", plain * 1e3);
+    println!(
+        "  bare mechanism      {:>8.2} ms   (mkdir cgroup, attach one program, join, exec)",
+        mech * 1e3
+    );
+}
+
+/// `srcsel run` without a daemon (root sets the uplink up, makes the cgroup
+/// and attaches, all in the command) against the bare mechanism, with the
+/// daemon's `config`.
+fn run_cost_alone(lab: &Lab, config: &std::path::Path) -> anyhow::Result<()> {
+    let alone = || {
+        let mut c = lab.srcsel(["run", "--via", "usb0", "--config"]);
+        c.arg(config).args(["--", "true"]);
+        c
+    };
+    crate::run(&mut alone())?;
+    let mechanism = Mechanism::new(lab)?;
+    let mut m = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..RUNS {
+        m[0].push(wall(&mut lab.client("true"))?);
+        m[1].push(mechanism.run(lab)?);
+        m[2].push(wall(&mut alone())?);
+    }
+    let [plain, mech, alone] = m.map(|mut v| median(&mut v));
+    println!("starting `true` without a daemon, median of {RUNS}:");
+    print_mechanism(plain, mech);
+    println!(
+        "  srcsel run (root)   {:>8.2} ms   ratio {:.2}x, {:+.2} ms over the mechanism (goal <= +1.5)",
+        alone * 1e3,
+        alone / mech,
+        (alone - mech) * 1e3
+    );
+    Ok(())
+}
+
 /// `srcsel run` through the daemon (root, and a user the config allows)
-/// against the bare mechanism: a cgroup, one program, `true` in it.
+/// against the bare mechanism.
 fn run_cost_with_daemon(lab: &Lab) -> anyhow::Result<()> {
-    let me = release_xtask()?;
-    let pin = usb0_programs(lab)?.join("sock_create");
-    let parent = srcsel_lab::cgroup2_root().join(format!("srcsel-bench-{}", std::process::id()));
-    std::fs::create_dir(&parent)?;
+    let mechanism = Mechanism::new(lab)?;
     let srcsel = lab.srcsel.clone();
     let measure = || -> anyhow::Result<[f64; 5]> {
         let mut m = [Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..RUNS {
             m[0].push(wall(&mut lab.client("true"))?);
-            m[1].push(wall(
-                lab.client(&me).arg("mechanism-run").arg(&pin).arg(&parent),
-            )?);
+            m[1].push(mechanism.run(lab)?);
             m[2].push(wall(
                 &mut lab.srcsel(["run", "--via", "usb0", "--", "true"]),
             )?);
@@ -102,15 +148,9 @@ fn run_cost_with_daemon(lab: &Lab) -> anyhow::Result<()> {
         }
         Ok(m.map(|mut v| median(&mut v)))
     };
-    let result = measure();
-    std::fs::remove_dir(&parent)?;
-    let [plain, mech, root, user_plain, user] = result?;
+    let [plain, mech, root, user_plain, user] = measure()?;
     println!("starting `true` with a daemon running, median of {RUNS}:");
-    println!("  plain               {:>8.2} ms", plain * 1e3);
-    println!(
-        "  bare mechanism      {:>8.2} ms   (mkdir cgroup, attach one program, join, exec)",
-        mech * 1e3
-    );
+    print_mechanism(plain, mech);
     println!(
         "  srcsel run (root)   {:>8.2} ms   ratio {:.2}x, {:+.2} ms over the mechanism (goal <= +0.5)",
         root * 1e3,
@@ -175,6 +215,7 @@ fn daemon(start_only: bool) -> anyhow::Result<()> {
             "[[uplink]]\nname = \"usb0\"\ndns = [\"10.99.0.1\"]\n\n[[allow]]\nuser = {MEMBER}\n"
         ),
     )?;
+    run_cost_alone(&lab, &config)?;
     // At the packaged service's log level: a debug line per request is not
     // what a host pays.
     lab.start_daemon_with_env(
