@@ -210,9 +210,14 @@ pub fn populated(path: &Path) -> bool {
 /// Removes a cgroup that has no processes (or is gone already); false if
 /// it has some, or the rmdir failed otherwise ([`remove`] then says why).
 pub fn remove_if_empty(path: &Path) -> bool {
+    rmdir(path).is_ok()
+}
+
+/// rmdir(2) of a cgroup; one already gone counts as removed.
+fn rmdir(path: &Path) -> io::Result<()> {
     match fs::remove_dir(path) {
-        Ok(()) => true,
-        Err(e) => e.kind() == ErrorKind::NotFound,
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        done => done,
     }
 }
 
@@ -232,11 +237,7 @@ pub fn remove(path: &Path) -> Result<(), CgroupError> {
             thread::sleep(Duration::from_millis(2));
         }
     }
-    match fs::remove_dir(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(path)(e)),
-    }
+    rmdir(path).map_err(io_err(path))
 }
 
 /// One `srcsel run`'s cgroup, as found in the runs folder.

@@ -70,13 +70,10 @@ struct Mechanism {
 
 impl Mechanism {
     fn new(lab: &Lab) -> anyhow::Result<Self> {
-        let parent =
-            srcsel_lab::cgroup2_root().join(format!("srcsel-bench-{}", std::process::id()));
-        std::fs::create_dir(&parent)?;
         Ok(Self {
             me: release_xtask()?,
             pin: usb0_programs(lab)?.join("sock_create"),
-            parent: srcsel_lab::CgroupTree(parent),
+            parent: peers::cgroup("mechanism")?,
         })
     }
 

@@ -32,7 +32,7 @@ const MARK: &str = "0x5eed";
 const TABLE: &str = "4242";
 
 /// A cgroup of the bench's under cgroup2's root, removed on drop.
-fn cgroup(what: &str) -> anyhow::Result<CgroupTree> {
+pub(super) fn cgroup(what: &str) -> anyhow::Result<CgroupTree> {
     let path =
         srcsel_lab::cgroup2_root().join(format!("srcsel-bench-{what}-{}", std::process::id()));
     fs::create_dir(&path).with_context(|| path.display().to_string())?;
