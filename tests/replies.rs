@@ -12,7 +12,9 @@ use srcsel_lab::{CgroupTree, ETH0_ADDR, Lab, V6, cgroup2_root, unique, wait_unti
 const PORT: &str = "7100";
 
 /// Dual-stack services on port 7100: over TCP it tells each peer the
-/// address it was reached on; over UDP it answers "ok" with sendto.
+/// address it was reached on, and the uplink bits of the accepted socket's
+/// mark as the kernel reports them (none: it answers as the host does);
+/// over UDP it answers "ok" with sendto.
 const SERVICE: &str = r#"
 import socket, threading
 def udp():
@@ -31,7 +33,8 @@ s.listen(16)
 print("listening", flush=True)
 while True:
     c, _ = s.accept()
-    c.sendall((c.getsockname()[0].removeprefix("::ffff:") + "\n").encode())
+    uplink = c.getsockopt(socket.SOL_SOCKET, 36) & 0x3f000000  # SO_MARK
+    c.sendall(f"{c.getsockname()[0].removeprefix('::ffff:')} {uplink:#x}\n".encode())
     c.close()
 "#;
 
@@ -54,8 +57,8 @@ fn ask_udp(lab: &Lab, addr: &str) -> String {
         .to_owned()
 }
 
-/// A client on the internet's side: the address the service says it was
-/// reached on, or "" when no answer came.
+/// A client on the internet's side: what the service says (the address it
+/// was reached on, its connection's uplink bits), or "" when no answer came.
 fn reach(lab: &Lab, addr: &str) -> String {
     let code = format!(
         "import socket\ntry:\n    c = socket.create_connection(('{addr}', {PORT}), timeout=2)\n    print(c.recv(100).decode().strip())\nexcept OSError:\n    print('')\n"
@@ -127,7 +130,7 @@ fn services_answer_through_the_link_they_were_reached_on() {
             );
             for addr in [usb0.as_str(), ETH0_ADDR, &usb0_6, &eth0_6] {
                 let case = format!("{role}, usb0's slot first: {usb0_first}, reached on {addr}");
-                assert_eq!(reach(&lab, addr), addr, "TCP {case}");
+                assert_eq!(reach(&lab, addr), format!("{addr} 0x0"), "TCP {case}");
                 // Unassigned, a UDP socket on the wildcard answers from
                 // the address routing picks (Linux's way, without
                 // IP_PKTINFO), and srcsel leaves it so.

@@ -6,7 +6,7 @@ pub mod mark;
 pub mod programs;
 pub mod state;
 
-pub use mark::{MARK_MASK, STRICT_BIT, UPLINK_MASK, mark_for};
+pub use mark::{MARK_MASK, PENDING, STRICT_BIT, UPLINK_MASK, mark_for};
 pub use state::{
     Counters, DnsKey, LeaseReport, MAX_RESOLVERS, PeerKey, PeerValue, Resolvers, UplinkRecord,
     UplinkState, dns_flags, flags, health_flags,

@@ -7,6 +7,12 @@ pub const UPLINK_MASK: u32 = 0x3f00_0000;
 /// Set on sockets of strict assignments: routing rules stop them when the
 /// uplink has no route, instead of letting them fall through to the main table.
 pub const STRICT_BIT: u32 = 0x4000_0000;
+/// A TCP socket of an assigned cgroup that has not connected yet: the
+/// strict bit without an uplink. No routing rule takes it (it routes as
+/// unassigned), so a listener's accepted connections, which inherit it,
+/// answer by their address. The nearest assignment's connect program gives
+/// the socket its uplink's mark; one that listens keeps this one.
+pub const PENDING: u32 = STRICT_BIT;
 const MARK_SHIFT: u32 = 24;
 
 /// The socket mark of uplink `id` (1..MAX_UPLINKS), without the strict bit.

@@ -20,8 +20,6 @@ pub enum Hook {
     Recvmsg6,
     /// `cgroup/setsockopt`
     Setsockopt,
-    /// `sockops` (TCP events of the cgroup's sockets; srcsel uses `listen`)
-    SockOps,
     /// `cgroup/post_bind4`
     PostBind4,
     /// `cgroup/post_bind6`
@@ -40,7 +38,6 @@ impl Hook {
             Hook::Ingress => 0,
             Hook::Egress => 1,
             Hook::SockCreate => 2,
-            Hook::SockOps => 3,
             Hook::PostBind4 => 12,
             Hook::PostBind6 => 13,
             Hook::Connect4 => 10,
@@ -64,7 +61,6 @@ impl Hook {
             Hook::Recvmsg4 => "recvmsg4",
             Hook::Recvmsg6 => "recvmsg6",
             Hook::Setsockopt => "setsockopt",
-            Hook::SockOps => "sock_ops",
             Hook::PostBind4 => "post_bind4",
             Hook::PostBind6 => "post_bind6",
             Hook::Egress => "egress",
@@ -88,14 +84,13 @@ pub const SENDMSG6: &str = "sendmsg6";
 pub const RECVMSG4: &str = "recvmsg4";
 pub const RECVMSG6: &str = "recvmsg6";
 pub const SETSOCKOPT: &str = "setsockopt";
-pub const SOCK_OPS: &str = "sock_ops";
 pub const POST_BIND4: &str = "post_bind4";
 pub const POST_BIND6: &str = "post_bind6";
 pub const EGRESS: &str = "count_egress";
 pub const INGRESS: &str = "count_ingress";
 
 /// Every program of an uplink's set, in attach order.
-pub const ALL: [Program; 13] = [
+pub const ALL: [Program; 12] = [
     Program {
         name: SOCK_CREATE,
         hook: Hook::SockCreate,
@@ -127,10 +122,6 @@ pub const ALL: [Program; 13] = [
     Program {
         name: SETSOCKOPT,
         hook: Hook::Setsockopt,
-    },
-    Program {
-        name: SOCK_OPS,
-        hook: Hook::SockOps,
     },
     Program {
         name: POST_BIND4,

@@ -10,7 +10,6 @@
 mod answer;
 mod count;
 mod dns;
-mod listen;
 mod sockopt;
 mod steer;
 mod uplink;
@@ -18,8 +17,8 @@ mod v4;
 mod v6;
 
 use aya_ebpf::{
-    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, cgroup_sockopt, sock_ops},
-    programs::{SkBuffContext, SockAddrContext, SockContext, SockOpsContext, SockoptContext},
+    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, cgroup_sockopt},
+    programs::{SkBuffContext, SockAddrContext, SockContext, SockoptContext},
 };
 
 const ALLOW: i32 = 1;
@@ -79,12 +78,6 @@ pub fn recvmsg6(ctx: SockAddrContext) -> i32 {
 #[cgroup_sockopt(setsockopt)]
 pub fn setsockopt(ctx: SockoptContext) -> i32 {
     sockopt::setsockopt(&ctx)
-}
-
-#[sock_ops]
-pub fn sock_ops(ctx: SockOpsContext) -> u32 {
-    listen::sock_ops(&ctx);
-    ALLOW as u32
 }
 
 #[cgroup_skb(egress)]

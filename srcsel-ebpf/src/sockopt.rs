@@ -1,10 +1,11 @@
 //! Options that would take a strict socket around its uplink are refused
 //! (EPERM) when set: binding it to another device (`SO_BINDTODEVICE`,
 //! `SO_BINDTOIFINDEX`, `IP_UNICAST_IF`, `IPV6_UNICAST_IF`), or changing the
-//! mark bits srcsel owns (`SO_MARK`). Fallback sockets may set what they
+//! mark bits srcsel owns (`SO_MARK`); also on a TCP socket that has not
+//! connected yet ([`uplink::pending`]). Fallback sockets may set what they
 //! like; the connect and sendmsg hooks then leave them to the program.
 use aya_ebpf::programs::SockoptContext;
-use srcsel_common::{MARK_MASK, UPLINK_MASK, UplinkState};
+use srcsel_common::{MARK_MASK, STRICT_BIT, UPLINK_MASK, UplinkState};
 
 use crate::{
     ALLOW, DENY, count,
@@ -53,7 +54,8 @@ pub fn setsockopt(ctx: &SockoptContext) -> i32 {
         return ALLOW;
     }
     let mark = unsafe { (*sk).mark };
-    if mark & UPLINK_MASK != u.mark {
+    let pending = uplink::pending(sk);
+    if mark & UPLINK_MASK != u.mark && !pending {
         return ALLOW;
     }
     let int = || -> Option<u32> {
@@ -66,7 +68,11 @@ pub fn setsockopt(ctx: &SockoptContext) -> i32 {
         }
         // IP_UNICAST_IF takes the index in network byte order.
         (SOL_IP, IP_UNICAST_IF) => int().is_none_or(|i| i == 0 || u32::from_be(i) == u.ifindex),
-        (SOL_SOCKET, SO_MARK) => int().is_none_or(|m| m & MARK_MASK == mark & MARK_MASK),
+        // A TCP socket not connected yet may also take the mark its connect would give it.
+        (SOL_SOCKET, SO_MARK) => int().is_none_or(|m| {
+            let bits = m & MARK_MASK;
+            bits == mark & MARK_MASK || (pending && bits == u.mark | STRICT_BIT)
+        }),
         _ => true,
     };
     if allowed {

@@ -214,9 +214,11 @@ pub fn finish(v: &Verdict, datagram: bool) -> i32 {
     }
 }
 
-/// The verdict when binding to the uplink's address failed: it went away
-/// between the address event and this call.
+/// The verdict when the hook could not do what steering needs: bind the
+/// uplink's address (it went away between the address event and this
+/// call), or give a TCP socket the uplink's mark ([`uplink::claim`]; it
+/// would route as unassigned).
 #[inline(always)]
-pub fn refuse_after_bind() -> Verdict {
+pub fn cannot_steer() -> Verdict {
     uplink::strict_or(Verdict::Deny, Verdict::Allow)
 }

@@ -9,8 +9,8 @@ use aya_ebpf::{
     programs::{SockAddrContext, SockContext},
 };
 use srcsel_common::{
-    LeaseReport, MARK_MASK, MAX_LEASES, MAX_UPLINKS, STRICT_BIT, UPLINK_MASK, UplinkRecord,
-    UplinkState,
+    LeaseReport, MARK_MASK, MAX_LEASES, MAX_UPLINKS, PENDING, STRICT_BIT, UPLINK_MASK,
+    UplinkRecord, UplinkState,
 };
 
 /// Which slot of UPLINKS this program set serves; set by the loader.
@@ -94,13 +94,21 @@ pub fn here<C: EbpfContext>(ctx: &C) -> Option<&'static UplinkState> {
     (u.netns_cookie == cookie).then_some(u)
 }
 
+const IPPROTO_TCP: u32 = 6;
 const IPPROTO_MPTCP: u32 = 262;
+const TCP_CLOSE: u32 = 7;
 
 /// Gives a new IPv4/IPv6 socket the uplink's mark, unless a nearer assigned
-/// cgroup's program (which runs first) already chose. Whether the socket
-/// may be made: an MPTCP socket may not, in either mode, since the kernel
-/// makes its TCP subflows itself, without this hook, so none would carry
-/// the mark (programs that try MPTCP first fall back to TCP).
+/// cgroup's program (which runs first) already chose. A TCP socket gets
+/// [`PENDING`] instead, and its uplink's mark when it connects ([`claim`]):
+/// one that listens instead keeps PENDING, so the connections it accepts
+/// (conversations its peers began) inherit no uplink and their answers
+/// leave by their address. (A `sock_ops` program could take the mark off
+/// at `listen()`, but it runs at nine TCP events of every connection.)
+/// Whether the socket may be made: an MPTCP socket may not, in either mode,
+/// since the kernel makes its TCP subflows itself, without this hook, so
+/// none would carry the mark (programs that try MPTCP first fall back to
+/// TCP).
 #[inline(always)]
 pub fn mark_socket(ctx: &SockContext) -> bool {
     let sk: *mut bpf_sock = ctx.sock;
@@ -109,32 +117,72 @@ pub fn mark_socket(ctx: &SockContext) -> bool {
     if family != AF_INET && family != AF_INET6 {
         return true;
     }
-    if unsafe { (*sk).protocol } == IPPROTO_MPTCP {
+    let protocol = unsafe { (*sk).protocol };
+    if protocol == IPPROTO_MPTCP {
         return false;
     }
     let mark = unsafe { (*sk).mark };
     if mark & MARK_MASK != 0 {
         return true;
     }
-    let strict_bit = if strict() { STRICT_BIT } else { 0 };
-    unsafe { (*sk).mark = (mark & !MARK_MASK) | u.mark | strict_bit };
+    let ours = if protocol == IPPROTO_TCP {
+        PENDING
+    } else {
+        u.mark | if strict() { STRICT_BIT } else { 0 }
+    };
+    unsafe { (*sk).mark = (mark & !MARK_MASK) | ours };
     true
+}
+
+/// connect: a [`PENDING`] TCP socket takes this uplink's mark, before any
+/// decision reads it (the nearest assignment's program runs first and
+/// takes it; the others then see another uplink's). False when the mark
+/// could not be set: strict then refuses the connection, which would
+/// otherwise route as unassigned.
+#[inline(always)]
+pub fn claim(ctx: &SockAddrContext) -> bool {
+    let sk = unsafe { (*ctx.sock_addr).__bindgen_anon_1.sk };
+    if sk.is_null() {
+        return true;
+    }
+    let mark = unsafe { (*sk).mark };
+    if mark & MARK_MASK != PENDING {
+        return true;
+    }
+    let Some(u) = here(ctx) else { return true };
+    let mut m = (mark & !MARK_MASK) | u.mark | if strict() { STRICT_BIT } else { 0 };
+    set_mark(ctx, &mut m)
+}
+
+/// Whether a socket the setsockopt hook sees is a [`PENDING`] one that has
+/// not connected or listened: its options are checked as if it were this
+/// strict uplink's already (the nearest assignment would take it at
+/// connect; without marks, the strictest around it decides before).
+#[inline(always)]
+pub fn pending(sk: *const bpf_sock) -> bool {
+    unsafe { (*sk).mark & MARK_MASK == PENDING && (*sk).state == TCP_CLOSE }
 }
 
 /// Clears srcsel's bits of a socket's mark (the rest is others'): from now
 /// on it is routed as if unassigned, and the hooks leave it alone. `ctx` is
-/// a context bpf_setsockopt takes (sock_addr, sock_ops). If that fails,
-/// the uplink's table still routes it, as before srcsel knew better.
+/// a sock_addr context (bpf_setsockopt takes it). If that fails, the
+/// uplink's table still routes it, as before srcsel knew better.
 #[inline(always)]
-pub fn release<C: EbpfContext>(ctx: &C, mark: u32) {
-    let mut m = mark & !MARK_MASK;
-    unsafe {
+pub fn release(ctx: &SockAddrContext, mark: u32) {
+    let _ = set_mark(ctx, &mut (mark & !MARK_MASK));
+}
+
+/// `setsockopt(SO_MARK)` on the context's socket; whether it took.
+#[inline(always)]
+fn set_mark(ctx: &SockAddrContext, mark: &mut u32) -> bool {
+    let ret = unsafe {
         aya_ebpf::helpers::bpf_setsockopt(
             ctx.as_ptr().cast(),
             SOL_SOCKET,
             SO_MARK,
-            (&raw mut m).cast(),
+            (mark as *mut u32).cast(),
             size_of::<u32>() as i32,
         )
     };
+    ret == 0
 }

@@ -19,6 +19,9 @@ struct SockaddrIn {
 
 #[inline(always)]
 pub fn connect(ctx: &SockAddrContext) -> i32 {
+    if !uplink::claim(ctx) {
+        return steer::finish(&steer::cannot_steer(), false);
+    }
     let sa = ctx.sock_addr;
     let sk = unsafe { (*sa).__bindgen_anon_1.sk };
     let src = if sk.is_null() {
@@ -39,7 +42,7 @@ pub fn connect(ctx: &SockAddrContext) -> i32 {
         };
         // The address can vanish between the lease event and this connect.
         if !bind(ctx, &sin) {
-            return steer::finish(&steer::refuse_after_bind(), false);
+            return steer::finish(&steer::cannot_steer(), false);
         }
     }
     steer::finish(&v, false)

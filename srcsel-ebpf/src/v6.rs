@@ -34,6 +34,9 @@ fn source(ctx: &SockAddrContext, dst: Addr) -> Addr {
 
 #[inline(always)]
 pub fn connect(ctx: &SockAddrContext) -> i32 {
+    if !uplink::claim(ctx) {
+        return steer::finish(&steer::cannot_steer(), false);
+    }
     let field = unsafe { &raw mut (*ctx.sock_addr).user_ip6 };
     // The redirect keeps the family: the source is the same either way.
     let src = source(ctx, Addr::from6(read6(field)));
@@ -54,7 +57,7 @@ pub fn connect(ctx: &SockAddrContext) -> i32 {
             scope_id: 0,
         };
         if !v4::bind(ctx, &sin6) {
-            return steer::finish(&steer::refuse_after_bind(), false);
+            return steer::finish(&steer::cannot_steer(), false);
         }
     }
     steer::finish(&v, false)

@@ -202,3 +202,36 @@ fn a_family_found_dead_loses_only_its_mark_rule() {
         .len()
     );
 }
+
+#[test]
+fn a_pending_tcp_socket_routes_as_unassigned() {
+    // A listener's accepted connections keep PENDING: every mark rule of an
+    // uplink, a list and the isolation treats them as it treats mark 0.
+    let mut up = usb0(Some("10.99.0.57/24"), Some("10.99.0.1"), true);
+    up.addr6 = Some("2001:db8:99::5/64".parse().unwrap());
+    let members = [(slot(1), &up)];
+    let rules = desired_rules(slot(1), &up, true)
+        .into_iter()
+        .chain(answer_rules(
+            slot(1),
+            &[("10.1.0.2/32".parse().unwrap(), 254)],
+        ))
+        .chain(crate::policy::failover::desired_rules(
+            slot(2),
+            &members,
+            [Some(slot(1)), Some(slot(1))],
+        ))
+        .chain(crate::policy::isolate::desired_rules(true));
+    let takes = |mark: u32, (m, mask): (u32, u32)| mark & mask == m;
+    let mut marked = 0;
+    for r in rules {
+        let Some(fwmark) = r.fwmark else { continue };
+        marked += 1;
+        assert_eq!(
+            takes(srcsel_common::PENDING, fwmark),
+            takes(0, fwmark),
+            "{r:?}"
+        );
+    }
+    assert!(marked > 10);
+}

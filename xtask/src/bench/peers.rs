@@ -148,7 +148,7 @@ pub fn run(lab: &Lab, me: &Path) -> anyhow::Result<()> {
     let _attached = crate::mechanism::bind_to_device(&dev.0, usb0_ifindex(lab)?)?;
 
     // Loopback: what each costs a connection that is not steered anywhere
-    // (every socket passes sock_create, connect, sock_ops and the setsockopt
+    // (every socket passes sock_create, connect and the setsockopt
     // of SO_LINGER); bound_dev_if would take it off lo, so that peer has no
     // line here.
     for (family, flag) in [("IPv4", None), ("IPv6", Some("--v6"))] {
@@ -232,7 +232,6 @@ const CONNECTION: &[&str] = &[
     "connect4",
     "connect6",
     "setsockopt",
-    "sock_ops",
     "count_egress",
     "count_ingress",
 ];

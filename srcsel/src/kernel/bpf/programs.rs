@@ -12,7 +12,7 @@ use aya::{
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr,
         CgroupSockAddrAttachType, CgroupSockAttachType, CgroupSockopt, CgroupSockoptAttachType,
-        Program as AyaProgram, ProgramError, ProgramInfo, SockOps,
+        Program as AyaProgram, ProgramError, ProgramInfo,
         links::{FdLink, LinkError},
     },
 };
@@ -44,10 +44,18 @@ impl Namespace {
             ns_dir: self.dir.clone(),
             assignment,
         };
-        if all_pinned(&set.dir) {
-            return Ok(set);
+        match fs::read_link(set.dir.join(OBJECT_LINK)) {
+            Ok(id) if id.as_os_str() == OBJECT_ID && all_pinned(&set.dir) => return Ok(set),
+            Ok(id) => tracing::info!(
+                "{} ({mode}): programs loaded from another build ({}); loading this one's",
+                set.assignment.via,
+                id.display()
+            ),
+            Err(_) => {}
         }
-        // A set half-pinned by a crashed run is replaced whole.
+        // A set half-pinned by a crashed run, or pinned by an older srcsel
+        // (its programs may differ, even where their names do not), is
+        // replaced whole; its attachments then follow ([`Self::ensure_attached`]).
         let _ = pins::remove_tree(&set.dir);
         fs::create_dir_all(&set.dir).map_err(io_err(&set.dir))?;
         let strict = u32::from(mode.is_strict());
@@ -65,16 +73,23 @@ impl Namespace {
                 AyaProgram::CgroupSockAddr(p) => p.load().map_err(err)?,
                 AyaProgram::CgroupSkb(p) => p.load().map_err(err)?,
                 AyaProgram::CgroupSockopt(p) => p.load().map_err(err)?,
-                AyaProgram::SockOps(p) => p.load().map_err(err)?,
                 _ => return Err(err(ProgramError::UnexpectedProgramType)),
             }
             let path = set.dir.join(name);
             prog.pin(&path)
                 .map_err(|source| BpfError::Pin { path, source })?;
         }
+        // Written last: its presence says the set is complete.
+        let id = set.dir.join(OBJECT_LINK);
+        std::os::unix::fs::symlink(OBJECT_ID, &id).map_err(io_err(&id))?;
         Ok(set)
     }
 }
+
+/// In a set's folder, a symlink to [`OBJECT_ID`]: which object it was loaded from.
+const OBJECT_LINK: &str = "object";
+/// The eBPF object's digest (build.rs).
+const OBJECT_ID: &str = env!("SRCSEL_OBJECT_ID");
 
 /// Where the set of `a` is pinned in the namespace's folder `ns_dir`.
 pub(super) fn set_dir(ns_dir: &Path, a: &Assignment) -> PathBuf {
@@ -118,25 +133,16 @@ pub(super) fn attach_one(
     cg: BorrowedFd<'_>,
     link_pin: &Path,
 ) -> Result<(), BpfError> {
-    // Hooks whose links aya 0.14 cannot hand over as an FdLink.
     let err = |source| BpfError::Program {
         name: p.name,
         source,
     };
-    let raw = |prog: BorrowedFd<'_>| {
-        super::syscall::attach_and_pin(prog, cg, p.hook.attach_type(), link_pin)
-            .map_err(io_err(link_pin))
-    };
-    match p.hook {
-        Hook::Setsockopt => {
-            let x = CgroupSockopt::from_pin(pin, CgroupSockoptAttachType::Set).map_err(err)?;
-            return raw(x.fd().map_err(err)?.as_fd());
-        }
-        Hook::SockOps => {
-            let x = SockOps::from_pin(pin).map_err(err)?;
-            return raw(x.fd().map_err(err)?.as_fd());
-        }
-        _ => {}
+    if p.hook == Hook::Setsockopt {
+        // aya 0.14 cannot hand this hook's link over as an FdLink.
+        let x = CgroupSockopt::from_pin(pin, CgroupSockoptAttachType::Set).map_err(err)?;
+        let prog = x.fd().map_err(err)?;
+        return super::syscall::attach_and_pin(prog.as_fd(), cg, p.hook.attach_type(), link_pin)
+            .map_err(io_err(link_pin));
     }
     let link = link_for(p, pin, cg)?;
     link.pin(link_pin).map_err(|source| BpfError::Pin {
@@ -184,7 +190,7 @@ fn link_for(p: &Program, pin: &Path, cg: BorrowedFd<'_>) -> Result<FdLink, BpfEr
         Hook::Sendmsg6 => addr(CgroupSockAddrAttachType::UDPSendMsg6),
         Hook::Recvmsg4 => addr(CgroupSockAddrAttachType::UDPRecvMsg4),
         Hook::Recvmsg6 => addr(CgroupSockAddrAttachType::UDPRecvMsg6),
-        Hook::Setsockopt | Hook::SockOps => unreachable!("attached by attach_one"),
+        Hook::Setsockopt => unreachable!("attached by attach_one"),
         Hook::Egress => skb(CgroupSkbAttachType::Egress),
         Hook::Ingress => skb(CgroupSkbAttachType::Ingress),
     }
