@@ -4,11 +4,7 @@
 //! AYA_BUILD_SKIP=1, an empty stub takes its place so that `cargo check`,
 //! clippy and the unit tests still work; such a binary refuses to load
 //! programs and says how to build the real object (`cargo xtask build-ebpf`).
-use std::{
-    env, fs,
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{env, fs, path::PathBuf, process::Command};
 
 use anyhow::{Context as _, anyhow};
 use aya_build::{Package, Toolchain};
@@ -21,8 +17,8 @@ fn main() -> anyhow::Result<()> {
         println!(
             "cargo:warning=building srcsel without its eBPF object ({missing}); run `cargo xtask setup`"
         );
-        fs::write(&object, []).with_context(|| format!("writing stub {}", object.display()))?;
-        return identify(&object);
+        return fs::write(&object, [])
+            .with_context(|| format!("writing stub {}", object.display()));
     }
     let root = env::var("CARGO_MANIFEST_DIR")?;
     let ebpf_dir = PathBuf::from(root).join("../srcsel-ebpf");
@@ -34,20 +30,7 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         }],
         Toolchain::Nightly,
-    )?;
-    identify(&object)
-}
-
-/// Tells the crate the object's digest (`SRCSEL_OBJECT_ID`): a program set
-/// pinned from another object (an older srcsel's) is loaded again.
-fn identify(object: &Path) -> anyhow::Result<()> {
-    let bytes = fs::read(object).with_context(|| format!("reading {}", object.display()))?;
-    // FNV-1a, 64 bits: tells builds apart; nothing here needs a secure hash.
-    let digest = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    println!("cargo:rustc-env=SRCSEL_OBJECT_ID=fnv1a-{digest:016x}");
-    Ok(())
+    )
 }
 
 /// Why the eBPF object cannot be built here, if it cannot.

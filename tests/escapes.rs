@@ -50,8 +50,9 @@ fn strict_refuses_every_way_around_the_uplink_at_once() {
     let eth0_6 = lab.addr6_of("eth0").unwrap();
     let (tcp, udp) = (TCP_PORT.to_string(), UDP_PORT.to_string());
 
-    // curl --interface: SO_BINDTODEVICE refused, then its bind() to eth0's
-    // address refused at connect; it fails at once instead of hanging.
+    // curl --interface: its connect from eth0's device (or, where
+    // SO_BINDTODEVICE is refused, eth0's address) is refused; it fails at
+    // once instead of hanging.
     for (target, family) in [(url(&unique("if4")), "-4"), (url6(&unique("if6")), "-6")] {
         let start = Instant::now();
         let o = out(&mut curl_via(
@@ -93,6 +94,12 @@ fn strict_refuses_every_way_around_the_uplink_at_once() {
             let mut args = vec![kind, SERVER, port, &t];
             args.extend(opts.iter().map(String::as_str));
             let (ok_, said) = probe(&lab, &[], &args);
+            // A TCP socket's device is checked when it connects: until then
+            // it may still listen (and answer through that device).
+            let expected = match (kind, *what) {
+                ("tcp", "SO_BINDTODEVICE eth0") => "EPERM at connect",
+                _ => expected,
+            };
             assert!(!ok_ && said.contains(expected), "{what} ({kind}): {said}");
             lab.assert_unseen(&t);
         }
@@ -187,4 +194,71 @@ fn mptcp_sockets_are_refused_and_nothing_leaves_through_eth0() {
         assert_eq!(lab.source_of(&t), usb0, "{mode:?}");
     }
     assert_eq!(lab.foreign_sources("r1"), (0, 0));
+}
+
+/// Packets to TCP port 5999 each router forwarded, counted by an nft rule
+/// in its namespace (made on first use).
+fn probes_at(lab: &Lab, router: &str) -> u64 {
+    let listed = lab.output_in(router, &["nft", "list", "table", "inet", "probes"]);
+    listed
+        .split("packets ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("the probes counter")
+}
+
+fn count_probes(lab: &Lab, router: &str) {
+    lab.output_in(
+        router,
+        &[
+            "nft",
+            "add table inet probes; \
+             add chain inet probes seen { type filter hook prerouting priority 0; }; \
+             add rule inet probes seen tcp dport 5999 counter",
+        ],
+    );
+}
+
+/// What never passes the connect hook is marked when it is made, as before
+/// TCP streams waited for their connect: a raw socket of protocol TCP
+/// (CAP_NET_RAW) sends through usb0 in both modes. A strict listener keeps
+/// srcsel's bits: clearing them (then `connect(AF_UNSPEC)` and a connect)
+/// would take it around the uplink.
+#[test]
+fn sockets_that_connect_no_stream_are_steered_and_listeners_keep_the_bits() {
+    let mut lab = Lab::new(env!("CARGO_BIN_EXE_srcsel"));
+    lab.start_daemon(&[]);
+    for router in ["r1", "r2"] {
+        count_probes(&lab, router);
+    }
+    // A bare SYN to port 5999 (the kernel adds the IP header).
+    let raw = format!(
+        "import socket, struct\ns = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)\n\
+         s.sendto(struct.pack('!HHIIBBHHH', 40000, 5999, 1, 0, 5 << 4, 2, 1024, 0, 0), ('{SERVER}', 0))\n"
+    );
+    for mode in [&[][..], &["--fallback"][..]] {
+        let mut c = lab.srcsel(["run", "--via", "usb0"]);
+        ok(c.args(mode).args(["--", "python3", "-c", &raw]));
+    }
+    wait_until_counted(&lab, "r2", 2);
+    assert_eq!(
+        probes_at(&lab, "r1"),
+        0,
+        "a raw TCP packet left through eth0"
+    );
+
+    let listener = "import socket\ns = socket.socket()\ns.bind(('0.0.0.0', 0))\ns.listen()\n\
+                    try:\n    s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 0)\n    print('cleared')\n\
+                    except PermissionError:\n    print('refused')\n";
+    let said = ok(&mut lab.srcsel(["run", "--via", "usb0", "--", "python3", "-c", listener]));
+    assert_eq!(said.trim(), "refused");
+    assert_no_foreign_sources(&lab);
+}
+
+fn wait_until_counted(lab: &Lab, router: &str, n: u64) {
+    srcsel_lab::wait_until(
+        &format!("{n} probes at {router}"),
+        std::time::Duration::from_secs(5),
+        || probes_at(lab, router) >= n,
+    );
 }

@@ -289,8 +289,6 @@ fn runs_leave_nothing_behind_and_down_restores_the_dumps() {
         .chain([
             "links/usb0:fallback/cgroup".into(),
             "links/usb0:strict/cgroup".into(),
-            "usb0/fallback/object".into(),
-            "usb0/strict/object".into(),
         ])
         .chain(maps.iter().map(|m| format!("maps/SRCSEL_{m}")))
         .collect();

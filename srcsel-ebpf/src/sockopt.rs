@@ -1,9 +1,11 @@
 //! Options that would take a strict socket around its uplink are refused
 //! (EPERM) when set: binding it to another device (`SO_BINDTODEVICE`,
 //! `SO_BINDTOIFINDEX`, `IP_UNICAST_IF`, `IPV6_UNICAST_IF`), or changing the
-//! mark bits srcsel owns (`SO_MARK`); also on a TCP socket that has not
-//! connected yet ([`uplink::pending`]). Fallback sockets may set what they
-//! like; the connect and sendmsg hooks then leave them to the program.
+//! mark bits srcsel owns (`SO_MARK`). A TCP socket that has not connected
+//! ([`uplink::pending`]) keeps its bits too; the device it is bound to is
+//! checked at connect, by the assignment that takes it. Fallback sockets
+//! may set what they like; the connect and sendmsg hooks then leave them to
+//! the program.
 use aya_ebpf::programs::SockoptContext;
 use srcsel_common::{MARK_MASK, STRICT_BIT, UPLINK_MASK, UplinkState};
 
@@ -62,17 +64,20 @@ pub fn setsockopt(ctx: &SockoptContext) -> i32 {
         (begin + 4 <= end).then(|| unsafe { core::ptr::read_unaligned(begin as *const u32) })
     };
     let allowed = match (level, name) {
+        // A socket not connected yet may also take the mark its connect would give it.
+        (SOL_SOCKET, SO_MARK) => int().is_none_or(|m| {
+            let bits = m & MARK_MASK;
+            bits == mark & MARK_MASK || (pending && bits == u.mark | STRICT_BIT)
+        }),
+        // Which uplink's device is right is for the connect to decide: a
+        // nearer assignment may take the socket for another uplink.
+        _ if pending => true,
         (SOL_SOCKET, SO_BINDTODEVICE) => names_uplink(u, begin, end, len as usize),
         (SOL_SOCKET, SO_BINDTOIFINDEX) | (SOL_IPV6, IPV6_UNICAST_IF) => {
             int().is_none_or(|i| i == 0 || i == u.ifindex)
         }
         // IP_UNICAST_IF takes the index in network byte order.
         (SOL_IP, IP_UNICAST_IF) => int().is_none_or(|i| i == 0 || u32::from_be(i) == u.ifindex),
-        // A TCP socket not connected yet may also take the mark its connect would give it.
-        (SOL_SOCKET, SO_MARK) => int().is_none_or(|m| {
-            let bits = m & MARK_MASK;
-            bits == mark & MARK_MASK || (pending && bits == u.mark | STRICT_BIT)
-        }),
         _ => true,
     };
     if allowed {

@@ -94,9 +94,11 @@ pub fn here<C: EbpfContext>(ctx: &C) -> Option<&'static UplinkState> {
     (u.netns_cookie == cookie).then_some(u)
 }
 
+const SOCK_STREAM: u32 = 1;
 const IPPROTO_TCP: u32 = 6;
 const IPPROTO_MPTCP: u32 = 262;
 const TCP_CLOSE: u32 = 7;
+const TCP_LISTEN: u32 = 10;
 
 /// Gives a new IPv4/IPv6 socket the uplink's mark, unless a nearer assigned
 /// cgroup's program (which runs first) already chose. A TCP socket gets
@@ -125,7 +127,8 @@ pub fn mark_socket(ctx: &SockContext) -> bool {
     if mark & MARK_MASK != 0 {
         return true;
     }
-    let ours = if protocol == IPPROTO_TCP {
+    // Not a raw socket of protocol TCP: it never connects through the hooks.
+    let ours = if protocol == IPPROTO_TCP && unsafe { (*sk).type_ } == SOCK_STREAM {
         PENDING
     } else {
         u.mark | if strict() { STRICT_BIT } else { 0 }
@@ -155,12 +158,13 @@ pub fn claim(ctx: &SockAddrContext) -> bool {
 }
 
 /// Whether a socket the setsockopt hook sees is a [`PENDING`] one that has
-/// not connected or listened: its options are checked as if it were this
-/// strict uplink's already (the nearest assignment would take it at
-/// connect; without marks, the strictest around it decides before).
+/// not connected: not yet, or never (a listener). Its srcsel bits stay
+/// as they are until a connect takes it, or it could later connect (after
+/// `connect(AF_UNSPEC)`) untaken, as if unassigned.
 #[inline(always)]
 pub fn pending(sk: *const bpf_sock) -> bool {
-    unsafe { (*sk).mark & MARK_MASK == PENDING && (*sk).state == TCP_CLOSE }
+    let (mark, state) = unsafe { ((*sk).mark, (*sk).state) };
+    mark & MARK_MASK == PENDING && (state == TCP_CLOSE || state == TCP_LISTEN)
 }
 
 /// Clears srcsel's bits of a socket's mark (the rest is others'): from now

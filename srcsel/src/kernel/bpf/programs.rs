@@ -44,18 +44,10 @@ impl Namespace {
             ns_dir: self.dir.clone(),
             assignment,
         };
-        match fs::read_link(set.dir.join(OBJECT_LINK)) {
-            Ok(id) if id.as_os_str() == OBJECT_ID && all_pinned(&set.dir) => return Ok(set),
-            Ok(id) => tracing::info!(
-                "{} ({mode}): programs loaded from another build ({}); loading this one's",
-                set.assignment.via,
-                id.display()
-            ),
-            Err(_) => {}
+        if all_pinned(&set.dir) {
+            return Ok(set);
         }
-        // A set half-pinned by a crashed run, or pinned by an older srcsel
-        // (its programs may differ, even where their names do not), is
-        // replaced whole; its attachments then follow ([`Self::ensure_attached`]).
+        // A set half-pinned by a crashed run is replaced whole.
         let _ = pins::remove_tree(&set.dir);
         fs::create_dir_all(&set.dir).map_err(io_err(&set.dir))?;
         let strict = u32::from(mode.is_strict());
@@ -79,17 +71,9 @@ impl Namespace {
             prog.pin(&path)
                 .map_err(|source| BpfError::Pin { path, source })?;
         }
-        // Written last: its presence says the set is complete.
-        let id = set.dir.join(OBJECT_LINK);
-        std::os::unix::fs::symlink(OBJECT_ID, &id).map_err(io_err(&id))?;
         Ok(set)
     }
 }
-
-/// In a set's folder, a symlink to [`OBJECT_ID`]: which object it was loaded from.
-const OBJECT_LINK: &str = "object";
-/// The eBPF object's digest (build.rs).
-const OBJECT_ID: &str = env!("SRCSEL_OBJECT_ID");
 
 /// Where the set of `a` is pinned in the namespace's folder `ns_dir`.
 pub(super) fn set_dir(ns_dir: &Path, a: &Assignment) -> PathBuf {
