@@ -16,6 +16,7 @@ mod assign;
 mod dns;
 mod failover;
 mod peers;
+mod start;
 mod stats;
 
 pub use dns::dns_loop;
@@ -35,6 +36,11 @@ pub struct Only {
 
 pub fn run(only: Only) -> anyhow::Result<()> {
     crate::require_root("the benchmark")?;
+    // `cargo run` (so `cargo xtask`) sets it for its own libraries: every
+    // program the bench starts would search it for each library it loads,
+    // ~150 failed lookups, which no host pays.
+    // SAFETY: no other thread runs yet.
+    unsafe { std::env::remove_var("LD_LIBRARY_PATH") };
     crate::setup::all()?;
     let srcsel = crate::build_srcsel(true)?;
     let me = std::env::current_exe()?;
@@ -57,138 +63,6 @@ pub fn run(only: Only) -> anyhow::Result<()> {
 }
 
 const CHANGES: u32 = 200;
-/// A uid the bench's daemon config allows, for runs as a user.
-const MEMBER: u32 = 4242;
-
-/// The bare mechanism a run is measured against: a cgroup, one program,
-/// `true` in it (srcsel's usb0 `sock_create`, pinned by a first run).
-struct Mechanism {
-    me: std::path::PathBuf,
-    pin: std::path::PathBuf,
-    parent: srcsel_lab::CgroupTree,
-}
-
-impl Mechanism {
-    fn new(lab: &Lab) -> anyhow::Result<Self> {
-        Ok(Self {
-            me: release_xtask()?,
-            pin: usb0_programs(lab)?.join("sock_create"),
-            parent: peers::cgroup("mechanism")?,
-        })
-    }
-
-    fn run(&self, lab: &Lab) -> anyhow::Result<f64> {
-        wall(
-            lab.client(&self.me)
-                .arg("mechanism-run")
-                .arg(&self.pin)
-                .arg(&self.parent.0),
-        )
-    }
-}
-
-fn print_mechanism(plain: f64, mech: f64) {
-    println!("  plain               {:>8.2} ms", plain * 1e3);
-    println!(
-        "  bare mechanism      {:>8.2} ms   (mkdir cgroup, attach one program, join, exec)",
-        mech * 1e3
-    );
-}
-
-/// `srcsel run` without a daemon (root sets the uplink up, makes the cgroup
-/// and attaches, all in the command) against the bare mechanism, with the
-/// daemon's `config`.
-fn run_cost_alone(lab: &Lab, config: &std::path::Path) -> anyhow::Result<()> {
-    let alone = || {
-        let mut c = lab.srcsel(["run", "--via", "usb0", "--config"]);
-        c.arg(config).args(["--", "true"]);
-        c
-    };
-    crate::run(&mut alone())?;
-    let mechanism = Mechanism::new(lab)?;
-    let mut m = [Vec::new(), Vec::new(), Vec::new()];
-    for _ in 0..RUNS {
-        m[0].push(wall(&mut lab.client("true"))?);
-        m[1].push(mechanism.run(lab)?);
-        m[2].push(wall(&mut alone())?);
-    }
-    let [plain, mech, alone] = m.map(|mut v| median(&mut v));
-    println!("starting `true` without a daemon, median of {RUNS}:");
-    print_mechanism(plain, mech);
-    println!(
-        "  srcsel run (root)   {:>8.2} ms   ratio {:.2}x, {:+.2} ms over the mechanism (goal <= +1.5)",
-        alone * 1e3,
-        alone / mech,
-        (alone - mech) * 1e3
-    );
-    Ok(())
-}
-
-/// `srcsel run` through the daemon (root, and a user the config allows)
-/// against the bare mechanism.
-fn run_cost_with_daemon(lab: &Lab) -> anyhow::Result<()> {
-    let mechanism = Mechanism::new(lab)?;
-    let srcsel = lab.srcsel.clone();
-    let measure = || -> anyhow::Result<[f64; 5]> {
-        let mut m = [Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new()];
-        for _ in 0..RUNS {
-            m[0].push(wall(&mut lab.client("true"))?);
-            m[1].push(mechanism.run(lab)?);
-            m[2].push(wall(
-                &mut lab.srcsel(["run", "--via", "usb0", "--", "true"]),
-            )?);
-            m[3].push(wall(&mut lab.as_user(MEMBER, &[], "true"))?);
-            m[4].push(wall(
-                lab.as_user(MEMBER, &[], &srcsel)
-                    .args(["run", "--via", "usb0", "--", "true"]),
-            )?);
-        }
-        Ok(m.map(|mut v| median(&mut v)))
-    };
-    let [plain, mech, root, user_plain, user] = measure()?;
-    println!("starting `true` with a daemon running, median of {RUNS}:");
-    print_mechanism(plain, mech);
-    println!(
-        "  srcsel run (root)   {:>8.2} ms   ratio {:.2}x, {:+.2} ms over the mechanism (goal <= +0.5)",
-        root * 1e3,
-        root / mech,
-        (root - mech) * 1e3
-    );
-    let user_net = user - (user_plain - plain);
-    println!(
-        "  srcsel run (user)   {:>8.2} ms   ratio {:.2}x, {:+.2} ms (setpriv's own {:.2} ms taken out)",
-        user_net * 1e3,
-        user_net / mech,
-        (user_net - mech) * 1e3,
-        (user_plain - plain) * 1e3
-    );
-    status_cost(lab, plain)
-}
-
-/// `srcsel status` with three uplinks in the registry (usb0, eth0 and the
-/// list of both, each given a slot by a run), and the binary's own start.
-fn status_cost(lab: &Lab, plain: f64) -> anyhow::Result<()> {
-    for via in ["eth0", "usb0,eth0"] {
-        crate::run(&mut lab.srcsel(["run", "--via", via, "--", "true"]))?;
-    }
-    let (mut status, mut version) = (Vec::new(), Vec::new());
-    for _ in 0..RUNS {
-        status.push(wall(&mut lab.srcsel(["status"]))?);
-        version.push(wall(&mut lab.srcsel(["--version"]))?);
-    }
-    let (status, version) = (median(&mut status), median(&mut version));
-    // Each started as `true` is (nsenter into the lab): the difference is srcsel's.
-    println!("srcsel's own commands with a daemon running, over `true`, median of {RUNS}:");
-    println!(
-        "  status (3 uplinks)  {:>8.2} ms   (goal <= 1 ms)",
-        (status - plain) * 1e3
-    );
-    println!(
-        "  --version           {:>8.2} ms   (goal <= 0.3 ms)",
-        (version - plain) * 1e3
-    );
-    Ok(())
-}
 const IDLE_SECS: u64 = 10;
 
 /// The daemon: what a run and status cost with it, how fast it follows an
@@ -209,17 +83,18 @@ fn daemon(start_only: bool) -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[[uplink]]\nname = \"usb0\"\ndns = [\"10.99.0.1\"]\n\n[[allow]]\nuser = {MEMBER}\n"
+            "[[uplink]]\nname = \"usb0\"\ndns = [\"10.99.0.1\"]\n\n[[allow]]\nuser = {}\n",
+            start::MEMBER
         ),
     )?;
-    run_cost_alone(&lab, &config)?;
+    start::run_cost_alone(&lab, &config)?;
     // At the packaged service's log level: a debug line per request is not
     // what a host pays.
     lab.start_daemon_with_env(
         &[("SRCSEL_LOG", "info")],
         &["--config", &config.display().to_string()],
     );
-    run_cost_with_daemon(&lab)?;
+    start::run_cost_with_daemon(&lab)?;
     if start_only {
         return Ok(());
     }
