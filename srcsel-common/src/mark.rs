@@ -7,11 +7,11 @@ pub const UPLINK_MASK: u32 = 0x3f00_0000;
 /// Set on sockets of strict assignments: routing rules stop them when the
 /// uplink has no route, instead of letting them fall through to the main table.
 pub const STRICT_BIT: u32 = 0x4000_0000;
-/// A TCP socket of an assigned cgroup that has not connected yet: the
-/// strict bit without an uplink. No routing rule takes it (it routes as
-/// unassigned), so a listener's accepted connections, which inherit it,
-/// answer by their address. The nearest assignment's connect program gives
-/// the socket its uplink's mark; one that listens keeps this one.
+/// A TCP stream of an assigned cgroup that has not connected: the strict
+/// bit without an uplink. No routing rule of srcsel's takes it (it routes as
+/// unassigned). The nearest assignment's connect program gives the socket
+/// its uplink's mark; a listener keeps this one, and so do the connections
+/// it accepts, which answer by their address.
 pub const PENDING: u32 = STRICT_BIT;
 const MARK_SHIFT: u32 = 24;
 

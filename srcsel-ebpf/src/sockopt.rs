@@ -7,7 +7,7 @@
 //! may set what they like; the connect and sendmsg hooks then leave them to
 //! the program.
 use aya_ebpf::programs::SockoptContext;
-use srcsel_common::{MARK_MASK, STRICT_BIT, UPLINK_MASK, UplinkState};
+use srcsel_common::{MARK_MASK, UPLINK_MASK, UplinkState};
 
 use crate::{
     ALLOW, DENY, count,
@@ -67,7 +67,7 @@ pub fn setsockopt(ctx: &SockoptContext) -> i32 {
         // A socket not connected yet may also take the mark its connect would give it.
         (SOL_SOCKET, SO_MARK) => int().is_none_or(|m| {
             let bits = m & MARK_MASK;
-            bits == mark & MARK_MASK || (pending && bits == u.mark | STRICT_BIT)
+            bits == mark & MARK_MASK || (pending && bits == uplink::assigned(u))
         }),
         // Which uplink's device is right is for the connect to decide: a
         // nearer assignment may take the socket for another uplink.

@@ -101,7 +101,7 @@ const TCP_CLOSE: u32 = 7;
 const TCP_LISTEN: u32 = 10;
 
 /// Gives a new IPv4/IPv6 socket the uplink's mark, unless a nearer assigned
-/// cgroup's program (which runs first) already chose. A TCP socket gets
+/// cgroup's program (which runs first) already chose. A TCP stream gets
 /// [`PENDING`] instead, and its uplink's mark when it connects ([`claim`]):
 /// one that listens instead keeps PENDING, so the connections it accepts
 /// (conversations its peers began) inherit no uplink and their answers
@@ -131,7 +131,7 @@ pub fn mark_socket(ctx: &SockContext) -> bool {
     let ours = if protocol == IPPROTO_TCP && unsafe { (*sk).type_ } == SOCK_STREAM {
         PENDING
     } else {
-        u.mark | if strict() { STRICT_BIT } else { 0 }
+        assigned(u)
     };
     unsafe { (*sk).mark = (mark & !MARK_MASK) | ours };
     true
@@ -153,8 +153,14 @@ pub fn claim(ctx: &SockAddrContext) -> bool {
         return true;
     }
     let Some(u) = here(ctx) else { return true };
-    let mut m = (mark & !MARK_MASK) | u.mark | if strict() { STRICT_BIT } else { 0 };
-    set_mark(ctx, &mut m)
+    set_mark(ctx, &mut ((mark & !MARK_MASK) | assigned(u)))
+}
+
+/// srcsel's bits of a socket this program set has taken: the uplink's mark,
+/// and the strict bit in strict mode.
+#[inline(always)]
+pub fn assigned(u: &UplinkState) -> u32 {
+    u.mark | if strict() { STRICT_BIT } else { 0 }
 }
 
 /// Whether a socket the setsockopt hook sees is a [`PENDING`] one that has
