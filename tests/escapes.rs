@@ -196,8 +196,7 @@ fn mptcp_sockets_are_refused_and_nothing_leaves_through_eth0() {
     assert_eq!(lab.foreign_sources("r1"), (0, 0));
 }
 
-/// Packets to TCP port 5999 each router forwarded, counted by an nft rule
-/// in its namespace (made on first use).
+/// Packets to TCP port 5999 that `router` received ([`count_probes`]).
 fn probes_at(lab: &Lab, router: &str) -> u64 {
     let listed = lab.output_in(router, &["nft", "list", "table", "inet", "probes"]);
     listed
@@ -207,6 +206,7 @@ fn probes_at(lab: &Lab, router: &str) -> u64 {
         .expect("the probes counter")
 }
 
+/// An nft counter in `router`'s namespace of packets to TCP port 5999.
 fn count_probes(lab: &Lab, router: &str) {
     lab.output_in(
         router,
@@ -240,7 +240,11 @@ fn sockets_that_connect_no_stream_are_steered_and_listeners_keep_the_bits() {
         let mut c = lab.srcsel(["run", "--via", "usb0"]);
         ok(c.args(mode).args(["--", "python3", "-c", &raw]));
     }
-    wait_until_counted(&lab, "r2", 2);
+    srcsel_lab::wait_until(
+        "both raw packets at usb0's router",
+        std::time::Duration::from_secs(5),
+        || probes_at(&lab, "r2") >= 2,
+    );
     assert_eq!(
         probes_at(&lab, "r1"),
         0,
@@ -253,12 +257,4 @@ fn sockets_that_connect_no_stream_are_steered_and_listeners_keep_the_bits() {
     let said = ok(&mut lab.srcsel(["run", "--via", "usb0", "--", "python3", "-c", listener]));
     assert_eq!(said.trim(), "refused");
     assert_no_foreign_sources(&lab);
-}
-
-fn wait_until_counted(lab: &Lab, router: &str, n: u64) {
-    srcsel_lab::wait_until(
-        &format!("{n} probes at {router}"),
-        std::time::Duration::from_secs(5),
-        || probes_at(lab, router) >= n,
-    );
 }

@@ -65,12 +65,7 @@ pub fn run_cost_alone(lab: &Lab, config: &std::path::Path) -> anyhow::Result<()>
     let [plain, mech, alone] = m.map(|mut v| median(&mut v));
     println!("starting `true` without a daemon, median of {RUNS}:");
     print_mechanism(plain, mech);
-    println!(
-        "  srcsel run (root)   {:>8.2} ms   ratio {:.2}x, {:+.2} ms over the mechanism (goal <= +1.5)",
-        alone * 1e3,
-        alone / mech,
-        (alone - mech) * 1e3
-    );
+    print_root(alone, mech, Some(1.5));
     Ok(())
 }
 
@@ -80,13 +75,13 @@ pub fn run_cost_with_daemon(lab: &Lab) -> anyhow::Result<()> {
     let mechanism = Mechanism::new(lab)?;
     let warm = starts(lab, &mechanism, RUNS, Duration::ZERO)?;
     println!("starting `true` with a daemon running, median of {RUNS}:");
-    print_starts(&warm, 0.5);
+    print_starts(&warm, Some(0.5));
     let quiet = starts(lab, &mechanism, QUIET_RUNS, QUIET)?;
     println!(
         "starting `true` on a quiet host (each {} ms after the last start), median of {QUIET_RUNS}:",
         QUIET.as_millis()
     );
-    print_starts(&quiet, f64::NAN);
+    print_starts(&quiet, None);
     status_cost(lab, warm[0])
 }
 
@@ -124,20 +119,10 @@ fn starts(
     Ok(m.map(|mut v| median(&mut v)))
 }
 
-/// The lines of [`starts`]' medians; `goal`: ms over the mechanism, or NaN.
-fn print_starts(&[plain, mech, root, user_plain, user]: &[f64; 5], goal: f64) {
+/// The lines of [`starts`]' medians; `goal`: ms over the mechanism.
+fn print_starts(&[plain, mech, root, user_plain, user]: &[f64; 5], goal: Option<f64>) {
     print_mechanism(plain, mech);
-    let goal = if goal.is_nan() {
-        String::new()
-    } else {
-        format!(" (goal <= +{goal})")
-    };
-    println!(
-        "  srcsel run (root)   {:>8.2} ms   ratio {:.2}x, {:+.2} ms over the mechanism{goal}",
-        root * 1e3,
-        root / mech,
-        (root - mech) * 1e3
-    );
+    print_root(root, mech, goal);
     let user_net = user - (user_plain - plain);
     println!(
         "  srcsel run (user)   {:>8.2} ms   ratio {:.2}x, {:+.2} ms (setpriv's own {:.2} ms taken out)",
@@ -145,6 +130,17 @@ fn print_starts(&[plain, mech, root, user_plain, user]: &[f64; 5], goal: f64) {
         user_net / mech,
         (user_net - mech) * 1e3,
         (user_plain - plain) * 1e3
+    );
+}
+
+/// A root `srcsel run` against the mechanism; `goal`: ms over it.
+fn print_root(root: f64, mech: f64, goal: Option<f64>) {
+    let goal = goal.map(|g| format!(" (goal <= +{g})")).unwrap_or_default();
+    println!(
+        "  srcsel run (root)   {:>8.2} ms   ratio {:.2}x, {:+.2} ms over the mechanism{goal}",
+        root * 1e3,
+        root / mech,
+        (root - mech) * 1e3
     );
 }
 
